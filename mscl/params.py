@@ -1,0 +1,226 @@
+"""Parameter files: one YAML per notebook and profile, validated against a typed schema.
+
+Every notebook reads ``params/<profile>/<notebook>.yaml``; the stage-training knobs shared by every
+notebook that trains (so that a stage trained once is reused by all of them) live in
+``params/<profile>/training.yaml``. A file is checked strictly: an unknown key, a missing key or a
+value of the wrong type is a :class:`ParamsError` naming the file, the dotted key and what was
+expected. There are no silent defaults: what a run used is what its file says.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import yaml
+
+PARAMS_ROOT = Path(__file__).resolve().parent.parent / "params"
+PROFILES = ("smoke", "cpu", "gpu")
+
+
+class ParamsError(ValueError):
+    """A params file that does not match its schema; the message names the file and the key."""
+
+
+# --------------------------------------------------------------------------- schemas
+@dataclasses.dataclass(frozen=True)
+class LoraParams:
+    r: int
+    alpha: int
+    dropout: float
+    target_modules: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class QuickstartParams:
+    """notebooks/00_quickstart.ipynb"""
+    backbone: str
+    questions: list[str]
+    max_new_tokens: int
+    lora: LoraParams
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchmarkSizes:
+    """How many facts the benchmark draws; the paper's proportions at paper scale (profile gpu)."""
+    facts_per_domain: int          # paper: 3,000 QA pairs per domain
+    shared_per_pair: int           # paper: 1,000 shared by any two consecutive domains
+    general: int                   # paper: 6,000 general-purpose pairs
+    stage1_facts: int              # domain-independent stream, facts learned in stage 1
+    new_facts_per_stage: int       # domain-independent stream, facts added in each later stage
+    edits_per_stage: int           # domain-independent stream, earlier answers edited per later stage
+    cross_independent_per_stage: int   # cross-domain stream: domain-independent examples per stage
+    cross_conflict_per_stage: int      # cross-domain stream: conflict examples per stage
+
+
+@dataclasses.dataclass(frozen=True)
+class DataBuildParams:
+    """notebooks/01_data_build.ipynb"""
+    profile: str
+    seed: int
+    sizes: BenchmarkSizes
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainParams:
+    epochs: float
+    batch_size: int
+    grad_accum: int
+    learning_rate: float
+    warmup_ratio: float
+    weight_decay: float
+    max_length: int
+    lora: LoraParams
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalParams:
+    max_new_tokens: int
+    batch_size: int
+    max_items: int                 # cap per evaluation set; 0 means all
+    bootstrap: int                 # bootstrap resamples for confidence intervals
+
+
+@dataclasses.dataclass(frozen=True)
+class PBLParams:
+    """The preference-based learning bias (paper section 'learning bias')."""
+    k: int                         # responses sampled per training question
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    alpha: float                   # weight of L_PP (aligned)
+    beta: float                    # weight of L_NP (conflicting)
+    variant: str                   # "paper" (exact, unbounded) or "sigmoid" (bounded)
+    scale: float                   # log-ratio scale inside the bounded variant
+    clamp: float                   # |log-ratio| clamp guarding the paper variant; 0 disables
+    nll_weight: float              # weight of the gold answer's NLL in the total objective
+    preference_weight: float       # weight of the preference-bias loss in the total objective
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingParams:
+    """params/<profile>/training.yaml: everything a stage run depends on."""
+    backbone: str
+    seed: int
+    train: TrainParams
+    eval: EvalParams
+    pbl: PBLParams
+
+
+@dataclasses.dataclass(frozen=True)
+class StageTrainingParams:
+    """notebooks/03_stage_training.ipynb: one stage of one method."""
+    stream: str
+    stage: int
+    method: str
+
+
+SCHEMAS: dict[str, type] = {
+    "00_quickstart": QuickstartParams,
+    "01_data_build": DataBuildParams,
+    "03_stage_training": StageTrainingParams,
+    "training": TrainingParams,
+}
+
+
+# --------------------------------------------------------------------------- loading
+def params_path(profile: str, name: str) -> Path:
+    """Where the params file ``name`` of ``profile`` lives; an unknown profile is an error."""
+    if profile not in PROFILES:
+        raise ParamsError(f"unknown profile {profile!r}; known profiles: {', '.join(PROFILES)}")
+    return PARAMS_ROOT / profile / f"{name}.yaml"
+
+
+def load_params(profile: str, name: str, schema: type | None = None) -> Any:
+    """Load and validate ``params/<profile>/<name>.yaml`` against its schema."""
+    return load_params_file(params_path(profile, name), schema or SCHEMAS.get(name))
+
+
+def load_params_file(path: str | Path, schema: type | None) -> Any:
+    """Load a YAML file and build ``schema`` from it, strictly (see the module docstring)."""
+    path = Path(path)
+    if schema is None:
+        raise ParamsError(f"{path}: no schema is registered for {path.stem!r}; known: {sorted(SCHEMAS)}")
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    return build(schema, raw, path=str(path))
+
+
+def build(schema: type, raw: Any, path: str = "<params>", prefix: str = "") -> Any:
+    """Build dataclass ``schema`` from a mapping, checking keys and types; errors name path and key."""
+    where = f"{path}: {prefix}" if prefix else f"{path}: "
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{where}expected a mapping of keys, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema)
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ParamsError(f"{where}unknown key {prefix}{unknown[0]!r}; expected keys: {', '.join(fields)}")
+    missing = [k for k in fields if k not in raw]
+    if missing:
+        raise ParamsError(f"{where}missing key {prefix}{missing[0]!r} ({_type_name(hints[missing[0]])})")
+    values = {k: _coerce(hints[k], raw[k], path, f"{prefix}{k}") for k in fields}
+    return schema(**values)
+
+
+def _coerce(tp: Any, value: Any, path: str, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, path, prefix=f"{key}.")
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in get_args(tp):
+            return None
+        for option in get_args(tp):
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, path, key)
+            except ParamsError:
+                continue
+        raise _type_error(tp, value, path, key)
+    if origin is list:
+        (item,) = get_args(tp)
+        if not isinstance(value, list):
+            raise _type_error(tp, value, path, key)
+        return [_coerce(item, v, path, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _type_error(tp, value, path, key)
+        _, vt = get_args(tp)
+        return {k: _coerce(vt, v, path, f"{key}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error(tp, value, path, key)
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(tp, value, path, key)
+        return value
+    if tp in (str, bool):
+        if not isinstance(value, tp):
+            raise _type_error(tp, value, path, key)
+        return value
+    if tp is Any:
+        return value
+    raise ParamsError(f"{path}: {key}: unsupported schema type {tp!r}")
+
+
+def _type_name(tp: Any) -> str:
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping ({tp.__name__})"
+    return getattr(tp, "__name__", None) if get_origin(tp) is None else str(tp).replace("typing.", "")
+
+
+def _type_error(tp: Any, value: Any, path: str, key: str) -> ParamsError:
+    return ParamsError(f"{path}: key {key!r} expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def to_dict(params: Any) -> dict:
+    """The plain-data form of a params object (saved with every run's results)."""
+    return dataclasses.asdict(params)
