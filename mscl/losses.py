@@ -1,0 +1,206 @@
+"""Losses of the preference-based learning bias (PBL), as pure functions over tensors.
+
+Notation: for a sampled response y' to a question x, r(y') = log pi_theta(y'|x) - log pi_ref(y'|x)
+is its log-ratio against the frozen model at the start of the stage. Responses are split into
+Y_align (compatible with the gold answer) and Y_conflict. The paper's loss is
+
+    L_total = alpha * L_PP + beta * L_NP,
+    L_PP = - sum_{y' in Y_align} r(y'),        L_NP = + sum_{y' in Y_conflict} r(y').
+
+Both terms are linear in r and unbounded below (pi_theta can push a conflicting response's
+probability to zero forever), so this module offers the exact form (``variant="paper"``, with an
+optional clamp on r) and a bounded one (``variant="sigmoid"``, the DPO/KTO-style logistic form).
+``ref_logps`` is always treated as a constant: it is detached, and can be precomputed once.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "sequence_logps",
+    "sequence_token_counts",
+    "positive_preference_loss",
+    "negative_preference_loss",
+    "preference_bias_terms",
+    "preference_bias_loss",
+    "total_loss",
+    "VARIANTS",
+    "REDUCTIONS",
+]
+
+VARIANTS = ("paper", "sigmoid")
+REDUCTIONS = ("sum", "mean")
+
+
+# --------------------------------------------------------------------------- log-probabilities
+def sequence_logps(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100,
+                   chunk_size: int = 4096) -> torch.Tensor:
+    """Summed log-probability of each sequence's response tokens.
+
+    logps[b] = sum_{t : labels[b, t+1] != ignore_index} log softmax(logits[b, t])[labels[b, t+1]]
+
+    The causal shift means logits at position t predict the label at t+1. Positions whose label is
+    ``ignore_index`` (prompt and padding) are masked out; a sequence without response tokens gets 0.
+
+    Memory: only the response positions are selected (one [N, V] copy, N = number of response
+    tokens), and each log-softmax is computed as ``gather - logsumexp`` in chunks of ``chunk_size``
+    rows, so no full [B, T, V] log-softmax is materialised. Half-precision logits are upcast to
+    float32 chunk by chunk (bf16 logsumexp is too coarse for log-ratios); the result is float32 for
+    half inputs and the logits' dtype otherwise.
+
+    Args:
+        logits: [B, T, V] model outputs.
+        labels: [B, T] token ids, ``ignore_index`` where not scored.
+    Returns:
+        [B] summed log-probabilities.
+    """
+    if logits.dim() != 3 or labels.shape != logits.shape[:2]:
+        raise ValueError(f"expected logits [B, T, V] and labels [B, T], got {tuple(logits.shape)} "
+                         f"and {tuple(labels.shape)}")
+    out_dtype = torch.float32 if logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype
+    logits = logits[:, :-1]
+    labels = labels[:, 1:]
+    mask = labels != ignore_index
+    batch_index = mask.nonzero(as_tuple=True)[0]
+    rows = logits[mask]                                    # [N, V], response positions only
+    tokens = labels[mask]                                  # [N]
+    per_token = []
+    # torch.split (not slicing) so that backward is one concatenation, not a full-size zero
+    # gradient per chunk.
+    for row_chunk, token_chunk in zip(rows.split(chunk_size), tokens.split(chunk_size)):
+        row_chunk = row_chunk.to(out_dtype)
+        chosen = row_chunk.gather(-1, token_chunk.unsqueeze(-1)).squeeze(-1)
+        per_token.append(chosen - torch.logsumexp(row_chunk, dim=-1))
+    per_token = torch.cat(per_token) if per_token else rows.new_zeros(0, dtype=out_dtype)
+    logps = torch.zeros(labels.shape[0], dtype=out_dtype, device=logits.device)
+    return logps.index_add(0, batch_index, per_token)
+
+
+def sequence_token_counts(labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Number of scored (response) tokens per sequence, after the causal shift:
+    counts[b] = #{t >= 1 : labels[b, t] != ignore_index}. Divide :func:`sequence_logps` by it for
+    a per-token average."""
+    return (labels[:, 1:] != ignore_index).sum(dim=-1)
+
+
+# --------------------------------------------------------------------------- the paper's two terms
+def _reduce(values: torch.Tensor, reduction: str, count: int | None = None) -> torch.Tensor:
+    """Sum, or sum divided by ``count`` (default ``values.numel()``); an empty input gives an exact
+    0 that still carries ``values``' graph, never NaN."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; known: {', '.join(REDUCTIONS)}")
+    total = values.sum()
+    if reduction == "sum":
+        return total
+    count = values.numel() if count is None else count
+    return total / count if count > 0 else total
+
+
+def _log_ratios(policy_logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
+    if policy_logps.shape != ref_logps.shape:
+        raise ValueError(f"policy_logps {tuple(policy_logps.shape)} and ref_logps "
+                         f"{tuple(ref_logps.shape)} differ in shape")
+    return policy_logps - ref_logps.detach()
+
+
+def positive_preference_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
+                             reduction: str = "sum") -> torch.Tensor:
+    """L_PP = - sum_{y' in Y_align} [log pi_theta(y'|x) - log pi_ref(y'|x)].
+
+    Pass the aligned responses' log-probs. Minimising it raises their probability. Empty input
+    gives 0. ``reduction="mean"`` divides by the number of responses.
+    """
+    return -_reduce(_log_ratios(policy_logps, ref_logps), reduction)
+
+
+def negative_preference_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
+                             reduction: str = "sum") -> torch.Tensor:
+    """L_NP = + sum_{y' in Y_conflict} [log pi_theta(y'|x) - log pi_ref(y'|x)].
+
+    Pass the conflicting responses' log-probs. Minimising it lowers their probability (without
+    bound). Empty input gives 0. ``reduction="mean"`` divides by the number of responses.
+    """
+    return _reduce(_log_ratios(policy_logps, ref_logps), reduction)
+
+
+# --------------------------------------------------------------------------- PBL
+def preference_bias_terms(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
+                          aligned: torch.Tensor, variant: str = "sigmoid", scale: float = 1.0,
+                          clamp: float = 0.0, reduction: str = "sum"
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The aligned and conflict terms of :func:`preference_bias_loss`, before alpha and beta.
+
+    With r = policy_logps - ref_logps, clamped to [-clamp, clamp] when clamp > 0:
+
+    - ``"paper"``:   aligned = - sum_{aligned} r,                conflict = + sum_{conflict} r
+      (exactly L_PP and L_NP when clamp = 0)
+    - ``"sigmoid"``: aligned = sum_{aligned} -log sigmoid(scale*r),
+      conflict = sum_{conflict} -log sigmoid(-scale*r)
+
+    ``reduction="mean"`` divides both sums by the number of all responses (aligned + conflict),
+    not by each subset's size, so the alpha:beta balance is the paper's and only the overall scale
+    changes. Empty subsets contribute exactly 0. Returned for logging; the loss is
+    alpha * aligned + beta * conflict.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; known: {', '.join(REDUCTIONS)}")
+    if clamp < 0:
+        raise ValueError(f"clamp must be >= 0 (0 disables it), got {clamp}")
+    if aligned.dtype != torch.bool:
+        raise TypeError(f"aligned must be a bool tensor, got {aligned.dtype}")
+    ratios = _log_ratios(policy_logps, ref_logps)
+    if aligned.shape != ratios.shape:
+        raise ValueError(f"aligned {tuple(aligned.shape)} and log-probs {tuple(ratios.shape)} "
+                         f"differ in shape")
+    if clamp > 0:
+        ratios = ratios.clamp(-clamp, clamp)
+    aligned_r, conflict_r = ratios[aligned], ratios[~aligned]
+    if variant == "paper":
+        aligned_values, conflict_values = -aligned_r, conflict_r
+    else:
+        aligned_values = -F.logsigmoid(scale * aligned_r)
+        conflict_values = -F.logsigmoid(-scale * conflict_r)
+    n = ratios.numel()
+    return _reduce(aligned_values, reduction, n), _reduce(conflict_values, reduction, n)
+
+
+def preference_bias_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
+                         aligned: torch.Tensor, alpha: float, beta: float,
+                         variant: str = "sigmoid", scale: float = 1.0, clamp: float = 0.0,
+                         reduction: str = "sum") -> torch.Tensor:
+    """Preference-based learning bias over a batch of sampled responses.
+
+    r_i = log pi_theta(y_i|x_i) - log pi_ref(y_i|x_i), clamped to [-clamp, clamp] if clamp > 0.
+
+    - ``variant="paper"`` (the printed formula; unbounded below):
+        L = alpha * (- sum_{i aligned} r_i) + beta * (+ sum_{i conflict} r_i)
+          = alpha * L_PP + beta * L_NP
+    - ``variant="sigmoid"`` (bounded below by 0; the gradient vanishes as a ratio saturates):
+        L = alpha * sum_{i aligned} -log sigmoid(scale * r_i)
+          + beta  * sum_{i conflict} -log sigmoid(-scale * r_i)
+      Near r = 0 its gradient is scale/2 times the paper's; at r = 0 each response adds log 2.
+
+    Reduction: ``"sum"`` (default) is the printed formula; the loss, and so the effective learning
+    rate, then grows with K (responses per question) and the batch size. ``"mean"`` divides by the
+    number of responses in the batch (aligned + conflict), keeping the step size independent of K
+    while preserving the alpha:beta balance. Empty aligned and/or conflict subsets contribute
+    exactly 0 (never NaN) and backward still works.
+
+    Args:
+        policy_logps, ref_logps: same-shape sequence log-probs (any shape, e.g. [B*K] or [B, K]);
+            ``ref_logps`` is detached.
+        aligned: bool tensor of that shape, True for Y_align, False for Y_conflict.
+    """
+    aligned_term, conflict_term = preference_bias_terms(
+        policy_logps, ref_logps, aligned, variant=variant, scale=scale, clamp=clamp,
+        reduction=reduction)
+    return alpha * aligned_term + beta * conflict_term
+
+
+def total_loss(nll: torch.Tensor, preference: torch.Tensor, nll_weight: float = 1.0,
+               preference_weight: float = 1.0) -> torch.Tensor:
+    """L = nll_weight * NLL(gold answer) + preference_weight * L_PBL."""
+    return nll_weight * nll + preference_weight * preference

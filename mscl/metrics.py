@@ -1,0 +1,215 @@
+"""Metrics: ACC, KGR, KRR and their bootstrap confidence intervals.
+
+Correctness follows the authors' released evaluation script exactly: an answer is correct when the
+gold answer, lower-cased and stripped, is a substring of the generated answer, lower-cased and
+stripped. On top of that per-item flag:
+
+- ACC  = correct / all
+- KGR  = #(old wrong and new right) / #(old wrong), 0 when the old model got none wrong
+- KRR  = #(correct after stage 1 and correct now) / #(correct after stage 1), 0 when none were
+
+All values are fractions in [0, 1]; reports multiply by 100. The statistics are written over the
+last axis of boolean arrays, so the same function scores one evaluation (shape ``(n,)``) and a whole
+bootstrap at once (shape ``(n_resamples, n)``): 1000 resamples of 6000 items take milliseconds.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "normalize",
+    "is_correct",
+    "correctness",
+    "accuracy",
+    "knowledge_gain_ratio",
+    "knowledge_retention_rate",
+    "bootstrap_ci",
+    "accuracy_ci",
+    "knowledge_gain_ratio_ci",
+    "knowledge_retention_rate_ci",
+    "summarize",
+]
+
+
+# --------------------------------------------------------------------------- correctness
+def normalize(text: str) -> str:
+    """Lower-case and strip, as the authors' evaluation does before matching."""
+    return text.lower().strip()
+
+
+def is_correct(prediction: str, answer: str) -> bool:
+    """True when ``normalize(answer)`` is a substring of ``normalize(prediction)``.
+
+    An empty gold answer would be a substring of everything, so it is a ValueError rather than a
+    silent "correct".
+    """
+    gold = normalize(answer)
+    if not gold:
+        raise ValueError(f"empty gold answer {answer!r}: it would match every prediction")
+    return gold in normalize(prediction)
+
+
+def _check_lengths(**sequences: Sequence) -> int:
+    """The common length of the named sequences; ValueError naming every length if they differ or
+    if they are empty."""
+    lengths = {name: len(seq) for name, seq in sequences.items()}
+    if len(set(lengths.values())) > 1:
+        described = ", ".join(f"{name} has {n}" for name, n in lengths.items())
+        raise ValueError(f"lengths differ: {described}")
+    n = next(iter(lengths.values()))
+    if n == 0:
+        raise ValueError(f"no items to score ({', '.join(lengths)} are empty)")
+    return n
+
+
+def correctness(predictions: Sequence[str], answers: Sequence[str]) -> np.ndarray:
+    """Per-item correctness flags, ``is_correct(predictions[i], answers[i])``, as a bool array."""
+    _check_lengths(predictions=predictions, answers=answers)
+    return np.fromiter((is_correct(p, a) for p, a in zip(predictions, answers)),
+                       dtype=bool, count=len(answers))
+
+
+def _as_flags(name: str, values: Sequence[bool]) -> np.ndarray:
+    flags = np.asarray(values)
+    if flags.ndim != 1 or (flags.size and flags.dtype != bool):
+        raise ValueError(f"{name} must be a 1-D sequence of booleans, got dtype {flags.dtype} "
+                         f"and shape {flags.shape}")
+    return flags.astype(bool)
+
+
+# --------------------------------------------------------------------------- statistics over the last axis
+def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray | float:
+    """numerator / denominator, 0 where the denominator is 0."""
+    num = np.asarray(numerator, dtype=np.float64)
+    den = np.asarray(denominator, dtype=np.float64)
+    out = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    return float(out) if out.ndim == 0 else out
+
+
+def _accuracy_stat(correct: np.ndarray) -> np.ndarray | float:
+    """ACC = sum(correct) / n, over the last axis."""
+    return _safe_ratio(correct.sum(axis=-1), correct.shape[-1])
+
+
+def _kgr_stat(old_correct: np.ndarray, new_correct: np.ndarray) -> np.ndarray | float:
+    """KGR = sum(~old & new) / sum(~old), over the last axis; 0 where sum(~old) = 0."""
+    old_wrong = ~old_correct
+    return _safe_ratio((old_wrong & new_correct).sum(axis=-1), old_wrong.sum(axis=-1))
+
+
+def _krr_stat(first_correct: np.ndarray, now_correct: np.ndarray) -> np.ndarray | float:
+    """KRR = sum(first & now) / sum(first), over the last axis; 0 where sum(first) = 0."""
+    return _safe_ratio((first_correct & now_correct).sum(axis=-1), first_correct.sum(axis=-1))
+
+
+# --------------------------------------------------------------------------- point estimates
+def accuracy(predictions: Sequence[str], answers: Sequence[str]) -> float:
+    """Post-injection accuracy.
+
+    ACC = (1/n) * sum_i 1[is_correct(prediction_i, answer_i)]
+    """
+    return _accuracy_stat(correctness(predictions, answers))
+
+
+def knowledge_gain_ratio(old_predictions: Sequence[str], new_predictions: Sequence[str],
+                         answers: Sequence[str]) -> float:
+    """Knowledge gain ratio: of the items the model before the stage got wrong, the share the model
+    after it gets right.
+
+    KGR = sum_i 1[~old_i and new_i] / sum_i 1[~old_i], and 0 when sum_i 1[~old_i] = 0
+    (the authors' script returns 0 when the old model got nothing wrong).
+    """
+    _check_lengths(old_predictions=old_predictions, new_predictions=new_predictions,
+                   answers=answers)
+    return _kgr_stat(correctness(old_predictions, answers), correctness(new_predictions, answers))
+
+
+def knowledge_retention_rate(first_correct: Sequence[bool], now_correct: Sequence[bool]) -> float:
+    """Knowledge retention rate over the retention items (knowledge added in stage 1 and never
+    edited since): of the items correct after stage 1, the share still correct now.
+
+    KRR = sum_i 1[first_i and now_i] / sum_i 1[first_i], and 0 when sum_i 1[first_i] = 0
+    """
+    _check_lengths(first_correct=first_correct, now_correct=now_correct)
+    return _krr_stat(_as_flags("first_correct", first_correct),
+                     _as_flags("now_correct", now_correct))
+
+
+# --------------------------------------------------------------------------- bootstrap
+def bootstrap_ci(statistic: Callable[..., np.ndarray], *arrays: Sequence, n_resamples: int = 1000,
+                 confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of ``statistic(*arrays)``.
+
+    Items are resampled jointly: one draw of indices idx_b ~ Uniform{0..n-1}^n per resample b
+    (``numpy.random.default_rng(seed)``) is applied to every array, so paired per-item values (old
+    and new correctness of the same question) stay paired. The interval is the
+    ((1-confidence)/2, (1+confidence)/2) quantiles of the n_resamples statistics.
+
+    ``statistic`` is vectorised over the last axis: given arrays of shape ``(n_resamples, n)`` it
+    returns shape ``(n_resamples,)`` (all statistics in this module are). Deterministic for a seed.
+    """
+    if not arrays:
+        raise ValueError("bootstrap_ci needs at least one array")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    n = _check_lengths(**{f"array {i}": a for i, a in enumerate(arrays)})
+    columns = [np.asarray(a) for a in arrays]
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+    stats = np.asarray(statistic(*(c[idx] for c in columns)), dtype=np.float64)
+    if stats.shape != (n_resamples,):
+        raise ValueError(f"statistic must return shape ({n_resamples},) for resampled input of "
+                         f"shape ({n_resamples}, {n}), got {stats.shape}")
+    tail = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(stats, [tail, 1.0 - tail])
+    return float(lo), float(hi)
+
+
+def accuracy_ci(predictions: Sequence[str], answers: Sequence[str], n_resamples: int = 1000,
+                confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap CI of :func:`accuracy` (items resampled)."""
+    return bootstrap_ci(_accuracy_stat, correctness(predictions, answers),
+                        n_resamples=n_resamples, confidence=confidence, seed=seed)
+
+
+def knowledge_gain_ratio_ci(old_predictions: Sequence[str], new_predictions: Sequence[str],
+                            answers: Sequence[str], n_resamples: int = 1000,
+                            confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap CI of :func:`knowledge_gain_ratio` (items resampled, old/new kept paired)."""
+    _check_lengths(old_predictions=old_predictions, new_predictions=new_predictions,
+                   answers=answers)
+    return bootstrap_ci(_kgr_stat, correctness(old_predictions, answers),
+                        correctness(new_predictions, answers),
+                        n_resamples=n_resamples, confidence=confidence, seed=seed)
+
+
+def knowledge_retention_rate_ci(first_correct: Sequence[bool], now_correct: Sequence[bool],
+                                n_resamples: int = 1000, confidence: float = 0.95,
+                                seed: int = 0) -> tuple[float, float]:
+    """Bootstrap CI of :func:`knowledge_retention_rate` (items resampled, flags kept paired)."""
+    _check_lengths(first_correct=first_correct, now_correct=now_correct)
+    return bootstrap_ci(_krr_stat, _as_flags("first_correct", first_correct),
+                        _as_flags("now_correct", now_correct),
+                        n_resamples=n_resamples, confidence=confidence, seed=seed)
+
+
+def summarize(old_predictions: Sequence[str], new_predictions: Sequence[str],
+              answers: Sequence[str], n_resamples: int = 1000, confidence: float = 0.95,
+              seed: int = 0) -> dict[str, float | int]:
+    """ACC of the new predictions and KGR of old -> new, each with its bootstrap CI.
+
+    Returns ``{"acc", "acc_lo", "acc_hi", "kgr", "kgr_lo", "kgr_hi", "n"}``; values are fractions.
+    Both intervals use the same seed, hence the same resampled items.
+    """
+    n = _check_lengths(old_predictions=old_predictions, new_predictions=new_predictions,
+                       answers=answers)
+    old = correctness(old_predictions, answers)
+    new = correctness(new_predictions, answers)
+    kw = dict(n_resamples=n_resamples, confidence=confidence, seed=seed)
+    acc_lo, acc_hi = bootstrap_ci(_accuracy_stat, new, **kw)
+    kgr_lo, kgr_hi = bootstrap_ci(_kgr_stat, old, new, **kw)
+    return {"acc": _accuracy_stat(new), "acc_lo": acc_lo, "acc_hi": acc_hi,
+            "kgr": _kgr_stat(old, new), "kgr_lo": kgr_lo, "kgr_hi": kgr_hi, "n": n}

@@ -1,0 +1,216 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mscl.losses import (
+    negative_preference_loss,
+    positive_preference_loss,
+    preference_bias_loss,
+    preference_bias_terms,
+    sequence_logps,
+    sequence_token_counts,
+    total_loss,
+)
+
+IGN = -100
+
+
+def _log_softmax_row(row):
+    z = sum(math.exp(v) for v in row)
+    return [v - math.log(z) for v in row]
+
+
+# --------------------------------------------------------------------------- sequence_logps
+def test_sequence_logps_hand_example_masks_prompt_and_padding():
+    # vocab 3, T = 4. Sequence 0: prompt token, then response tokens 2, 1. Sequence 1: prompt,
+    # response token 0, then padding.
+    logits = torch.tensor([
+        [[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [2.0, -1.0, 0.5], [9.0, 9.0, 9.0]],
+        [[0.5, 0.0, -0.5], [1.0, 1.0, 4.0], [7.0, 7.0, 7.0], [3.0, 3.0, 3.0]],
+    ], dtype=torch.float64)
+    labels = torch.tensor([[IGN, IGN, 2, 1], [IGN, 0, IGN, IGN]])
+    # Sequence 0: label 2 at t=2 is predicted by logits[0, 1]; label 1 at t=3 by logits[0, 2].
+    expected0 = _log_softmax_row([0.0, 0.0, 0.0])[2] + _log_softmax_row([2.0, -1.0, 0.5])[1]
+    # Sequence 1: label 0 at t=1 is predicted by logits[1, 0].
+    expected1 = _log_softmax_row([0.5, 0.0, -0.5])[0]
+    got = sequence_logps(logits, labels)
+    assert got.shape == (2,)
+    assert got.tolist() == pytest.approx([expected0, expected1], abs=1e-12)
+    assert sequence_token_counts(labels).tolist() == [2, 1]
+
+
+def test_sequence_logps_matches_full_log_softmax_chunked_and_backward():
+    torch.manual_seed(0)
+    B, T, V = 3, 7, 11
+    logits = torch.randn(B, T, V, dtype=torch.float64, requires_grad=True)
+    labels = torch.randint(0, V, (B, T))
+    labels[:, :3] = IGN
+    labels[2, 5:] = IGN
+    ref = torch.gather(logits[:, :-1].log_softmax(-1), 2,
+                       labels[:, 1:].clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    ref = (ref * (labels[:, 1:] != IGN)).sum(-1)
+    got = sequence_logps(logits, labels, chunk_size=2)   # several chunks
+    assert torch.allclose(got, ref)
+    got.sum().backward()
+    assert torch.isfinite(logits.grad).all()
+    assert logits.grad[:, :2].abs().sum() == 0           # prompt positions get no gradient
+
+
+def test_sequence_logps_sequence_without_response_is_zero_and_half_upcasts():
+    logits = torch.randn(2, 4, 5).to(torch.bfloat16)
+    labels = torch.tensor([[IGN, IGN, IGN, IGN], [IGN, 1, 2, 3]])
+    got = sequence_logps(logits, labels)
+    assert got.dtype == torch.float32
+    assert got[0].item() == 0.0
+    with pytest.raises(ValueError):
+        sequence_logps(logits, labels[:, :3])
+
+
+# --------------------------------------------------------------------------- L_PP, L_NP
+def test_pp_and_np_by_hand():
+    policy = torch.tensor([-1.0, -2.0, -3.0])
+    ref = torch.tensor([-1.5, -1.0, -3.5])
+    # log-ratios: 0.5, -1.0, 0.5 -> sum 0.0 ... use a subset to make it non-trivial
+    assert positive_preference_loss(policy, ref).item() == pytest.approx(-(0.5 - 1.0 + 0.5))
+    assert positive_preference_loss(policy[:2], ref[:2]).item() == pytest.approx(0.5)
+    assert negative_preference_loss(policy[:2], ref[:2]).item() == pytest.approx(-0.5)
+    assert negative_preference_loss(policy[:2], ref[:2], reduction="mean").item() == \
+        pytest.approx(-0.25)
+
+
+@pytest.mark.parametrize("fn", [positive_preference_loss, negative_preference_loss])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_pp_np_empty_is_zero_with_backward(fn, reduction):
+    policy = torch.zeros(0, requires_grad=True)
+    loss = fn(policy, torch.zeros(0), reduction=reduction)
+    assert loss.item() == 0.0 and not torch.isnan(loss)
+    loss.backward()
+    assert policy.grad.shape == (0,)
+
+
+# --------------------------------------------------------------------------- PBL
+POLICY = [-2.0, -3.0, -1.0, -4.0, -0.5]
+REF = [-2.5, -2.0, -1.5, -3.0, -1.0]          # ratios: 0.5, -1.0, 0.5, -1.0, 0.5
+ALIGNED = [True, False, True, True, False]
+ALPHA, BETA = 0.7, 0.3
+
+
+def _batch(requires_grad=False):
+    policy = torch.tensor(POLICY, dtype=torch.float64, requires_grad=requires_grad)
+    return policy, torch.tensor(REF, dtype=torch.float64), torch.tensor(ALIGNED)
+
+
+def test_paper_variant_is_alpha_pp_plus_beta_np_exactly():
+    policy, ref, aligned = _batch()
+    expected = ALPHA * positive_preference_loss(policy[aligned], ref[aligned]) \
+        + BETA * negative_preference_loss(policy[~aligned], ref[~aligned])
+    got = preference_bias_loss(policy, ref, aligned, ALPHA, BETA, variant="paper")
+    assert got.item() == expected.item()
+    # by hand: L_PP = -(0.5 + 0.5 - 1.0) = 0.0, L_NP = -1.0 + 0.5 = -0.5
+    assert got.item() == pytest.approx(ALPHA * 0.0 + BETA * -0.5)
+    mean = preference_bias_loss(policy, ref, aligned, ALPHA, BETA, variant="paper",
+                                reduction="mean")
+    assert mean.item() == pytest.approx(got.item() / 5)
+
+
+def test_sigmoid_variant_by_hand_and_bounded():
+    policy, ref, aligned = _batch()
+    scale = 2.0
+    ratios = [p - r for p, r in zip(POLICY, REF)]
+    softplus = lambda x: math.log1p(math.exp(x))            # -log sigmoid(z) = softplus(-z)
+    expected = sum(ALPHA * softplus(-scale * r) for r, a in zip(ratios, ALIGNED) if a) \
+        + sum(BETA * softplus(scale * r) for r, a in zip(ratios, ALIGNED) if not a)
+    got = preference_bias_loss(policy, ref, aligned, ALPHA, BETA, variant="sigmoid", scale=scale)
+    assert got.item() == pytest.approx(expected)
+    aligned_term, conflict_term = preference_bias_terms(policy, ref, aligned, variant="sigmoid",
+                                                        scale=scale)
+    assert (ALPHA * aligned_term + BETA * conflict_term).item() == pytest.approx(expected)
+
+    huge = torch.tensor([1e6, -1e6, 1e6, -1e6], dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([True, True, False, False])
+    loss = preference_bias_loss(huge, torch.zeros(4, dtype=torch.float64), mask, 1.0, 1.0)
+    assert torch.isfinite(loss) and loss.item() >= 0
+    loss.backward()
+    assert torch.isfinite(huge.grad).all()
+    # saturated in the right direction: no gradient left
+    assert huge.grad[0].item() == 0.0 and huge.grad[3].item() == 0.0
+    # the well-satisfied responses give a loss near its lower bound 0
+    best = preference_bias_loss(torch.tensor([50.0, -50.0]), torch.zeros(2),
+                                torch.tensor([True, False]), 1.0, 1.0)
+    assert 0.0 <= best.item() < 1e-12
+
+
+@pytest.mark.parametrize("variant", ["paper", "sigmoid"])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("mask", [[False, False, False], [True, True, True], []])
+def test_empty_subsets_contribute_zero(variant, reduction, mask):
+    n = len(mask)
+    policy = torch.linspace(-3, -1, n, dtype=torch.float64).requires_grad_()
+    ref = torch.full((n,), -2.0, dtype=torch.float64)
+    aligned = torch.tensor(mask, dtype=torch.bool)
+    a, c = preference_bias_terms(policy, ref, aligned, variant=variant, reduction=reduction)
+    if not any(mask):
+        assert a.item() == 0.0                           # no aligned responses
+    if all(mask):
+        assert c.item() == 0.0                           # no conflicting responses
+    loss = preference_bias_loss(policy, ref, aligned, 1.0, 1.0, variant=variant,
+                                reduction=reduction)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(policy.grad).all()
+    if n == 0:
+        assert loss.item() == 0.0
+
+
+@pytest.mark.parametrize("variant", ["paper", "sigmoid"])
+def test_gradient_signs_push_aligned_up_and_conflict_down(variant):
+    policy, ref, aligned = _batch(requires_grad=True)
+    preference_bias_loss(policy, ref, aligned, ALPHA, BETA, variant=variant).backward()
+    assert (policy.grad[aligned] < 0).all()
+    assert (policy.grad[~aligned] > 0).all()
+    if variant == "paper":
+        assert policy.grad[aligned].tolist() == pytest.approx([-ALPHA] * 3)
+        assert policy.grad[~aligned].tolist() == pytest.approx([BETA] * 2)
+
+
+def test_ref_logps_get_no_gradient():
+    policy, _, aligned = _batch(requires_grad=True)
+    ref = torch.tensor(REF, dtype=torch.float64, requires_grad=True)
+    preference_bias_loss(policy, ref, aligned, 1.0, 1.0, variant="paper").backward()
+    assert ref.grad is None
+
+
+def test_clamp_caps_the_paper_value():
+    policy = torch.tensor([100.0, -100.0, -100.0, 100.0], requires_grad=True)
+    ref = torch.zeros(4)
+    aligned = torch.tensor([True, True, False, False])
+    exact = preference_bias_loss(policy, ref, aligned, 1.0, 1.0, variant="paper")
+    assert exact.item() == pytest.approx(-100 + 100 - 100 + 100)
+    clamped = preference_bias_loss(policy, ref, aligned, 1.0, 1.0, variant="paper", clamp=5.0)
+    assert clamped.item() == pytest.approx(-5 + 5 - 5 + 5)
+    runaway = preference_bias_loss(torch.tensor([1e4, -1e4]), torch.zeros(2),
+                                   torch.tensor([True, False]), 1.0, 1.0, variant="paper",
+                                   clamp=5.0)
+    assert runaway.item() == pytest.approx(-10.0)        # bounded: at least -clamp * (alpha + beta)
+    clamped.backward()
+    assert (policy.grad == 0).all()                      # beyond the clamp, no more push
+
+
+def test_bad_arguments_raise():
+    policy, ref, aligned = _batch()
+    with pytest.raises(ValueError, match="paper.*sigmoid"):
+        preference_bias_loss(policy, ref, aligned, 1.0, 1.0, variant="dpo")
+    with pytest.raises(ValueError, match="sum.*mean"):
+        preference_bias_loss(policy, ref, aligned, 1.0, 1.0, reduction="max")
+    with pytest.raises(ValueError):
+        preference_bias_loss(policy, ref, aligned, 1.0, 1.0, clamp=-1.0)
+    with pytest.raises(TypeError):
+        preference_bias_loss(policy, ref, aligned.long(), 1.0, 1.0)
+    with pytest.raises(ValueError):
+        preference_bias_loss(policy, ref[:3], aligned, 1.0, 1.0)
+
+
+def test_total_loss():
+    assert total_loss(torch.tensor(2.0), torch.tensor(-1.0), 1.0, 0.5).item() == 1.5
