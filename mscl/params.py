@@ -95,6 +95,7 @@ class PBLParams:
     variant: str                   # "paper" (exact, unbounded) or "sigmoid" (bounded)
     scale: float                   # log-ratio scale inside the bounded variant
     clamp: float                   # |log-ratio| clamp guarding the paper variant; 0 disables
+    reduction: str                 # "sum" (the printed formula) or "mean" over the batch's responses
     nll_weight: float              # weight of the gold answer's NLL in the total objective
     preference_weight: float       # weight of the preference-bias loss in the total objective
 

@@ -1,0 +1,23 @@
+"""Continual-learning methods, looked up by name: ``get_method("pbl", params)``."""
+from __future__ import annotations
+
+from mscl.methods.base import Method, SequentialLoRA, StageContext
+from mscl.methods.cit import CIT
+from mscl.methods.pbl import PBL
+
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (CIT, PBL)}
+
+
+class UnknownMethodError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; this one is a sentence
+        return self.args[0]
+
+
+def get_method(name: str, params) -> Method:
+    """The method called ``name``, configured with ``params`` (a :class:`mscl.params.TrainingParams`)."""
+    if name not in METHODS:
+        raise UnknownMethodError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
+    return METHODS[name](params)
+
+
+__all__ = ["METHODS", "Method", "SequentialLoRA", "StageContext", "get_method", "UnknownMethodError"]

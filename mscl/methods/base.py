@@ -1,0 +1,81 @@
+"""The one interface every continual-learning method implements.
+
+A method is a small strategy object (Avalanche-style): the stage loop in :mod:`mscl.stages` owns
+data, evaluation and bookkeeping; a method only says what the model is at the start of a stage and
+how it learns the stage. Adding a method means adding one file here and one line in the registry.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from transformers import set_seed
+
+from mscl.models import attach_lora, load_adapter, merge_lora, save_adapter
+from mscl.training import build_examples, train_lora
+
+
+@dataclass
+class StageContext:
+    """What a method sees of the stage it trains."""
+    stream: str
+    stage: int
+    stage_dir: Path                  # this stage's folder; the method saves its state here
+    previous_dirs: list[Path]        # folders of stages 1..N-1 of the same method, in order
+    params: Any                      # mscl.params.TrainingParams
+    tokenizer: Any
+    sets: dict[str, list]            # "train", "eval", "edited", "retention", "general" records
+    seed: int
+    info: dict = field(default_factory=dict)   # what the method wants saved in the stage's manifest
+
+
+class Method(ABC):
+    """A continual-learning method: the model at a stage's start, and how it learns the stage."""
+
+    name: str = ""
+
+    def __init__(self, params) -> None:
+        self.params = params
+
+    @abstractmethod
+    def start_model(self, base_model, ctx: StageContext):
+        """The model at the start of stage N: the backbone plus what stages 1..N-1 learned."""
+
+    @abstractmethod
+    def train_stage(self, model, ctx: StageContext):
+        """Learn ``ctx.sets["train"]`` starting from ``model``; save state under ``ctx.stage_dir``;
+        return the model to evaluate."""
+
+
+class SequentialLoRA(Method):
+    """Methods that learn each stage as a LoRA adapter merged into the weights before the next one.
+
+    The model at the start of stage N is the backbone with the adapters of stages 1..N-1 merged in
+    order; each stage saves only its adapter (a few MB), never a full copy of the weights.
+    """
+
+    def start_model(self, base_model, ctx: StageContext):
+        model = base_model
+        for folder in ctx.previous_dirs:
+            model = merge_lora(load_adapter(model, folder / "adapter"))
+        model.eval()
+        return model
+
+    def examples(self, model, ctx: StageContext) -> list[dict]:
+        """Training examples of the stage (the gold pairs; subclasses add to them)."""
+        return build_examples(ctx.tokenizer, ctx.sets["train"], self.params.train.max_length)
+
+    def bias_params(self):
+        """Preference-bias knobs for the trainer; None trains on the gold answers alone."""
+        return None
+
+    def train_stage(self, model, ctx: StageContext):
+        examples = self.examples(model, ctx)
+        set_seed(ctx.seed)
+        peft_model = attach_lora(model, self.params.train.lora)
+        ctx.info["log_history"] = train_lora(peft_model, ctx.tokenizer, examples, self.params.train,
+                                             ctx.stage_dir / "trainer", ctx.seed, self.bias_params())
+        save_adapter(peft_model, ctx.stage_dir / "adapter")
+        return merge_lora(peft_model)

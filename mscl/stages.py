@@ -1,0 +1,252 @@
+"""The stage loop: one loop shared by every method, the same evaluation for all of them.
+
+For stage N of a stream the loop
+
+1. builds the model at the stage's start (``method.start_model``: the backbone plus stages 1..N-1),
+2. answers the stage's evaluation and edited-knowledge questions with it (the "old" model),
+3. lets the method learn the stage's training records (``method.train_stage``),
+4. answers the evaluation, edited, stage-1 retention and general sets with the result ("new"),
+5. computes ACC, KGR, KRR and general accuracy with bootstrap confidence intervals, and saves
+   predictions, metrics, the method's state and, last, ``manifest.json`` under
+   ``artifacts/runs/<profile>/<backbone>/<stream>/<method>/stage<N>/``.
+
+A stage is finished exactly when its manifest exists (it is written atomically, after everything
+else), so a rerun skips finished stages and a killed stage restarts cleanly. The manifest records
+a hash of everything the stage depends on; asking for a finished stage with other parameters is an
+error instead of a silent reuse of stale results.
+"""
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mscl import data as benchmark
+from mscl import metrics
+from mscl.io import read_json, read_jsonl, sha256_json, write_json, write_jsonl
+from mscl.methods import StageContext, get_method
+from mscl.models import artifacts_dir, load_backbone
+from mscl.params import TrainingParams, load_params, to_dict
+from mscl.sampling import answer_questions
+
+EVAL_SETS = ("eval", "edited", "retention", "general")
+
+
+class StaleRunError(RuntimeError):
+    """A finished stage exists but was produced with different parameters or data."""
+
+
+def backbone_slug(backbone: str) -> str:
+    """A folder name for a backbone name, id or path."""
+    return backbone.strip("/").replace("/", "__")
+
+
+def run_dir(profile: str, backbone: str, stream: str, method: str, stage: int, root: Path | None = None) -> Path:
+    """``artifacts/runs/<profile>/<backbone>/<stream>/<method>/stage<N>``."""
+    root = root or artifacts_dir() / "runs"
+    return root / profile / backbone_slug(backbone) / stream / method / f"stage{stage}"
+
+
+def is_finished(folder: Path) -> bool:
+    return (folder / "manifest.json").is_file()
+
+
+def ensure_benchmark(profile: str, seed: int, data_dir: Path | None = None) -> Path:
+    """The benchmark folder of ``profile``, built first if it is not there (or not complete)."""
+    folder = Path(data_dir) if data_dir else artifacts_dir() / "data" / profile
+    if not (folder / "manifest.json").is_file():
+        benchmark.build_benchmark(profile, seed, folder)
+    return folder
+
+
+def library_versions() -> dict:
+    import peft
+    import transformers
+    import trl
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "peft": peft.__version__, "trl": trl.__version__,
+            "numpy": np.__version__}
+
+
+def _limit(records: list, n: int) -> list:
+    return records if n <= 0 else records[:n]
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _answers(model, tokenizer, records, params: TrainingParams, desc: str) -> list[str]:
+    return answer_questions(model, tokenizer, [r.question for r in records],
+                            max_new_tokens=params.eval.max_new_tokens, batch_size=params.eval.batch_size,
+                            desc=desc)
+
+
+def stage_metrics(predictions: dict[str, list[dict]], first_correct: dict[str, bool] | None,
+                  n_resamples: int, seed: int) -> dict:
+    """ACC/KGR of the stage's questions, edited-knowledge, retention (KRR) and general metrics.
+
+    ``first_correct`` maps retention item ids to whether they were right after stage 1
+    (None at stage 1, where it is this stage's own result).
+    """
+    out: dict = {}
+    for name, rows in predictions.items():
+        if not rows:
+            out[name] = {"n": 0}
+            continue
+        answers = [r["answer"] for r in rows]
+        new = [r["new_prediction"] for r in rows]
+        entry = {"n": len(rows)}
+        entry["acc"] = metrics.accuracy(new, answers)
+        entry["acc_lo"], entry["acc_hi"] = metrics.accuracy_ci(new, answers, n_resamples, seed=seed)
+        if rows[0].get("old_prediction") is not None:
+            old = [r["old_prediction"] for r in rows]
+            entry["acc_old"] = metrics.accuracy(old, answers)
+            entry["kgr"] = metrics.knowledge_gain_ratio(old, new, answers)
+            entry["kgr_lo"], entry["kgr_hi"] = metrics.knowledge_gain_ratio_ci(old, new, answers, n_resamples,
+                                                                              seed=seed)
+        if name == "edited":
+            # still giving the answer the edit replaced: the conflict the paper is about
+            entry["acc_previous"] = float(np.mean([metrics.is_correct(r["new_prediction"], r["previous_answer"])
+                                                   for r in rows]))
+        if name == "retention":
+            now = [bool(r["new_correct"]) for r in rows]
+            first = now if first_correct is None else [bool(first_correct.get(r["id"], False)) for r in rows]
+            entry["krr"] = metrics.knowledge_retention_rate(first, now)
+            entry["krr_lo"], entry["krr_hi"] = metrics.knowledge_retention_rate_ci(first, now, n_resamples,
+                                                                                  seed=seed)
+        out[name] = entry
+    return out
+
+
+def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params: TrainingParams | None = None,
+              backbone: str | None = None, runs_root: Path | None = None, data_dir: Path | None = None,
+              verbose: bool = True) -> dict:
+    """Run (or reuse) stage ``stage`` of ``stream`` for a method; returns the stage's manifest.
+
+    Earlier stages that are not finished are run first. ``params`` defaults to
+    ``params/<profile>/training.yaml``; ``backbone`` overrides its backbone.
+    """
+    params = params or load_params(profile, "training")
+    backbone = backbone or params.backbone
+    method = get_method(method_name, params)
+    data_folder = ensure_benchmark(profile, params.seed, data_dir)
+    stages = benchmark.stream_stages(data_folder, stream)
+    if stage not in stages:
+        raise ValueError(f"stream {stream!r} of profile {profile!r} has stages {stages}, not {stage}")
+    folder = run_dir(profile, backbone, stream, method_name, stage, runs_root)
+    data_manifest = read_json(data_folder / "manifest.json")
+    identity = {"profile": profile, "stream": stream, "method": method_name, "stage": stage,
+                "backbone": backbone, "params": to_dict(params), "data": data_manifest.get("files", {})}
+    config_hash = sha256_json(identity)
+    if is_finished(folder):
+        manifest = read_json(folder / "manifest.json")
+        if manifest["config_hash"] != config_hash:
+            raise StaleRunError(
+                f"{folder} was produced with other parameters, data or backbone than asked for now "
+                f"(config hash {manifest['config_hash'][:12]} vs {config_hash[:12]}); remove it with "
+                f"`make clean-runs PROFILE={profile}` or run the new configuration under another profile"
+            )
+        return manifest
+    previous = [run_stage(profile, stream, method_name, s, params=params, backbone=backbone, runs_root=runs_root,
+                          data_dir=data_dir, verbose=verbose) for s in stages if s < stage]
+    previous_dirs = [run_dir(profile, backbone, stream, method_name, s, runs_root) for s in stages if s < stage]
+    # a killed attempt leaves partial files; only caches written atomically (preference.jsonl) survive
+    if folder.exists():
+        for child in folder.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    seed = params.seed * 1000 + stage
+    raw_sets = benchmark.stage_sets(data_folder, stream, stage)
+    sets = {name: _limit(raw_sets[name], params.eval.max_items) for name in EVAL_SETS}
+    sets["train"] = raw_sets["train"]
+    timings: dict[str, float] = {}
+    if verbose:
+        print(f"[{method_name} | {stream} stage {stage}] train {len(sets['train'])} records; "
+              + ", ".join(f"{k} {len(sets[k])}" for k in EVAL_SETS))
+
+    tic = time.perf_counter()
+    base, tokenizer = load_backbone(backbone, seed=params.seed)
+    ctx = StageContext(stream=stream, stage=stage, stage_dir=folder, previous_dirs=previous_dirs, params=params,
+                       tokenizer=tokenizer, sets=sets, seed=seed)
+    model = method.start_model(base, ctx).to(_device())
+    timings["load"] = time.perf_counter() - tic
+
+    tic = time.perf_counter()
+    old_sets = ["eval", "edited"] + (["retention", "general"] if stage == stages[0] else [])
+    old = {name: _answers(model, tokenizer, sets[name], params, f"old model: {name}") for name in old_sets}
+    timings["eval_old"] = time.perf_counter() - tic
+
+    tic = time.perf_counter()
+    model = method.train_stage(model, ctx)
+    timings["train"] = time.perf_counter() - tic
+
+    tic = time.perf_counter()
+    predictions: dict[str, list[dict]] = {}
+    for name in EVAL_SETS:
+        new = _answers(model, tokenizer, sets[name], params, f"new model: {name}")
+        rows = []
+        for i, (r, pred) in enumerate(zip(sets[name], new)):
+            rows.append({"set": name, "id": r.id, "fact_id": r.fact_id, "question": r.question, "answer": r.answer,
+                         "previous_answer": r.previous_answer,
+                         "old_prediction": old[name][i] if name in old else None,
+                         "new_prediction": pred, "new_correct": metrics.is_correct(pred, r.answer)})
+        predictions[name] = rows
+    timings["eval_new"] = time.perf_counter() - tic
+
+    first_correct = None
+    if previous_dirs:
+        first_rows = read_jsonl(previous_dirs[0] / "predictions.jsonl")
+        first_correct = {r["id"]: r["new_correct"] for r in first_rows if r["set"] == "retention"}
+    result = stage_metrics(predictions, first_correct, params.eval.bootstrap, seed=params.seed)
+    write_jsonl(folder / "predictions.jsonl", [row for name in EVAL_SETS for row in predictions[name]])
+    log_history = ctx.info.pop("log_history", [])
+    write_json(folder / "train_log.json", log_history)
+    timings["total"] = sum(timings.values())
+    manifest = {
+        "profile": profile, "stream": stream, "method": method_name, "stage": stage, "backbone": backbone,
+        "seed": seed, "config_hash": config_hash, "params": to_dict(params), "metrics": result,
+        "timings_s": timings, "versions": library_versions(), "data_manifest": data_manifest.get("files", {}),
+        "previous_stages": [p["stage"] for p in previous], "method_info": ctx.info,
+        "device": str(_device()), "threads": torch.get_num_threads(),
+    }
+    write_json(folder / "manifest.json", manifest)
+    if verbose:
+        ev = result["eval"]
+        print(f"[{method_name} | {stream} stage {stage}] ACC {ev.get('acc', 0):.3f} KGR {ev.get('kgr', 0):.3f} "
+              f"general {result['general'].get('acc', 0):.3f} in {timings['total']:.0f}s")
+    return manifest
+
+
+def run_stream(profile: str, stream: str, method_name: str, **kwargs) -> list[dict]:
+    """Every stage of ``stream`` for a method, in order (finished stages are reused)."""
+    params = kwargs.get("params") or load_params(profile, "training")
+    kwargs["params"] = params
+    folder = ensure_benchmark(profile, params.seed, kwargs.get("data_dir"))
+    return [run_stage(profile, stream, method_name, s, **kwargs) for s in benchmark.stream_stages(folder, stream)]
+
+
+def results_table(manifests: list[dict]):
+    """One row per (method, stage) with the paper's metrics in percent and the stage's wall time."""
+    import pandas as pd
+
+    rows = []
+    for m in manifests:
+        r = m["metrics"]
+        rows.append({
+            "method": m["method"], "stream": m["stream"], "stage": m["stage"], "backbone": m["backbone"],
+            "ACC": 100 * r["eval"].get("acc", float("nan")), "KGR": 100 * r["eval"].get("kgr", float("nan")),
+            "ACC_edited": 100 * r["edited"].get("acc", float("nan")),
+            "previous_answer_edited": 100 * r["edited"].get("acc_previous", float("nan")),
+            "KRR": 100 * r["retention"].get("krr", float("nan")),
+            "ACC_general": 100 * r["general"].get("acc", float("nan")),
+            "wall_s": m["timings_s"]["total"],
+        })
+    return pd.DataFrame(rows)

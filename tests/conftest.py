@@ -1,0 +1,24 @@
+"""Shared fixtures: the tiny random backbone (seconds on a CPU) and a scratch artifacts folder."""
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """(model, tokenizer) of the tiny random Llama; tests that train must deep-copy the model."""
+    from mscl.models import load_backbone
+
+    return load_backbone("tiny-random", seed=0)
+
+
+def make_record(i: int, question: str, answer: str, **extra):
+    """A stand-in for a benchmark record with the fields the trainer reads."""
+    return SimpleNamespace(id=f"r{i}", fact_id=f"f{i}", question=question, answer=answer,
+                           previous_answer=extra.get("previous_answer"))

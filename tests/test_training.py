@@ -1,0 +1,111 @@
+"""The stage trainer on the tiny random model: the preference bias moves log-ratios the right way."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from mscl.models import attach_lora
+from mscl.params import LoraParams, PBLParams, TrainParams
+from mscl.preference import build_preference_data, split_responses
+from mscl.training import (ContextLengthError, build_examples, collate_sequences, encode_pair, reference_logps,
+                           response_logps, train_lora)
+from tests.conftest import make_record
+
+LORA = LoraParams(r=8, alpha=16, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+def _pbl(**overrides) -> PBLParams:
+    values = dict(k=2, temperature=1.0, top_p=1.0, max_new_tokens=4, alpha=1.0, beta=1.0, variant="sigmoid",
+                  scale=1.0, clamp=0.0, reduction="mean", nll_weight=1.0, preference_weight=1.0)
+    values.update(overrides)
+    return PBLParams(**values)
+
+
+def _train(epochs=4.0, lr=5e-3) -> TrainParams:
+    return TrainParams(epochs=epochs, batch_size=2, grad_accum=1, learning_rate=lr, warmup_ratio=0.0,
+                       weight_decay=0.0, max_length=128, lora=LORA)
+
+
+RECORDS = [make_record(0, "What is the capital of France?", "Paris"),
+           make_record(1, "What is the chemical symbol of iron?", "Fe"),
+           make_record(2, "Which currency does Japan use?", "JPY"),
+           make_record(3, "Which city has the airport CDG?", "Paris")]
+ROWS = [
+    {"id": r.id, "question": r.question, "answer": r.answer,
+     "responses": split_responses([f"It is {r.answer}.", "Berlin", "Madrid"], r.answer)}
+    for r in RECORDS
+]
+
+
+def _logps_by_kind(model, tokenizer, examples):
+    seqs = [s for ex in examples for s in ex["sequences"] if s["kind"] == "response"]
+    batch = collate_sequences(seqs, tokenizer.pad_token_id)
+    with torch.no_grad():
+        logps = response_logps(model, batch)
+    ratios = logps - batch["ref_logps"]
+    return ratios[batch["aligned"]], ratios[~batch["aligned"]]
+
+
+def test_encode_pair_masks_prompt(tiny):
+    _, tok = tiny
+    enc = encode_pair(tok, "What is the capital of France?", "Paris", 128)
+    n_resp = enc["response_len"]
+    assert all(label == -100 for label in enc["labels"][:-n_resp])
+    assert enc["labels"][-n_resp:] == enc["input_ids"][-n_resp:]
+    assert tok.decode(enc["input_ids"][-n_resp:]).startswith("Paris")
+
+
+def test_too_long_question_names_the_record(tiny):
+    _, tok = tiny
+    with pytest.raises(ContextLengthError, match="record r9.*max_length=16"):
+        encode_pair(tok, "word " * 50, "x", 16, record_id="r9")
+
+
+def test_split_marks_containment_and_merges_duplicates():
+    split = split_responses(["Paris!", "paris", "Berlin", "Berlin", ""], "Paris")
+    assert [(s["response"], s["aligned"], s["count"]) for s in split] == [
+        ("Paris!", True, 1), ("paris", True, 1), ("Berlin", False, 2)]
+
+
+def test_pbl_raises_aligned_and_lowers_conflicting_logratios(tiny):
+    model, tok = tiny
+    model = copy.deepcopy(model)
+    examples = build_examples(tok, RECORDS, 128, ROWS)
+    reference_logps(model, tok, examples, batch_size=8)
+    torch.manual_seed(0)
+    peft_model = attach_lora(model, LORA)
+    history = train_lora(peft_model, tok, examples, _train(), "/tmp/mscl-test-trainer", seed=0,
+                         bias_params=_pbl())
+    aligned, conflict = _logps_by_kind(peft_model, tok, examples)
+    assert aligned.mean() > 0.1, aligned
+    assert conflict.mean() < -0.1, conflict
+    logged = [h for h in history if "preference" in h]
+    assert logged and all("nll" in h for h in logged)
+
+
+def test_cit_lowers_gold_nll(tiny):
+    model, tok = tiny
+    model = copy.deepcopy(model)
+    examples = build_examples(tok, RECORDS, 128)
+    batch = collate_sequences([ex["sequences"][0] for ex in examples], tok.pad_token_id)
+    with torch.no_grad():
+        before = response_logps(model, batch).sum()
+    peft_model = attach_lora(model, LORA)
+    train_lora(peft_model, tok, examples, _train(), "/tmp/mscl-test-trainer", seed=0)
+    with torch.no_grad():
+        after = response_logps(peft_model, batch).sum()
+    assert after > before + 1.0
+
+
+def test_sampling_builds_a_split_for_every_record(tiny):
+    model, tok = tiny
+    rows = build_preference_data(model, tok, RECORDS, k=3, temperature=1.0, top_p=1.0, max_new_tokens=4,
+                                 batch_size=8, seed=0)
+    assert [r["id"] for r in rows] == [r.id for r in RECORDS]
+    again = build_preference_data(model, tok, RECORDS, k=3, temperature=1.0, top_p=1.0, max_new_tokens=4,
+                                  batch_size=8, seed=0)
+    assert rows == again  # seeded sampling
+    for row in rows:
+        assert 1 <= sum(x["count"] for x in row["responses"]) <= 3
