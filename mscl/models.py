@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -26,18 +25,14 @@ from typing import Callable
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from mscl.paths import artifacts_dir
+
 DEFAULT_BACKBONE = "smollm2-135m"
 DEFAULT_SYSTEM_PROMPT = "Answer the question with a short answer."
 
 
 class BackboneError(ValueError):
     """A backbone name that cannot be resolved, or a checkpoint that belongs to another backbone."""
-
-
-def artifacts_dir() -> Path:
-    """Root of everything generated (models, data, runs): ``$MSCL_ARTIFACTS`` or ``<repo>/artifacts``."""
-    return Path(os.environ.get("MSCL_ARTIFACTS", REPO_ROOT / "artifacts"))
 
 
 # --------------------------------------------------------------------------- embedded GGUF backbones

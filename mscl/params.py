@@ -155,17 +155,17 @@ def load_params_file(path: str | Path, schema: type | None) -> Any:
 
 def build(schema: type, raw: Any, path: str = "<params>", prefix: str = "") -> Any:
     """Build dataclass ``schema`` from a mapping, checking keys and types; errors name path and key."""
-    where = f"{path}: {prefix}" if prefix else f"{path}: "
+    where = f"{path}: "
     if not isinstance(raw, dict):
-        raise ParamsError(f"{where}expected a mapping of keys, got {type(raw).__name__}")
+        raise ParamsError(f"{where}{prefix.rstrip('.') or 'the file'}: expected a mapping of keys, got {type(raw).__name__}")
     fields = {f.name: f for f in dataclasses.fields(schema)}
     hints = typing.get_type_hints(schema)
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise ParamsError(f"{where}unknown key {prefix}{unknown[0]!r}; expected keys: {', '.join(fields)}")
+        raise ParamsError(f"{where}unknown key {prefix + unknown[0]!r}; expected keys: {', '.join(fields)}")
     missing = [k for k in fields if k not in raw]
     if missing:
-        raise ParamsError(f"{where}missing key {prefix}{missing[0]!r} ({_type_name(hints[missing[0]])})")
+        raise ParamsError(f"{where}missing key {prefix + missing[0]!r} (expected {_type_name(hints[missing[0]])})")
     values = {k: _coerce(hints[k], raw[k], path, f"{prefix}{k}") for k in fields}
     return schema(**values)
 
