@@ -44,22 +44,24 @@ class QuickstartParams:
 
 @dataclasses.dataclass(frozen=True)
 class BenchmarkSizes:
-    """How many facts the benchmark draws; the paper's proportions at paper scale (profile gpu)."""
-    facts_per_domain: int          # paper: 3,000 QA pairs per domain
-    shared_per_pair: int           # paper: 1,000 shared by any two consecutive domains
-    general: int                   # paper: 6,000 general-purpose pairs
-    stage1_facts: int              # domain-independent stream, facts learned in stage 1
-    new_facts_per_stage: int       # domain-independent stream, facts added in each later stage
-    edits_per_stage: int           # domain-independent stream, earlier answers edited per later stage
-    cross_independent_per_stage: int   # cross-domain stream: domain-independent examples per stage
-    cross_conflict_per_stage: int      # cross-domain stream: conflict examples per stage
+    """How many facts each part of the benchmark draws (mscl/data.py); the paper's proportions at
+    paper scale in profile gpu. One cross-domain stage is one domain: its facts are
+    ``cross_independent_per_stage + cross_conflict_per_stage`` (paper: 2,000 + 1,000 = 3,000 per
+    domain) and ``cross_conflict_per_stage`` is also how many facts two consecutive domains share
+    (paper: 1,000)."""
+    general: int                       # general-purpose facts, stage 0 (paper: 6,000)
+    stage1_facts: int                  # domain-independent stream: facts learned in stage 1
+    new_facts_per_stage: int           # domain-independent stream: facts added in each of stages 2-5
+    edits_per_stage: int               # domain-independent stream: earlier answers edited in each of stages 2-5
+    cross_independent_per_stage: int   # cross-domain stream: domain-independent examples per stage (paper: 2,000)
+    cross_conflict_per_stage: int      # cross-domain stream: conflict examples per stage (paper: 1,000)
 
 
 @dataclasses.dataclass(frozen=True)
 class DataBuildParams:
     """notebooks/01_data_build.ipynb"""
-    profile: str
-    seed: int
+    profile: str                       # must name the profile folder the file is in
+    seed: int                          # the seed the benchmark is built with by default
     sizes: BenchmarkSizes
 
 
@@ -101,6 +103,38 @@ class PBLParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class MoCLParams:
+    """The MoCL baseline (mscl/methods/mocl.py; Wang et al., NAACL 2024). Modules use train.lora."""
+    temperature: float             # alpha_i = softmax(cos(q, k_i) / temperature); the authors' code: scale 8, i.e. 0.125
+    learn_keys: bool               # the newest key learns through the task loss (as in the original); false: prototypes
+
+
+@dataclasses.dataclass(frozen=True)
+class FLearningParams:
+    """The F-Learning baseline (mscl/methods/flearning.py; Ni et al., 2023, arXiv 2311.08011)."""
+    forgetting_lambda: float       # theta' = theta - lambda * delta_old, delta_old the old-knowledge LoRA's delta
+    forgetting_epochs: float       # epochs of the old-knowledge LoRA (train.lora, train.batch_size)
+    forgetting_learning_rate: float
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentParams:
+    """Self-distillation augmentation and dynamic data selection (mscl/augment.py, mscl/selection.py).
+    Which strategies and which selection mode a method uses is its name (``pbl+bki``, ``ours``...)."""
+    count: int                     # outputs sampled per question, per strategy and round
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    rounds: int                    # round r > 1 rewrites the x' selected in round r - 1
+    max_length_ratio: float        # an x' longer than this many times its original question (characters) is dropped
+    mi_quantile: float             # dynamic selection: MI(x'; x) must reach this quantile of its (strategy, round) group
+    mi_min: float                  # dynamic selection: ... and at least this many nats
+    indication: bool               # dynamic selection: the LLM must also answer x' with y or as it answers x
+    indication_f1: float           # ... "as it answers x": token F1 of the two answers at least this (1.0: identical)
+    preference: bool               # augmented pairs also get PBL's sampled responses (false: gold NLL only)
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainingParams:
     """params/<profile>/training.yaml: everything a stage run depends on."""
     backbone: str
@@ -108,6 +142,9 @@ class TrainingParams:
     train: TrainParams
     eval: EvalParams
     pbl: PBLParams
+    mocl: MoCLParams
+    flearning: FLearningParams
+    augment: AugmentParams
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,10 +155,27 @@ class StageTrainingParams:
     method: str
 
 
+@dataclasses.dataclass(frozen=True)
+class PilotParams:
+    """notebooks/02_pilot.ipynb: plain continual fine-tuning over a stream."""
+    stream: str
+    method: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MainTableParams:
+    """notebooks/04_domain_independent.ipynb: the paper's main table."""
+    stream: str
+    methods: list[str]             # the first is the baseline the changes are measured against
+    backbones: list[str]
+
+
 SCHEMAS: dict[str, type] = {
     "00_quickstart": QuickstartParams,
     "01_data_build": DataBuildParams,
+    "02_pilot": PilotParams,
     "03_stage_training": StageTrainingParams,
+    "04_domain_independent": MainTableParams,
     "training": TrainingParams,
 }
 

@@ -45,3 +45,20 @@ def loss_curves(log_history: list[dict], ax=None, title: str = ""):
     ax.set_title(title)
     ax.legend()
     return ax
+
+
+def main_table(long: pd.DataFrame, baseline: str = "cit", metrics: tuple[str, ...] = ("KGR", "ACC")) -> pd.DataFrame:
+    """The paper's layout: one row per (backbone, method), for every stage each metric in percent with
+    its change against ``baseline`` at the same stage and backbone, e.g. ``"62.5 (+12.0)"``."""
+    rows = []
+    for (backbone, method), group in long.groupby(["backbone", "method"], sort=False):
+        base = long[(long["backbone"] == backbone) & (long["method"] == baseline)].set_index("stage")
+        row = {"backbone": backbone, "method": method}
+        for _, r in group.sort_values("stage").iterrows():
+            for metric in metrics:
+                cell = f"{r[metric]:.1f}"
+                if method != baseline and r["stage"] in base.index:
+                    cell += f" ({r[metric] - base.loc[r['stage'], metric]:+.1f})"
+                row[f"stage {r['stage']} {metric}"] = cell
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -161,6 +161,8 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
         for child in folder.iterdir():
             if child.is_dir():
                 shutil.rmtree(child)
+            elif ".tmp" in child.name:
+                child.unlink()
     folder.mkdir(parents=True, exist_ok=True)
 
     seed = params.seed * 1000 + stage

@@ -6,13 +6,18 @@ Total objective of one batch (weights from ``params/<profile>/training.yaml``)::
 
 where NLL is the mean per-token negative log-likelihood of the gold answers and ``L_bias`` is
 :func:`mscl.losses.preference_bias_loss` over the sampled responses, against reference
-log-probabilities that were computed once, before training, with the model at the start of the
-stage (so no second model runs during training). CIT is the same trainer with no responses.
+log-probabilities computed once, before training, with the model at the start of the stage (so no
+second model runs during training). CIT is the same trainer with no sampled responses.
 
-Efficiency: sequences are left-padded, so every response ends at the last position; the model is
-asked for logits of the last ``R + 1`` positions only (``logits_to_keep``), R being the longest
-response in the batch. The vocabulary projection, the largest tensor of a small model, is thus
-computed only where the loss reads it.
+Efficiency: every response to one question shares that question's prompt, so a training example is
+*packed* into one row: the prompt once, then the gold answer and each sampled response after it. A
+block-causal attention mask lets a response's tokens see the prompt and the earlier tokens of their
+own response only, and their position ids continue from the prompt's end, so each response is
+scored exactly as if it followed the prompt alone (``tests/test_training.py`` checks this against
+unpacked scoring). With K sampled responses a PBL row costs one prompt plus K+1 short answers
+instead of K+1 full sequences. Rows are left-padded so all responses sit at the end, and the model
+is asked for the logits of that span only (``logits_to_keep``): the vocabulary projection, the
+largest tensor of a small model, is computed only where the loss reads it.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from typing import Sequence
 import torch
 from transformers import Trainer, TrainingArguments
 
-from mscl.losses import preference_bias_loss, sequence_logps
+from mscl.losses import preference_bias_loss
 from mscl.models import format_prompt, response_suffix
 
 IGNORE = -100
@@ -38,7 +43,7 @@ def encode_pair(tokenizer, question: str, response: str, max_length: int, record
     """Token ids of prompt + response, with the prompt masked out of the labels.
 
     The prompt and the response are tokenized separately and concatenated, so the response's tokens
-    are the same whatever the prompt was.
+    are the same whatever the prompt was, and every response to one question shares its prompt ids.
     """
     prompt_ids = tokenizer(format_prompt(tokenizer, question), add_special_tokens=False)["input_ids"]
     lead = "" if getattr(tokenizer, "chat_template", None) else " "
@@ -51,7 +56,8 @@ def encode_pair(tokenizer, question: str, response: str, max_length: int, record
             f"record {record_id}: prompt + response is {len(ids)} tokens, longer than max_length={max_length} "
             f"(question starts {question[:60]!r}); raise train.max_length or shorten the question"
         )
-    return {"input_ids": ids, "labels": [IGNORE] * len(prompt_ids) + response_ids, "response_len": len(response_ids)}
+    return {"input_ids": ids, "labels": [IGNORE] * len(prompt_ids) + response_ids, "prompt_len": len(prompt_ids),
+            "response_len": len(response_ids)}
 
 
 def build_examples(tokenizer, records, max_length: int, preference_rows: Sequence[dict] | None = None) -> list[dict]:
@@ -67,45 +73,109 @@ def build_examples(tokenizer, records, max_length: int, preference_rows: Sequenc
     return examples
 
 
-@dataclass
-class SequenceCollator:
-    """Flattens examples into one left-padded batch of sequences with their roles."""
-    pad_token_id: int
+def pack_examples(examples: list[dict], pad_token_id: int) -> dict:
+    """Pack each example into one left-padded row: its prompt once, then each of its sequences' responses.
 
-    def __call__(self, examples: list[dict]) -> dict:
-        seqs = [s for ex in examples for s in ex["sequences"]]
-        return collate_sequences(seqs, self.pad_token_id)
-
-
-def collate_sequences(seqs: list[dict], pad_token_id: int) -> dict:
-    """Left-pad token sequences; position ids count real tokens only."""
-    width = max(len(s["input_ids"]) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_token_id, dtype=torch.long)
-    labels = torch.full((len(seqs), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        n = len(s["input_ids"])
-        ids[i, width - n :] = torch.tensor(s["input_ids"])
-        labels[i, width - n :] = torch.tensor(s["labels"])
-        mask[i, width - n :] = 1
+    Returns the model inputs (``input_ids``, a 4D additive ``attention_mask``, ``position_ids``,
+    ``prompt_mask``: the prompt's tokens, 2D) and, for scoring, one entry per response token
+    (``target_row``, ``target_col``: the position whose logits predict it, ``target_token``,
+    ``target_sequence``) plus per-sequence ``is_gold``, ``aligned``, ``ref_logps``, ``n_tokens``.
+    """
+    rows, flat = [], []
+    for ex in examples:
+        seqs = ex["sequences"]
+        p = seqs[0]["prompt_len"]
+        prompt = seqs[0]["input_ids"][:p]
+        ids, segment, position, targets = list(prompt), [0] * p, list(range(p)), []
+        for k, s in enumerate(seqs, 1):
+            if s["input_ids"][:p] != prompt:
+                raise ValueError(f"example {ex.get('id')}: its sequences do not share one prompt")
+            response = s["input_ids"][p:]
+            start = len(ids)
+            # the first response token is predicted by the prompt's last position, shared by all responses
+            targets += [((p - 1) if j == 0 else start + j - 1, tok, len(flat)) for j, tok in enumerate(response)]
+            ids += response
+            segment += [k] * len(response)
+            position += range(p, p + len(response))
+            flat.append(s)
+        rows.append((ids, segment, position, targets, p))
+    width = max(len(r[0]) for r in rows)
+    n = len(rows)
+    input_ids = torch.full((n, width), pad_token_id, dtype=torch.long)
+    segments = torch.full((n, width), -1, dtype=torch.long)
+    positions = torch.zeros((n, width), dtype=torch.long)
+    prompt_mask = torch.zeros((n, width), dtype=torch.long)
+    target_row, target_col, target_token, target_sequence = [], [], [], []
+    for b, (ids, segment, position, targets, p) in enumerate(rows):
+        shift = width - len(ids)
+        input_ids[b, shift:] = torch.tensor(ids)
+        segments[b, shift:] = torch.tensor(segment)
+        positions[b, shift:] = torch.tensor(position)
+        prompt_mask[b, shift : shift + p] = 1
+        for col, tok, seq in targets:
+            target_row.append(b)
+            target_col.append(col + shift)
+            target_token.append(tok)
+            target_sequence.append(seq)
+    query, key = segments.unsqueeze(2), segments.unsqueeze(1)
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    allowed = causal & (key >= 0) & ((key == 0) | (key == query))
+    allowed |= torch.eye(width, dtype=torch.bool)  # a padding query sees itself: no fully masked row, no NaN
+    mask = torch.zeros((n, 1, width, width))
+    mask.masked_fill_(~allowed.unsqueeze(1), torch.finfo(mask.dtype).min)
+    target_sequence_t = torch.tensor(target_sequence)
     return {
-        "input_ids": ids,
+        "input_ids": input_ids,
         "attention_mask": mask,
-        "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
-        "labels": labels,
-        "keep": torch.tensor(max(s["response_len"] for s in seqs) + 1),
-        "is_gold": torch.tensor([s.get("kind", "gold") == "gold" for s in seqs]),
-        "aligned": torch.tensor([bool(s.get("aligned", True)) for s in seqs]),
-        "ref_logps": torch.tensor([float(s["ref_logp"]) if s.get("ref_logp") is not None else 0.0 for s in seqs]),
+        "position_ids": positions,
+        "prompt_mask": prompt_mask,
+        "target_row": torch.tensor(target_row),
+        "target_col": torch.tensor(target_col),
+        "target_token": torch.tensor(target_token),
+        "target_sequence": target_sequence_t,
+        "n_tokens": torch.bincount(target_sequence_t, minlength=len(flat)),
+        "is_gold": torch.tensor([s.get("kind", "gold") == "gold" for s in flat]),
+        "aligned": torch.tensor([bool(s.get("aligned", True)) for s in flat]),
+        "ref_logps": torch.tensor([float(s["ref_logp"]) if s.get("ref_logp") is not None else 0.0 for s in flat]),
     }
 
 
+def pack_sequences(seqs: list[dict], pad_token_id: int) -> dict:
+    """Each sequence in a row of its own (no prompt sharing): plain causal scoring, one row a sequence."""
+    return pack_examples([{"sequences": [s]} for s in seqs], pad_token_id)
+
+
+@dataclass
+class PackedCollator:
+    """The Trainer's data collator: :func:`pack_examples` with the tokenizer's pad id."""
+    pad_token_id: int
+
+    def __call__(self, examples: list[dict]) -> dict:
+        return pack_examples(examples, self.pad_token_id)
+
+
+def _unwrap(model):
+    while hasattr(model, "module"):  # DDP / accelerate wrappers
+        model = model.module
+    return model
+
+
 def response_logps(model, batch: dict) -> torch.Tensor:
-    """Summed log-probability of each sequence's response tokens (logits of the response span only)."""
-    keep = int(batch["keep"])
+    """Summed log-probability of each packed sequence's response tokens, one value per sequence.
+
+    log p(y | x) = sum_t [ logit_t[y_t] - logsumexp(logit_t) ], computed only at the response
+    positions (the logits of the trailing response span are all the model is asked for).
+    """
+    first = int(batch["target_col"].min())
+    keep = batch["input_ids"].shape[1] - first
+    extra = {"prompt_mask": batch["prompt_mask"]} if getattr(_unwrap(model), "uses_prompt_mask", False) else {}
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                position_ids=batch["position_ids"], logits_to_keep=keep)
-    return sequence_logps(out.logits.float(), batch["labels"][:, -keep:])
+                position_ids=batch["position_ids"], logits_to_keep=keep, **extra)
+    logits = out.logits[batch["target_row"], batch["target_col"] - first].float()
+    token_logps = logits.gather(-1, batch["target_token"].unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+    n_sequences = batch["is_gold"].shape[0]
+    return torch.zeros(n_sequences, dtype=token_logps.dtype, device=token_logps.device).index_add(
+        0, batch["target_sequence"].to(token_logps.device), token_logps)
 
 
 @torch.no_grad()
@@ -114,13 +184,14 @@ def reference_logps(model, tokenizer, examples: list[dict], batch_size: int) -> 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    seqs = [s for ex in examples for s in ex["sequences"] if s["kind"] == "response"]
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]["input_ids"]))
+    order = sorted(range(len(examples)), key=lambda i: sum(len(s["input_ids"]) for s in examples[i]["sequences"]))
     for start in range(0, len(order), batch_size):
-        chunk = [seqs[i] for i in order[start : start + batch_size]]
-        batch = {k: v.to(device) for k, v in collate_sequences(chunk, tokenizer.pad_token_id).items()}
-        for s, lp in zip(chunk, response_logps(model, batch).tolist()):
-            s["ref_logp"] = lp
+        chunk = [examples[i] for i in order[start : start + batch_size]]
+        batch = {k: v.to(device) for k, v in pack_examples(chunk, tokenizer.pad_token_id).items()}
+        seqs = [s for ex in chunk for s in ex["sequences"]]
+        for s, lp in zip(seqs, response_logps(model, batch).tolist()):
+            if s["kind"] == "response":
+                s["ref_logp"] = lp
     model.train(was_training)
 
 
@@ -139,8 +210,7 @@ class StageTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         logps = response_logps(model, inputs)
         gold = inputs["is_gold"]
-        tokens = (inputs["labels"][:, 1:] != IGNORE).sum(-1)
-        nll = -logps[gold].sum() / tokens[gold].sum().clamp(min=1)
+        nll = -logps[gold].sum() / inputs["n_tokens"][gold].sum().clamp(min=1)
         loss = self.bias.nll_weight * nll if self.bias else nll
         self._metrics["nll"].append(nll.item())
         if self.bias is not None and (~gold).any():
@@ -202,7 +272,7 @@ def train_lora(model, tokenizer, examples: list[dict], train, output_dir, seed: 
         model=model,
         args=training_arguments(train, output_dir, seed, len(examples)),
         train_dataset=examples,
-        data_collator=SequenceCollator(tokenizer.pad_token_id),
+        data_collator=PackedCollator(tokenizer.pad_token_id),
         bias_params=bias_params,
     )
     trainer.train()

@@ -21,4 +21,4 @@ def tiny():
 def make_record(i: int, question: str, answer: str, **extra):
     """A stand-in for a benchmark record with the fields the trainer reads."""
     return SimpleNamespace(id=f"r{i}", fact_id=f"f{i}", question=question, answer=answer,
-                           previous_answer=extra.get("previous_answer"))
+                           previous_answer=extra.get("previous_answer"), edited=extra.get("edited", False))

@@ -9,8 +9,8 @@ import torch
 from mscl.models import attach_lora
 from mscl.params import LoraParams, PBLParams, TrainParams
 from mscl.preference import build_preference_data, split_responses
-from mscl.training import (ContextLengthError, build_examples, collate_sequences, encode_pair, reference_logps,
-                           response_logps, train_lora)
+from mscl.training import (ContextLengthError, build_examples, encode_pair, pack_examples, pack_sequences,
+                           reference_logps, response_logps, train_lora)
 from tests.conftest import make_record
 
 LORA = LoraParams(r=8, alpha=16, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
@@ -41,11 +41,24 @@ ROWS = [
 
 def _logps_by_kind(model, tokenizer, examples):
     seqs = [s for ex in examples for s in ex["sequences"] if s["kind"] == "response"]
-    batch = collate_sequences(seqs, tokenizer.pad_token_id)
+    batch = pack_sequences(seqs, tokenizer.pad_token_id)
     with torch.no_grad():
         logps = response_logps(model, batch)
     ratios = logps - batch["ref_logps"]
     return ratios[batch["aligned"]], ratios[~batch["aligned"]]
+
+
+def test_packed_rows_score_each_response_as_if_alone(tiny):
+    """One row per question (prompt once, every response after it) gives the same log-probs as
+    scoring every prompt+response sequence in a row of its own."""
+    model, tok = tiny
+    examples = build_examples(tok, RECORDS, 128, ROWS)
+    seqs = [s for ex in examples for s in ex["sequences"]]
+    with torch.no_grad():
+        packed = response_logps(model, pack_examples(examples, tok.pad_token_id))
+        alone = response_logps(model, pack_sequences(seqs, tok.pad_token_id))
+    assert packed.shape == (len(seqs),)
+    assert torch.allclose(packed, alone, atol=1e-4)
 
 
 def test_encode_pair_masks_prompt(tiny):
@@ -89,7 +102,7 @@ def test_cit_lowers_gold_nll(tiny):
     model, tok = tiny
     model = copy.deepcopy(model)
     examples = build_examples(tok, RECORDS, 128)
-    batch = collate_sequences([ex["sequences"][0] for ex in examples], tok.pad_token_id)
+    batch = pack_sequences([ex["sequences"][0] for ex in examples], tok.pad_token_id)
     with torch.no_grad():
         before = response_logps(model, batch).sum()
     peft_model = attach_lora(model, LORA)

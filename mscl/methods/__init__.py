@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from mscl.methods.base import Method, SequentialLoRA, StageContext
 from mscl.methods.cit import CIT
-from mscl.methods.pbl import PBL
+from mscl.methods.flearning import FLearning
+from mscl.methods.mocl import MoCL
+from mscl.methods.pbl import PBL, PBL_VARIANTS
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (CIT, PBL)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (CIT, PBL, MoCL, FLearning, *PBL_VARIANTS)}
 
 
 class UnknownMethodError(KeyError):

@@ -5,10 +5,33 @@ question; they are split into Y_align and Y_conflict against the gold answer
 (:mod:`mscl.preference`) and scored once by that same frozen model (the reference). Training then
 minimises ``nll_weight * NLL(gold) + preference_weight * (alpha * L_PP + beta * L_NP)``
 (:mod:`mscl.training`, :func:`mscl.losses.preference_bias_loss`).
+
+The same class carries the paper's other two parts as switches, so the full method and every
+ablation are configurations of one code path (``PBL_VARIANTS``, registered by name):
+
+==================  ======================  ==================================================
+name                augmentation            selection of the augmented pairs
+==================  ======================  ==================================================
+``pbl``             none                    -
+``pbl+bki``         BKI                     all non-degenerate (``all``)
+``pbl+lce``         LCE                     all
+``pbl+pa``          PA                      all
+``pbl+ca``          BKI + LCE + PA (CA)     all
+``pbl+ca+rs50``     CA                      random 50% (``random``; also rs25, rs12.5)
+``ours``            CA                      dynamic: MI and LLM indication (``dynamic``)
+==================  ======================  ==================================================
+
+Before sampling, the model at the stage's start rewrites the training questions
+(:func:`mscl.augment.self_distillation`); the selected pairs (x', y) join the stage's training
+records: they are trained on with the gold answer and, with ``augment.preference``, get K sampled
+responses and the preference bias like every training question. They are kept in the stage folder
+(``augmented.jsonl``; every candidate with its fate in ``augment_candidates.jsonl``; the counts in
+``augmentation.json`` and in the manifest's ``method_info.augmentation``) and reused after a restart.
 """
 from __future__ import annotations
 
-from mscl.io import read_jsonl, write_jsonl
+from mscl.augment import STRATEGIES, augmented_record_from_row, record_row, self_distillation
+from mscl.io import read_json, read_jsonl, write_json, write_jsonl
 from mscl.methods.base import SequentialLoRA, StageContext
 from mscl.preference import build_preference_data, split_summary
 from mscl.training import build_examples, reference_logps
@@ -18,19 +41,43 @@ class PBL(SequentialLoRA):
     """Sequential LoRA with the preference-based learning bias added to the gold NLL."""
 
     name = "pbl"
+    strategies: tuple[str, ...] = ()   # augmentation strategies (mscl.augment.STRATEGIES); () = no augmentation
+    selection: str = "all"             # how augmented pairs are selected (mscl.selection.SELECTION_MODES)
+    keep_fraction: float = 1.0         # the fraction random selection keeps
 
-    def preference_rows(self, model, ctx: StageContext) -> list[dict]:
-        """Sampled, split and reference-scored responses; cached in ``preference.jsonl`` so a
-        restarted stage does not sample again (the file is written atomically, whole or not at all)."""
+    def augmented_records(self, model, ctx: StageContext) -> list:
+        """The selected augmented pairs of the stage (none without strategies); cached in
+        ``augmented.jsonl``, which is written last, so its presence means the stage's augmentation
+        files are complete and a restarted stage does not augment again."""
+        if not self.strategies:
+            return []
+        path, summary_path = ctx.stage_dir / "augmented.jsonl", ctx.stage_dir / "augmentation.json"
+        if path.is_file() and summary_path.is_file():
+            ctx.info["augmentation"] = read_json(summary_path)
+            return [augmented_record_from_row(row) for row in read_jsonl(path)]
+        result = self_distillation(model, ctx.tokenizer, ctx.sets["train"], strategies=self.strategies,
+                                   selection=self.selection, keep_fraction=self.keep_fraction, params=self.params,
+                                   seed=ctx.seed)
+        write_jsonl(ctx.stage_dir / "augment_candidates.jsonl", [c.row() for c in result.candidates])
+        write_json(summary_path, result.summary)
+        write_jsonl(path, [record_row(r) for r in result.records])
+        ctx.info["augmentation"] = result.summary
+        return result.records
+
+    def preference_rows(self, model, ctx: StageContext, records=None) -> list[dict]:
+        """Sampled, split and reference-scored responses to ``records`` (default: the stage's training
+        records); cached in ``preference.jsonl`` so a restarted stage does not sample again (the file
+        is written atomically, whole or not at all)."""
+        records = ctx.sets["train"] if records is None else records
         path = ctx.stage_dir / "preference.jsonl"
         if path.is_file():
             return read_jsonl(path)
         pbl = self.params.pbl
-        rows = build_preference_data(model, ctx.tokenizer, ctx.sets["train"], k=pbl.k,
+        rows = build_preference_data(model, ctx.tokenizer, records, k=pbl.k,
                                      temperature=pbl.temperature, top_p=pbl.top_p,
                                      max_new_tokens=pbl.max_new_tokens,
                                      batch_size=self.params.eval.batch_size, seed=ctx.seed)
-        examples = build_examples(ctx.tokenizer, ctx.sets["train"], self.params.train.max_length, rows)
+        examples = build_examples(ctx.tokenizer, records, self.params.train.max_length, rows)
         reference_logps(model, ctx.tokenizer, examples, self.params.eval.batch_size)
         for row, ex in zip(rows, examples):
             for resp, seq in zip(row["responses"], ex["sequences"][1:]):
@@ -39,9 +86,34 @@ class PBL(SequentialLoRA):
         return rows
 
     def examples(self, model, ctx: StageContext) -> list[dict]:
-        rows = self.preference_rows(model, ctx)
+        # augmentation first: it and the sampling both use the model at the stage's start
+        records = list(ctx.sets["train"]) + self.augmented_records(model, ctx)
+        sampled = records if self.params.augment.preference else ctx.sets["train"]
+        rows = self.preference_rows(model, ctx, sampled)
         ctx.info["preference_split"] = split_summary(rows)
-        return build_examples(ctx.tokenizer, ctx.sets["train"], self.params.train.max_length, rows)
+        return build_examples(ctx.tokenizer, records, self.params.train.max_length, rows)
 
     def bias_params(self):
         return self.params.pbl
+
+
+def pbl_variant(name: str, strategies: tuple[str, ...], selection: str = "all",
+                keep_fraction: float = 1.0) -> type[PBL]:
+    """PBL with the given augmentation strategies and selection, as a method class called ``name``
+    (its own registry entry and run folder)."""
+    doc = (f"PBL + {'+'.join(s.upper() for s in strategies)} augmentation, {selection} selection"
+           + (f" keeping {keep_fraction:.1%}" if selection == "random" else "") + ".")
+    return type(f"PBL({name})", (PBL,), {"name": name, "strategies": tuple(strategies), "selection": selection,
+                                         "keep_fraction": keep_fraction, "__doc__": doc, "__module__": __name__})
+
+
+PBL_VARIANTS: tuple[type[PBL], ...] = (
+    pbl_variant("pbl+bki", ("bki",)),
+    pbl_variant("pbl+lce", ("lce",)),
+    pbl_variant("pbl+pa", ("pa",)),
+    pbl_variant("pbl+ca", STRATEGIES),
+    pbl_variant("pbl+ca+rs50", STRATEGIES, "random", 0.5),
+    pbl_variant("pbl+ca+rs25", STRATEGIES, "random", 0.25),
+    pbl_variant("pbl+ca+rs12.5", STRATEGIES, "random", 0.125),
+    pbl_variant("ours", STRATEGIES, "dynamic"),
+)

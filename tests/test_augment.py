@@ -1,0 +1,239 @@
+"""Self-distillation augmentation: prompts, cleaning, degenerate filtering, rounds, and the `ours` method."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+
+from mscl.augment import (DEGENERATE_REASONS, AugmentedRecord, augmented_record_from_row, candidates_from_outputs,
+                          clean_output, filter_degenerate, record_row, rewrite_prompt, self_distillation)
+from mscl.io import read_json, read_jsonl
+from mscl.methods import METHODS, StageContext, UnknownMethodError, get_method
+from mscl.params import load_params
+from tests.conftest import make_record
+
+FRANCE = make_record(0, "What is the capital of France?", "Paris")
+RECORDS = [FRANCE,
+           make_record(1, "What is the chemical symbol of iron?", "Fe"),
+           make_record(2, "Which currency does Japan use?", "JPY"),
+           make_record(3, "Which city has the airport CDG?", "Paris")]
+
+
+def _params(**augment):
+    """Smoke params with short sampled responses (the tests are about augmentation, not sampling)."""
+    params = load_params("smoke", "training")
+    return dataclasses.replace(params, augment=dataclasses.replace(params.augment, **augment),
+                               pbl=dataclasses.replace(params.pbl, max_new_tokens=4),
+                               eval=dataclasses.replace(params.eval, max_new_tokens=4))
+
+
+# --------------------------------------------------------------------------- prompts and cleaning
+def test_rewrite_prompt_shows_demonstrations_then_the_question(tiny):
+    _, tok = tiny
+    prompt = rewrite_prompt(tok, "pa", FRANCE.question)
+    assert prompt.count("<|im_start|>user") == 4 and prompt.count("<|im_start|>assistant") == 4
+    assert prompt.rstrip().endswith("<|im_start|>assistant")
+    assert FRANCE.question in prompt.rsplit("<|im_start|>user", 1)[1]
+    plain = rewrite_prompt(SimpleNamespace(chat_template=None), "bki", FRANCE.question)
+    assert plain.endswith(f"{FRANCE.question}\nBackground:") and "Spiders are arachnids" in plain
+    with pytest.raises(ValueError, match="unknown augmentation strategy"):
+        rewrite_prompt(tok, "xyz", FRANCE.question)
+
+
+@pytest.mark.parametrize("raw, strategy, expected", [
+    ('Rewritten question: "Which city is France\'s capital?" It is Paris.', "pa", ("Which city is France's capital?", None)),
+    ("Which city is France's capital?\n\nThe answer is Paris.", "lce", ("Which city is France's capital?", None)),
+    ("France is a country in Western Europe. Its capital is old.", "bki", ("France is a country in Western Europe.", None)),
+    ("The U.S. state of Texas borders Mexico. More text", "bki", ("The U.S. state of Texas borders Mexico.", None)),
+    ("France is a country in Western", "bki", ("", "no_sentence")),
+    ("The capital of France is Paris.", "pa", ("", "not_question")),
+    ("   \n ", "pa", ("", "empty")),
+    ("Question: ''", "lce", ("", "empty")),
+    ("Paraphrase: what is France's capital?", "pa", ("", "prompt_echo")),
+    ("Reword this question: what is France's capital?", "lce", ("", "prompt_echo")),
+    ("In Brazil, people speak which language?", "pa", ("", "prompt_echo")),
+    ("A spider can have how many legs?", "pa", ("", "prompt_echo")),
+    ("The answer to this question is a city.", "bki", ("", "prompt_echo")),
+])
+def test_clean_output(raw, strategy, expected):
+    assert clean_output(raw, strategy, FRANCE.question) == expected
+
+
+# --------------------------------------------------------------------------- degenerate filtering
+def test_degenerate_rewrites_are_dropped_with_the_right_reason_counts():
+    outputs = [
+        "Which city serves as the capital of France?",              # kept
+        "",                                                         # empty
+        "Expand: which capital does France have?",                  # prompt_echo
+        "The capital of France is a big city.",                     # not_question
+        "What is the capital of France?",                           # copy (of x)
+        "what is the CAPITAL of france ???",                        # copy (word tokens ignore case and marks)
+        "Is PARIS, the largest French city, the capital of France?",  # answer_leak (case ignored)
+        "Which " + "very " * 40 + "old city is the capital of France?",  # too_long (> 4x the original)
+        "Which city serves as the capital of France ?",            # duplicate of the first
+        "Which city in Europe, home to the Louvre, is France's capital?",  # kept
+    ]
+    cands = candidates_from_outputs([(FRANCE, FRANCE)], [outputs], "lce", 1)
+    counts = filter_degenerate(cands, max_length_ratio=4.0)
+    assert counts == Counter({"empty": 1, "prompt_echo": 1, "not_question": 1, "copy": 2, "answer_leak": 1,
+                              "too_long": 1, "duplicate": 1})
+    assert [c.question for c in cands if c.reason is None] == [outputs[0], outputs[-1]]
+    assert set(counts) <= set(DEGENERATE_REASONS)
+
+
+def test_answer_already_in_the_question_is_no_leak_and_whole_words_only():
+    record = make_record(5, "Is Paris the capital of France or of Italy?", "Paris")
+    symbol = make_record(6, "What is the chemical symbol of iron?", "Fe")
+    cands = (candidates_from_outputs([(record, record)], [["Is the city of Paris the capital of France?"]], "pa", 1)
+             + candidates_from_outputs([(symbol, symbol)], [["Which symbol, often Fe, stands for iron?",
+                                                              "Which feature symbol stands for iron?"]], "pa", 1))
+    assert filter_degenerate(cands, max_length_ratio=4.0) == Counter({"answer_leak": 1})
+    assert [c.reason for c in cands] == [None, "answer_leak", None]  # "feature" contains "fe", not the word
+
+
+def test_bki_splices_the_background_before_the_question():
+    (c,) = candidates_from_outputs([(FRANCE, FRANCE)], [["France is a country in Western Europe. More."]], "bki", 2)
+    filter_degenerate([c], max_length_ratio=4.0)
+    assert c.reason is None and c.question == "France is a country in Western Europe. " + FRANCE.question
+    (leak,) = candidates_from_outputs([(FRANCE, FRANCE)], [["Its capital Paris is on the Seine."]], "bki", 1)
+    filter_degenerate([leak], max_length_ratio=4.0)
+    assert leak.reason == "answer_leak"
+
+
+def test_augmented_record_keeps_the_original_fields_and_round_trips():
+    (c,) = candidates_from_outputs([(FRANCE, FRANCE)], [["Which city is France's capital?"]], "pa", 1)
+    rec = c.record()
+    assert isinstance(rec, AugmentedRecord)
+    assert (rec.id, rec.question, rec.answer, rec.fact_id) == ("r0~pa1.0", "Which city is France's capital?", "Paris", "f0")
+    assert (rec.strategy, rec.round, rec.source_id, rec.origin_id) == ("pa", 1, "r0", "r0")
+    assert augmented_record_from_row(record_row(rec)) == rec
+    (child,) = candidates_from_outputs([(rec, FRANCE)], [["Which French city is the capital?"]], "pa", 2)
+    assert child.record().source_id == "r0~pa1.0" and child.record().origin_id == "r0"
+    assert child.id == "r0~pa1.0~pa2.0"
+
+
+# --------------------------------------------------------------------------- rounds
+def _fake_generate(model, tokenizer, prompts, *, num_return_sequences=1, **kwargs):
+    """Canned outputs: prompts are 'strategy|question' (see _fake_prompt)."""
+    out = []
+    for p in prompts:
+        strategy, question = p.split("|", 1)
+        if strategy == "bki":
+            out.append([f"Here is background fact number {j}." for j in range(num_return_sequences)])
+        else:
+            stem = question.rstrip("?")
+            out.append([f"{stem}, {strategy} variant {j}?" for j in range(num_return_sequences)])
+    return out
+
+
+@pytest.fixture
+def canned(monkeypatch):
+    monkeypatch.setattr("mscl.augment.rewrite_prompt", lambda tok, strategy, question: f"{strategy}|{question}")
+    monkeypatch.setattr("mscl.augment.generate", _fake_generate)
+    # every answer identical: the LLM indication holds (its own logic is tested in test_selection)
+    monkeypatch.setattr("mscl.selection.answer_questions", lambda model, tok, qs, **kw: ["same answer"] * len(qs))
+
+
+def test_rounds_feed_the_selected_set_forward_and_count_everything(canned):
+    params = _params(count=2, rounds=2, mi_quantile=0.25, mi_min=0.0, indication=True)
+    result = self_distillation(None, None, RECORDS, strategies=("bki", "lce", "pa"), selection="dynamic",
+                               keep_fraction=1.0, params=params, seed=0)
+    s = result.summary
+    assert s["generated"] == len(result.candidates) and s["kept"] == len(result.records) > 0
+    for g in s["by_strategy_round"]:
+        assert g["generated"] == sum(g["degenerate"].values()) + sum(g["not_selected"].values()) + g["kept"]
+    round1 = {g["strategy"]: g for g in s["by_strategy_round"] if g["round"] == 1}
+    round2 = {g["strategy"]: g for g in s["by_strategy_round"] if g["round"] == 2}
+    assert all(round1[k]["generated"] == 2 * len(RECORDS) for k in round1)
+    assert all(round2[k]["sources"] == round1[k]["kept"] for k in round2)
+    assert round1["bki"]["degenerate"]["duplicate"] == 0  # the same background for two questions is fine
+    for c in result.candidates:
+        if c.round == 2:
+            assert c.source.strategy == c.strategy and c.source.id.startswith(c.origin.id + "~")
+    assert {r.round for r in result.records} == {1, 2}
+    ids = [r.id for r in result.records]
+    assert len(ids) == len(set(ids))
+
+
+def test_random_and_all_selection(canned):
+    params = _params(count=2, rounds=1)
+    everything = self_distillation(None, None, RECORDS, strategies=("pa",), selection="all", keep_fraction=1.0,
+                                   params=params, seed=0)
+    assert len(everything.records) == 2 * len(RECORDS)
+    half = self_distillation(None, None, RECORDS, strategies=("pa",), selection="random", keep_fraction=0.25,
+                             params=params, seed=0)
+    assert len(half.records) == 2 and half.summary["by_strategy_round"][0]["not_selected"]["random"] == 6
+
+
+def test_dynamic_selection_is_deterministic_for_a_seed(tiny):
+    model, tok = tiny
+    params = _params(count=2, rounds=2, max_new_tokens=8)
+    runs = [self_distillation(model, tok, RECORDS[:2], strategies=("bki", "pa"), selection="dynamic",
+                              keep_fraction=1.0, params=params, seed=seed) for seed in (4, 4, 5)]
+    rows = [[c.row() for c in run.candidates] for run in runs]
+    assert rows[0] == rows[1]
+    assert [r["raw"] for r in rows[0]] != [r["raw"] for r in rows[2]]
+    assert runs[0].summary["generated"] == len(rows[0]) >= 2 * 2 * 2
+
+
+# --------------------------------------------------------------------------- the methods
+def test_variants_are_registered_configurations_of_pbl():
+    params = load_params("smoke", "training")
+    expected = {"pbl": ((), "all"), "pbl+bki": (("bki",), "all"), "pbl+lce": (("lce",), "all"),
+                "pbl+pa": (("pa",), "all"), "pbl+ca": (("bki", "lce", "pa"), "all"),
+                "pbl+ca+rs50": (("bki", "lce", "pa"), "random"), "pbl+ca+rs25": (("bki", "lce", "pa"), "random"),
+                "pbl+ca+rs12.5": (("bki", "lce", "pa"), "random"), "ours": (("bki", "lce", "pa"), "dynamic")}
+    for name, (strategies, selection) in expected.items():
+        method = get_method(name, params)
+        assert (method.name, method.strategies, method.selection) == (name, strategies, selection)
+    assert get_method("pbl+ca+rs12.5", params).keep_fraction == 0.125
+    assert get_method("pbl+ca+rs50", params).keep_fraction == 0.5
+    assert set(expected) <= set(METHODS)
+    with pytest.raises(UnknownMethodError, match="ours"):
+        get_method("pbl+everything", params)
+
+
+def test_ours_augments_and_trains_a_stage(tiny, tmp_path, canned, monkeypatch):
+    model, tok = tiny
+    params = _params(count=1, rounds=2)
+    ctx = StageContext(stream="domain_independent", stage=1, stage_dir=tmp_path, previous_dirs=[], params=params,
+                       tokenizer=tok, sets={"train": RECORDS}, seed=0)
+    method = get_method("ours", params)
+    trained = method.train_stage(copy.deepcopy(model), ctx)
+    assert trained is not None and (tmp_path / "adapter").is_dir()
+    rows = read_jsonl(tmp_path / "augmented.jsonl")
+    info = ctx.info["augmentation"]
+    assert rows and info["kept"] == len(rows) and info == read_json(tmp_path / "augmentation.json")
+    assert {r["origin_id"] for r in rows} <= {r.id for r in RECORDS}
+    assert len(read_jsonl(tmp_path / "augment_candidates.jsonl")) == info["generated"]
+    sampled = {row["id"] for row in read_jsonl(tmp_path / "preference.jsonl")}
+    assert sampled == {r.id for r in RECORDS} | {r["id"] for r in rows}  # augmented pairs get PBL's responses too
+    assert any("loss" in h for h in ctx.info["log_history"])
+
+    # a restarted stage reuses the augmentation instead of generating again
+    def fail(*args, **kwargs):
+        raise AssertionError("augmentation ran again")
+
+    monkeypatch.setattr("mscl.augment.generate", fail)
+    again = StageContext(stream="domain_independent", stage=1, stage_dir=tmp_path, previous_dirs=[], params=params,
+                         tokenizer=tok, sets={"train": RECORDS}, seed=0)
+    records = method.augmented_records(model, again)
+    assert [record_row(r) for r in records] == rows and again.info["augmentation"] == info
+
+
+def test_pbl_without_augmentation_and_gold_only_augmented_pairs(tiny, tmp_path, canned):
+    model, tok = tiny
+    params = _params(count=1, rounds=1, preference=False)
+    ctx = StageContext(stream="s", stage=1, stage_dir=tmp_path / "pa", previous_dirs=[], params=params,
+                       tokenizer=tok, sets={"train": RECORDS}, seed=0)
+    examples = get_method("pbl+pa", params).examples(model, ctx)
+    augmented = [ex for ex in examples if "~" in ex["id"]]
+    assert len(examples) == len(RECORDS) + len(augmented) and augmented
+    assert all(len(ex["sequences"]) == 1 for ex in augmented)  # gold NLL only: no sampled responses
+    plain = StageContext(stream="s", stage=1, stage_dir=tmp_path / "pbl", previous_dirs=[], params=params,
+                         tokenizer=tok, sets={"train": RECORDS}, seed=0)
+    assert len(get_method("pbl", params).examples(model, plain)) == len(RECORDS)
+    assert not (tmp_path / "pbl" / "augmented.jsonl").exists() and "augmentation" not in plain.info
