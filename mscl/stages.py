@@ -142,7 +142,7 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
     folder = run_dir(profile, backbone, stream, method_name, stage, runs_root)
     data_manifest = read_json(data_folder / "manifest.json")
     identity = {"profile": profile, "stream": stream, "method": method_name, "stage": stage,
-                "backbone": backbone, "params": to_dict(params), "data": data_manifest.get("files", {})}
+                "backbone": backbone, "params": method.identity(), "data": data_manifest.get("files", {})}
     config_hash = sha256_json(identity)
     if is_finished(folder):
         manifest = read_json(folder / "manifest.json")

@@ -35,9 +35,20 @@ class Method(ABC):
     """A continual-learning method: the model at a stage's start, and how it learns the stage."""
 
     name: str = ""
+    # the sections of training.yaml, beyond backbone/seed/train/eval, that this method reads: a
+    # finished stage is reused only while they (and the data) are unchanged
+    param_sections: tuple[str, ...] = ()
 
     def __init__(self, params) -> None:
         self.params = params
+
+    def identity(self) -> dict:
+        """The parameters this method's results depend on (hashed into every stage's manifest)."""
+        from mscl.params import to_dict
+
+        everything = to_dict(self.params)
+        keys = ("backbone", "seed", "train", "eval", *self.param_sections)
+        return {key: everything[key] for key in keys}
 
     @abstractmethod
     def start_model(self, base_model, ctx: StageContext):

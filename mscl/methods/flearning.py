@@ -74,6 +74,7 @@ class FLearning(SequentialLoRA):
     """Sequential LoRA that first subtracts a LoRA trained on the knowledge the stage replaces."""
 
     name = "flearning"
+    param_sections = ("flearning",)
 
     def start_model(self, base_model, ctx: StageContext):
         model = base_model

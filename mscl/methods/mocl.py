@@ -340,6 +340,7 @@ class MoCL(Method):
     """One LoRA module and one key per stage, composed per input by matching it against the keys."""
 
     name = "mocl"
+    param_sections = ("mocl",)
 
     def build(self, base_model) -> MoCLModel:
         """The backbone wrapped for composition, with no module yet."""

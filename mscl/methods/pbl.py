@@ -96,6 +96,10 @@ class PBL(SequentialLoRA):
     def bias_params(self):
         return self.params.pbl
 
+    @property
+    def param_sections(self) -> tuple[str, ...]:
+        return ("pbl", "augment") if self.strategies else ("pbl",)
+
 
 def pbl_variant(name: str, strategies: tuple[str, ...], selection: str = "all",
                 keep_fraction: float = 1.0) -> type[PBL]:

@@ -1,0 +1,38 @@
+"""Command line: ``python -m mscl run --profile cpu --stream domain_independent --method pbl [--stage N]``.
+
+Runs one stage of one method (and any earlier stage not finished yet) through the same code path
+the notebooks call (:func:`mscl.stages.run_stage`); without ``--stage`` it runs the whole stream.
+Finished stages are reused, so the command can be repeated after a kill.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mscl", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run (or reuse) stages of one method on one stream")
+    run.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
+    run.add_argument("--stream", required=True, choices=["domain_independent", "cross_domain"])
+    run.add_argument("--method", required=True, nargs="+", help="one or more method names (see mscl.methods)")
+    run.add_argument("--stage", type=int, default=None, help="stop after this stage (default: the whole stream)")
+    run.add_argument("--backbone", default=None, help="override the profile's backbone")
+    args = parser.parse_args(argv)
+
+    from mscl.stages import results_table, run_stage, run_stream
+
+    manifests = []
+    for method in args.method:
+        if args.stage is None:
+            manifests += run_stream(args.profile, args.stream, method, backbone=args.backbone)
+        else:
+            manifests.append(run_stage(args.profile, args.stream, method, args.stage, backbone=args.backbone))
+    print(results_table(manifests).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
