@@ -2,7 +2,7 @@
 
 For a training pair (x, y) the model at the start of the stage writes new questions x' and
 (x', y) becomes a training pair too, with the original answer. Three strategies, each a chat prompt
-with two worked demonstrations (a 135M model follows demonstrations far better than instructions):
+with three worked demonstrations (a 135M model follows demonstrations far better than instructions):
 
 - **BKI**, background knowledge integration: the model writes one sentence of background knowledge
   about the question's topic, and x' = that sentence + " " + x. The model supplies the knowledge,
@@ -77,9 +77,11 @@ class StrategyPrompt:
     label: str          # how an output is introduced in the plain (no chat template) format
 
 
-# Tuned on SmolLM2-135M-Instruct (20 benchmark questions, one sample each): a short instruction
-# ("Paraphrase: ...") with three demonstrations gave 15-17 usable outputs of 20 per strategy; a long
-# instruction with two demonstrations gave 7 (the model answered the question instead).
+# Tuned on SmolLM2-135M-Instruct (20 cpu-profile training questions, one sample each): a short
+# instruction ("Paraphrase: ...") with three demonstrations gave 17 (BKI), 16 (LCE) and 15 (PA)
+# non-degenerate outputs of 20; a long instruction ("Reword this question with other words and
+# another sentence structure: ...") with two demonstrations gave 7 for PA, the model mostly
+# answering the question instead. Demonstrations are generic facts outside the benchmark.
 _DEMO_QUESTIONS = ("What is the capital of Australia?", "How many legs does a spider have?",
                    "Which language is spoken in Brazil?")
 PROMPTS: dict[str, StrategyPrompt] = {
@@ -414,6 +416,18 @@ def summarize(candidates: Sequence[Candidate], *, strategies: Sequence[str], sel
             "rounds": rounds, "records": n_records, "generated": len(candidates),
             "degenerate": sum(c.reason is not None for c in candidates),
             "kept": sum(c.kept for c in candidates), "by_strategy_round": by_group}
+
+
+def summary_rows(summary: dict) -> list[dict]:
+    """The per-strategy, per-round counts of a summary as flat rows (one column per reason), for a table."""
+    rows = []
+    for g in summary["by_strategy_round"]:
+        row = {k: g[k] for k in ("strategy", "round", "sources", "generated")}
+        row.update({f"degenerate:{k}": v for k, v in g["degenerate"].items()})
+        row.update({f"not_selected:{k}": v for k, v in g["not_selected"].items()})
+        row["kept"] = g["kept"]
+        rows.append(row)
+    return rows
 
 
 def record_row(record: AugmentedRecord) -> dict:

@@ -170,12 +170,30 @@ class MainTableParams:
     backbones: list[str]
 
 
+@dataclasses.dataclass(frozen=True)
+class StreamMethodsParams:
+    """notebooks/05_cross_domain.ipynb and 07_retention.ipynb: one stream, several methods."""
+    stream: str
+    methods: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class AblationParams:
+    """notebooks/06_ablations.ipynb: tables of method variants compared at one stage."""
+    stream: str
+    stage: int
+    tables: dict[str, list[str]]   # table name -> the variants it compares, in order
+
+
 SCHEMAS: dict[str, type] = {
     "00_quickstart": QuickstartParams,
     "01_data_build": DataBuildParams,
     "02_pilot": PilotParams,
     "03_stage_training": StageTrainingParams,
     "04_domain_independent": MainTableParams,
+    "05_cross_domain": StreamMethodsParams,
+    "06_ablations": AblationParams,
+    "07_retention": StreamMethodsParams,
     "training": TrainingParams,
 }
 

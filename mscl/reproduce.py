@@ -29,7 +29,7 @@ def planned_runs(profile: str, backbone: str | None) -> list[tuple[str, str, dic
 
     common = {"profile": profile, **({"backbone": backbone} if backbone else {})}
     runs = []
-    for path in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
+    for path in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]*_*.ipynb")):
         name = path.stem
         if name == STAGE_NOTEBOOK:
             seed = load_params(profile, "training").seed

@@ -248,6 +248,8 @@ def results_table(manifests: list[dict]):
             "ACC_edited": 100 * r["edited"].get("acc", float("nan")),
             "previous_answer_edited": 100 * r["edited"].get("acc_previous", float("nan")),
             "KRR": 100 * r["retention"].get("krr", float("nan")),
+            "KRR_lo": 100 * r["retention"].get("krr_lo", float("nan")),
+            "KRR_hi": 100 * r["retention"].get("krr_hi", float("nan")),
             "ACC_general": 100 * r["general"].get("acc", float("nan")),
             "wall_s": m["timings_s"]["total"],
         })

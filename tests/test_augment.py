@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from mscl.augment import (DEGENERATE_REASONS, AugmentedRecord, augmented_record_from_row, candidates_from_outputs,
-                          clean_output, filter_degenerate, record_row, rewrite_prompt, self_distillation)
+                          clean_output, filter_degenerate, record_row, rewrite_prompt, self_distillation,
+                          summary_rows)
 from mscl.io import read_json, read_jsonl
 from mscl.methods import METHODS, StageContext, UnknownMethodError, get_method
 from mscl.params import load_params
@@ -155,6 +156,8 @@ def test_rounds_feed_the_selected_set_forward_and_count_everything(canned):
         if c.round == 2:
             assert c.source.strategy == c.strategy and c.source.id.startswith(c.origin.id + "~")
     assert {r.round for r in result.records} == {1, 2}
+    table = summary_rows(s)
+    assert len(table) == 6 and table[0]["strategy"] == "bki" and "degenerate:answer_leak" in table[0]
     ids = [r.id for r in result.records]
     assert len(ids) == len(set(ids))
 
