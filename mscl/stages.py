@@ -29,7 +29,7 @@ from mscl import data as benchmark
 from mscl import metrics
 from mscl.io import read_json, read_jsonl, sha256_json, write_json, write_jsonl
 from mscl.methods import StageContext, get_method
-from mscl.models import artifacts_dir, load_backbone
+from mscl.models import BackboneError, artifacts_dir, load_backbone
 from mscl.params import TrainingParams, load_params, to_dict
 from mscl.sampling import answer_questions
 
@@ -156,6 +156,10 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
     previous = [run_stage(profile, stream, method_name, s, params=params, backbone=backbone, runs_root=runs_root,
                           data_dir=data_dir, verbose=verbose) for s in stages if s < stage]
     previous_dirs = [run_dir(profile, backbone, stream, method_name, s, runs_root) for s in stages if s < stage]
+    for earlier, prev_dir in zip(previous, previous_dirs):
+        if earlier["backbone"] != backbone:  # adapters only fit the backbone they were trained on
+            raise BackboneError(f"{prev_dir} holds a stage trained on backbone {earlier['backbone']!r}, "
+                                f"not {backbone!r}; its adapter cannot be applied to this backbone")
     # a killed attempt leaves partial files; only caches written atomically (preference.jsonl) survive
     if folder.exists():
         for child in folder.iterdir():
