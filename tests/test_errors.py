@@ -13,6 +13,7 @@ from mscl.losses import preference_bias_loss
 from mscl.methods import UnknownMethodError, get_method
 from mscl.models import BackboneError, attach_lora
 from mscl.params import load_params
+from mscl.paths import REPO_ROOT
 from mscl.stages import StaleRunError, run_dir, run_stage
 from tests.conftest import make_record
 from tests.test_training import LORA, RECORDS, _pbl, _train
@@ -53,7 +54,9 @@ def test_non_finite_loss_stops_with_the_step_number(tiny, monkeypatch, tmp_path)
 
 def _finished_smoke_stage(tmp_path, monkeypatch):
     monkeypatch.setenv("MSCL_ARTIFACTS", str(tmp_path))
-    (tmp_path / "models").symlink_to(__import__("mscl.paths").paths.REPO_ROOT / "artifacts" / "models")
+    shared_models = REPO_ROOT / "artifacts" / "models"
+    shared_models.mkdir(parents=True, exist_ok=True)  # a fresh clone has none yet
+    (tmp_path / "models").symlink_to(shared_models)
     return run_stage("smoke", "domain_independent", "cit", 1, verbose=False)
 
 

@@ -28,6 +28,7 @@ RUN = (
 def _env(artifacts: Path) -> dict:
     artifacts.mkdir(parents=True, exist_ok=True)
     models = artifacts / "models"
+    (REPO_ROOT / "artifacts" / "models").mkdir(parents=True, exist_ok=True)  # a fresh clone has none yet
     if not models.exists():  # share the converted backbones; everything else is private to the test
         models.symlink_to(REPO_ROOT / "artifacts" / "models", target_is_directory=True)
     return {**os.environ, "MSCL_ARTIFACTS": str(artifacts), "PYTHONHASHSEED": "0", "TOKENIZERS_PARALLELISM": "false"}
