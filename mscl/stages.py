@@ -32,6 +32,7 @@ from mscl.methods import StageContext, get_method
 from mscl.models import BackboneError, artifacts_dir, load_backbone
 from mscl.params import TrainingParams, load_params, to_dict
 from mscl.sampling import answer_questions
+from mscl.training import ContextLengthError
 
 EVAL_SETS = ("eval", "edited", "retention", "general")
 
@@ -180,6 +181,10 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
 
     tic = time.perf_counter()
     base, tokenizer = load_backbone(backbone, seed=params.seed)
+    context = getattr(base.config, "max_position_embeddings", None)
+    if context is not None and params.train.max_length > context:
+        raise ContextLengthError(f"train.max_length={params.train.max_length} exceeds the context of backbone "
+                                 f"{backbone!r} ({context} positions); lower train.max_length")
     ctx = StageContext(stream=stream, stage=stage, stage_dir=folder, previous_dirs=previous_dirs, params=params,
                        tokenizer=tokenizer, sets=sets, seed=seed)
     model = method.start_model(base, ctx).to(_device())

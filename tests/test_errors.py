@@ -60,6 +60,19 @@ def _finished_smoke_stage(tmp_path, monkeypatch):
     return run_stage("smoke", "domain_independent", "cit", 1, verbose=False)
 
 
+def test_max_length_beyond_the_backbones_context(tmp_path, monkeypatch):
+    import dataclasses
+
+    monkeypatch.setenv("MSCL_ARTIFACTS", str(tmp_path))
+    shared_models = REPO_ROOT / "artifacts" / "models"
+    shared_models.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "models").symlink_to(shared_models)
+    params = load_params("smoke", "training")
+    long = dataclasses.replace(params, train=dataclasses.replace(params.train, max_length=100_000))
+    with pytest.raises(training.ContextLengthError, match="max_length=100000 exceeds the context of backbone 'tiny-random' \\(512"):
+        run_stage("smoke", "domain_independent", "cit", 1, params=long, verbose=False)
+
+
 def test_changed_params_are_not_silently_reused(tmp_path, monkeypatch):
     import dataclasses
 
