@@ -52,39 +52,37 @@ def test_non_finite_loss_stops_with_the_step_number(tiny, monkeypatch, tmp_path)
         training.train_lora(peft_model, tok, examples, _train(epochs=1), tmp_path, seed=0, bias_params=_pbl())
 
 
-def _finished_smoke_stage(tmp_path, monkeypatch):
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """A private artifacts folder that shares only the converted backbones with the repository."""
     monkeypatch.setenv("MSCL_ARTIFACTS", str(tmp_path))
     shared_models = REPO_ROOT / "artifacts" / "models"
     shared_models.mkdir(parents=True, exist_ok=True)  # a fresh clone has none yet
     (tmp_path / "models").symlink_to(shared_models)
-    return run_stage("smoke", "domain_independent", "cit", 1, verbose=False)
+    return tmp_path
 
 
-def test_max_length_beyond_the_backbones_context(tmp_path, monkeypatch):
+def test_max_length_beyond_the_backbones_context(scratch):
     import dataclasses
 
-    monkeypatch.setenv("MSCL_ARTIFACTS", str(tmp_path))
-    shared_models = REPO_ROOT / "artifacts" / "models"
-    shared_models.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "models").symlink_to(shared_models)
     params = load_params("smoke", "training")
     long = dataclasses.replace(params, train=dataclasses.replace(params.train, max_length=100_000))
     with pytest.raises(training.ContextLengthError, match="max_length=100000 exceeds the context of backbone 'tiny-random' \\(512"):
         run_stage("smoke", "domain_independent", "cit", 1, params=long, verbose=False)
 
 
-def test_changed_params_are_not_silently_reused(tmp_path, monkeypatch):
+def test_changed_params_are_not_silently_reused(scratch):
     import dataclasses
 
-    _finished_smoke_stage(tmp_path, monkeypatch)
+    run_stage("smoke", "domain_independent", "cit", 1, verbose=False)
     params = load_params("smoke", "training")
     other = dataclasses.replace(params, train=dataclasses.replace(params.train, learning_rate=0.5))
     with pytest.raises(StaleRunError, match="other parameters.*make clean-runs PROFILE=smoke"):
         run_stage("smoke", "domain_independent", "cit", 1, params=other, verbose=False)
 
 
-def test_a_stage_from_another_backbone_is_refused(tmp_path, monkeypatch):
-    manifest = _finished_smoke_stage(tmp_path, monkeypatch)
+def test_a_stage_from_another_backbone_is_refused(scratch):
+    manifest = run_stage("smoke", "domain_independent", "cit", 1, verbose=False)
     path = run_dir("smoke", "tiny-random", "domain_independent", "cit", 1) / "manifest.json"
     data = json.loads(path.read_text())
     data["backbone"] = "gemma3-270m"
