@@ -139,6 +139,9 @@ class TrainingParams:
     """params/<profile>/training.yaml: everything a stage run depends on."""
     backbone: str
     seed: int
+    # the first `shared_stages` stages of every stream are trained once with CIT and are every
+    # method's starting point (the paper's table: methods differ from stage 2 on); 0 = none shared
+    shared_stages: int
     train: TrainParams
     eval: EvalParams
     pbl: PBLParams

@@ -56,6 +56,9 @@ def main_table(long: pd.DataFrame, baseline: str = "cit", metrics: tuple[str, ..
         row = {"backbone": backbone, "method": method}
         for _, r in group.sort_values("stage").iterrows():
             for metric in metrics:
+                if r.get("trained_by", method) != method:  # a shared stage: the baseline's, as in the paper
+                    row[f"stage {r['stage']} {metric}"] = "—"
+                    continue
                 cell = f"{r[metric]:.1f}"
                 if method != baseline and r["stage"] in base.index:
                     cell += f" ({r[metric] - base.loc[r['stage'], metric]:+.1f})"

@@ -29,12 +29,13 @@ from mscl import data as benchmark
 from mscl import metrics
 from mscl.io import read_json, read_jsonl, sha256_json, write_json, write_jsonl
 from mscl.methods import StageContext, get_method
-from mscl.models import BackboneError, artifacts_dir, load_backbone
+from mscl.models import BackboneError, artifacts_dir, load_adapter, load_backbone, merge_lora
 from mscl.params import TrainingParams, load_params, to_dict
 from mscl.sampling import answer_questions
 from mscl.training import ContextLengthError
 
 EVAL_SETS = ("eval", "edited", "retention", "general")
+SHARED_METHOD = "cit"  # trains the stages every method shares (training.yaml: shared_stages)
 
 
 class StaleRunError(RuntimeError):
@@ -54,6 +55,21 @@ def run_dir(profile: str, backbone: str, stream: str, method: str, stage: int, r
 
 def is_finished(folder: Path) -> bool:
     return (folder / "manifest.json").is_file()
+
+
+def finished_stage_dir(profile: str, backbone: str, stream: str, method: str, stage: int,
+                       runs_root: Path | None = None) -> Path:
+    """The folder holding ``method``'s finished stage (CIT's for a stage every method shares)."""
+    own = run_dir(profile, backbone, stream, method, stage, runs_root)
+    if (own / "manifest.json").is_file():
+        return own
+    shared = run_dir(profile, backbone, stream, SHARED_METHOD, stage, runs_root)
+    if (shared / "manifest.json").is_file():
+        params = read_json(shared / "manifest.json")["params"]
+        if stage <= params.get("shared_stages", 0):
+            return shared
+    raise FileNotFoundError(f"no finished stage at {own}: run `python -m mscl run --profile {profile} "
+                            f"--stream {stream} --method {method} --stage {stage}` first")
 
 
 def ensure_benchmark(profile: str, seed: int, data_dir: Path | None = None) -> Path:
@@ -130,8 +146,10 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
               verbose: bool = True) -> dict:
     """Run (or reuse) stage ``stage`` of ``stream`` for a method; returns the stage's manifest.
 
-    Earlier stages that are not finished are run first. ``params`` defaults to
-    ``params/<profile>/training.yaml``; ``backbone`` overrides its backbone.
+    Earlier stages that are not finished are run first. The first ``params.shared_stages`` stages
+    are CIT's for every method (asking for one returns CIT's manifest); a method's later stages start
+    from them. ``params`` defaults to ``params/<profile>/training.yaml``; ``backbone`` overrides its
+    backbone.
     """
     params = params or load_params(profile, "training")
     backbone = backbone or params.backbone
@@ -140,6 +158,12 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
     stages = benchmark.stream_stages(data_folder, stream)
     if stage not in stages:
         raise ValueError(f"stream {stream!r} of profile {profile!r} has stages {stages}, not {stage}")
+    shared = stages[:params.shared_stages]
+    if stage in shared and method_name != SHARED_METHOD:
+        # the paper's setting: every method starts from the same CIT-trained first stage(s)
+        manifest = run_stage(profile, stream, SHARED_METHOD, stage, params=params, backbone=backbone,
+                             runs_root=runs_root, data_dir=data_dir, verbose=verbose)
+        return {**manifest, "method": method_name, "trained_by": SHARED_METHOD}
     folder = run_dir(profile, backbone, stream, method_name, stage, runs_root)
     data_manifest = read_json(data_folder / "manifest.json")
     identity = {"profile": profile, "stream": stream, "method": method_name, "stage": stage,
@@ -156,7 +180,9 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
         return manifest
     previous = [run_stage(profile, stream, method_name, s, params=params, backbone=backbone, runs_root=runs_root,
                           data_dir=data_dir, verbose=verbose) for s in stages if s < stage]
-    previous_dirs = [run_dir(profile, backbone, stream, method_name, s, runs_root) for s in stages if s < stage]
+    previous_dirs = [run_dir(profile, backbone, stream, m.get("trained_by", m["method"]), m["stage"], runs_root)
+                     for m in previous]
+    shared_dirs = [d for m, d in zip(previous, previous_dirs) if m["stage"] in shared]
     for earlier, prev_dir in zip(previous, previous_dirs):
         if earlier["backbone"] != backbone:  # adapters only fit the backbone they were trained on
             raise BackboneError(f"{prev_dir} holds a stage trained on backbone {earlier['backbone']!r}, "
@@ -185,7 +211,10 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
     if context is not None and params.train.max_length > context:
         raise ContextLengthError(f"train.max_length={params.train.max_length} exceeds the context of backbone "
                                  f"{backbone!r} ({context} positions); lower train.max_length")
-    ctx = StageContext(stream=stream, stage=stage, stage_dir=folder, previous_dirs=previous_dirs, params=params,
+    for shared_dir in shared_dirs:  # the shared CIT stages are plain LoRA adapters merged in order
+        base = merge_lora(load_adapter(base, shared_dir / "adapter"))
+    own_dirs = [d for d in previous_dirs if d not in shared_dirs]
+    ctx = StageContext(stream=stream, stage=stage, stage_dir=folder, previous_dirs=own_dirs, params=params,
                        tokenizer=tokenizer, sets=sets, seed=seed)
     model = method.start_model(base, ctx).to(_device())
     timings["load"] = time.perf_counter() - tic
@@ -245,7 +274,8 @@ def run_stream(profile: str, stream: str, method_name: str, **kwargs) -> list[di
 
 
 def results_table(manifests: list[dict]):
-    """One row per (method, stage) with the paper's metrics in percent and the stage's wall time."""
+    """One row per (method, stage) with the paper's metrics in percent and the stage's wall time;
+    ``trained_by`` names the method that trained the stage (CIT for a shared stage)."""
     import pandas as pd
 
     rows = []
@@ -253,6 +283,7 @@ def results_table(manifests: list[dict]):
         r = m["metrics"]
         rows.append({
             "method": m["method"], "stream": m["stream"], "stage": m["stage"], "backbone": m["backbone"],
+            "trained_by": m.get("trained_by", m["method"]),
             "ACC": 100 * r["eval"].get("acc", float("nan")), "KGR": 100 * r["eval"].get("kgr", float("nan")),
             "ACC_edited": 100 * r["edited"].get("acc", float("nan")),
             "previous_answer_edited": 100 * r["edited"].get("acc_previous", float("nan")),

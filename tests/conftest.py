@@ -6,6 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from mscl.paths import REPO_ROOT
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -22,3 +24,13 @@ def make_record(i: int, question: str, answer: str, **extra):
     """A stand-in for a benchmark record with the fields the trainer reads."""
     return SimpleNamespace(id=f"r{i}", fact_id=f"f{i}", question=question, answer=answer,
                            previous_answer=extra.get("previous_answer"), edited=extra.get("edited", False))
+
+
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """A private artifacts folder that shares only the converted backbones with the repository."""
+    monkeypatch.setenv("MSCL_ARTIFACTS", str(tmp_path))
+    shared_models = REPO_ROOT / "artifacts" / "models"
+    shared_models.mkdir(parents=True, exist_ok=True)  # a fresh clone has none yet
+    (tmp_path / "models").symlink_to(shared_models)
+    return tmp_path

@@ -13,7 +13,6 @@ from mscl.losses import preference_bias_loss
 from mscl.methods import UnknownMethodError, get_method
 from mscl.models import BackboneError, attach_lora
 from mscl.params import load_params
-from mscl.paths import REPO_ROOT
 from mscl.stages import StaleRunError, run_dir, run_stage
 from tests.conftest import make_record
 from tests.test_training import LORA, RECORDS, _pbl, _train
@@ -51,15 +50,6 @@ def test_non_finite_loss_stops_with_the_step_number(tiny, monkeypatch, tmp_path)
     with pytest.raises(training.NonFiniteLossError, match="non-finite loss .* at step 0"):
         training.train_lora(peft_model, tok, examples, _train(epochs=1), tmp_path, seed=0, bias_params=_pbl())
 
-
-@pytest.fixture
-def scratch(tmp_path, monkeypatch):
-    """A private artifacts folder that shares only the converted backbones with the repository."""
-    monkeypatch.setenv("MSCL_ARTIFACTS", str(tmp_path))
-    shared_models = REPO_ROOT / "artifacts" / "models"
-    shared_models.mkdir(parents=True, exist_ok=True)  # a fresh clone has none yet
-    (tmp_path / "models").symlink_to(shared_models)
-    return tmp_path
 
 
 def test_max_length_beyond_the_backbones_context(scratch):

@@ -40,7 +40,10 @@ def _run(artifacts: Path, method: str, stage: int) -> None:
 
 
 def _stage_dir(artifacts: Path, method: str, stage: int) -> Path:
-    return artifacts / "runs" / "smoke" / "tiny-random" / "domain_independent" / method / f"stage{stage}"
+    """The folder of a finished stage: CIT's for the stage every method shares (smoke: stage 1)."""
+    from mscl.stages import finished_stage_dir
+
+    return finished_stage_dir("smoke", "tiny-random", "domain_independent", method, stage, artifacts / "runs")
 
 
 def _metrics(artifacts: Path, method: str, stage: int) -> dict:
@@ -61,7 +64,7 @@ def test_sigkill_mid_stage_then_resume_gives_the_same_results(tmp_path, method, 
     time.sleep(kill_after)  # well inside stage 2 (loading, sampling or training)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    stage2 = _stage_dir(killed, method, 2)
+    stage2 = killed / "runs" / "smoke" / "tiny-random" / "domain_independent" / method / "stage2"
     assert not (stage2 / "manifest.json").exists(), "the stage was not interrupted: kill earlier"
 
     _run(killed, method, 2)

@@ -47,7 +47,7 @@ class Method(ABC):
         from mscl.params import to_dict
 
         everything = to_dict(self.params)
-        keys = ("backbone", "seed", "train", "eval", *self.param_sections)
+        keys = ("backbone", "seed", "shared_stages", "train", "eval", *self.param_sections)
         return {key: everything[key] for key in keys}
 
     @abstractmethod
