@@ -168,8 +168,8 @@ def claims_table(claims: list[Claim]) -> pd.DataFrame:
 
 
 def paper_main_delta(paper_main: pd.DataFrame, metric: str, a: tuple[str, int], b: tuple[str, int]) -> str:
-    """How the paper's main table compares ``a`` = (method, stage) with ``b`` over its backbones, e.g.
-    ``"+ in 4/4 backbones (+12.0 to +34.8)"``."""
+    """How the paper's main table compares ``a`` = (method, stage) with ``b`` over its backbones: the
+    majority sign and its count, and the range, e.g. ``"+ in 4/4 backbones (+12.0 to +34.8)"``."""
     table = paper_main.set_index(["backbone", "method", "stage"])[metric]
     deltas = []
     for bb in paper_main["backbone"].unique():
@@ -179,8 +179,9 @@ def paper_main_delta(paper_main: pd.DataFrame, metric: str, a: tuple[str, int], 
             continue
     if not deltas:
         return "not in the paper's table"
-    positive = sum(d > 0 for d in deltas)
-    return f"+ in {positive}/{len(deltas)} backbones ({min(deltas):+.1f} to {max(deltas):+.1f})"
+    positive, negative = sum(d > 0 for d in deltas), sum(d < 0 for d in deltas)
+    sign, count = ("+", positive) if positive >= negative else ("-", negative)
+    return f"{sign} in {count}/{len(deltas)} backbones ({min(deltas):+.1f} to {max(deltas):+.1f})"
 
 
 def paper_ablation_delta(paper_ablations: pd.DataFrame, ablation: str, metric: str, a: str, b: str) -> str:
