@@ -9,7 +9,8 @@ A verdict compares the sign the paper reports with our difference and its 95% in
 
 - ``agrees``: same sign, interval excludes 0;
 - ``same direction, not significant``: same sign, interval includes 0;
-- ``opposite, not significant``: other sign (or 0), interval includes 0;
+- ``no difference``: a difference of exactly 0 whose interval includes 0;
+- ``opposite, not significant``: other sign, interval includes 0;
 - ``disagrees``: other sign, interval excludes 0.
 
 Nothing here reads the paper's numbers to make ours; :func:`paper_results` only loads them to show
@@ -140,6 +141,8 @@ def krr_difference(first: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame, n_resa
 def verdict(expected_sign: int, point: float, lo: float, hi: float) -> str:
     """Our difference against the sign the paper reports (see the module docstring)."""
     significant = lo > 0 or hi < 0
+    if point == 0 and not significant:
+        return "no difference"
     same = np.sign(point) == expected_sign
     if same:
         return "agrees" if significant else "same direction, not significant"

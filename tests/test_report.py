@@ -51,6 +51,7 @@ def test_krr_difference_counts_only_items_right_after_stage_one():
     (+1, -5.0, -9.0, 1.0, "opposite, not significant"),
     (+1, -5.0, -9.0, -1.0, "disagrees"),
     (-1, -5.0, -9.0, -1.0, "agrees"),
+    (+1, 0.0, 0.0, 0.0, "no difference"),
 ])
 def test_verdicts(sign, point, lo, hi, expected):
     assert C.verdict(sign, point, lo, hi) == expected
