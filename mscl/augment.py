@@ -32,6 +32,16 @@ candidates are dropped, each with the first reason that applies (``DEGENERATE_RE
 ``duplicate``    the same x' (word tokens) as an earlier kept-so-far rewrite of the same question
 ==============  =================================================================================
 
+Who rewrites (``augment.rewriter_scale``). In the paper the model at the stage's start rewrites
+its own inputs (scale 1.0, the ``gpu`` profile). A 135M model fine-tuned on short answers stops
+following the rewrite prompts: at stage 2 of the ``cpu`` profile, SmolLM2-135M with its stage-1
+adapter merged answered the questions instead (0 of 108 rewrites usable at scale 1.0, 1 at 0.5),
+while with a tenth of its fine-tuning delta since the backbone it gives 76 of 108, more than the
+backbone alone (70). So the rewrites are generated with the weights ``W0 + scale * (W - W0)``
+(``W0``: the backbone before stage 1, ``W``: the model at the stage's start), the same model with
+its fine-tuning damped, not another model; the LLM indication check, which asks what the model
+knows, always uses the model at the stage's start (``W``).
+
 Rounds (``augment.rounds``): round 1 rewrites the stage's training questions; round r > 1 rewrites
 the x' that round r - 1 *selected* (:mod:`mscl.selection`), each with the strategy that produced it,
 so every strategy grows its own chain and the count grows linearly with the rounds rather than
@@ -53,6 +63,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from mscl.models import interpolated_weights
 from mscl.sampling import generate
 from mscl.selection import (SELECTION_MODES, SELECTION_REASONS, llm_indication, mutual_information,
                             select_candidates, word_tokens)
@@ -343,7 +354,8 @@ class Augmentation:
 
 
 def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequence[str], selection: str,
-                      keep_fraction: float, params, seed: int) -> Augmentation:
+                      keep_fraction: float, params, seed: int,
+                      backbone_weights: dict | None = None) -> Augmentation:
     """Augment ``records`` with the model itself, round after round, and select what to keep.
 
     ``params`` is a :class:`mscl.params.TrainingParams` (``augment`` for the knobs; ``eval`` for the
@@ -351,6 +363,10 @@ def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequen
     degenerate outputs, score MI against the original question; then (``selection == "dynamic"``
     with ``augment.indication``) ask for the LLM indication and select (:func:`mscl.selection.
     select_candidates`); the selected x' are the next round's sources. Deterministic for a seed.
+
+    ``backbone_weights`` (:func:`mscl.models.lora_target_weights` of the backbone before stage 1):
+    the rewrites are generated with ``augment.rewriter_scale`` of the model's fine-tuning delta
+    (:func:`mscl.models.interpolated_weights`); the LLM indication always asks the model itself.
     """
     for s in strategies:
         _prompt(s)
@@ -366,10 +382,11 @@ def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequen
         for k, strategy in enumerate(strategies):
             if not sources[strategy]:
                 continue
-            produced = generate_rewrites(model, tokenizer, sources[strategy], strategy, round_=round_,
-                                         count=aug.count, temperature=aug.temperature, top_p=aug.top_p,
-                                         max_new_tokens=aug.max_new_tokens, batch_size=params.eval.batch_size,
-                                         seed=seed * 1000 + 10 * round_ + k)
+            with interpolated_weights(model, backbone_weights, aug.rewriter_scale):
+                produced = generate_rewrites(model, tokenizer, sources[strategy], strategy, round_=round_,
+                                             count=aug.count, temperature=aug.temperature, top_p=aug.top_p,
+                                             max_new_tokens=aug.max_new_tokens, batch_size=params.eval.batch_size,
+                                             seed=seed * 1000 + 10 * round_ + k)
             filter_degenerate(produced, aug.max_length_ratio, seen)
             batch += produced
         usable = [c for c in batch if c.reason is None]

@@ -18,6 +18,7 @@ import importlib.util
 import json
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -233,6 +234,46 @@ def load_adapter(model, folder: str | Path, is_trainable: bool = False):
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model, folder, is_trainable=is_trainable)
+
+
+def lora_target_weights(model, target_modules) -> dict[str, torch.Tensor]:
+    """A copy of the weights a LoRA with ``target_modules`` changes (``<...>.<target>.weight``), by name.
+
+    Taken from the backbone before any stage is merged, it lets :func:`interpolated_weights` put the
+    model anywhere between the backbone and the model now, without keeping a second full model.
+    """
+    targets = set(target_modules)
+    return {name: p.detach().clone() for name, p in model.named_parameters()
+            if name.endswith(".weight") and name.rsplit(".", 2)[-2] in targets}
+
+
+@contextmanager
+def interpolated_weights(model, reference: dict[str, torch.Tensor] | None, scale: float):
+    """Temporarily set each weight named in ``reference`` to ``ref + scale * (w - ref)``.
+
+    ``scale`` 1 leaves the model as it is, 0 gives the reference (the backbone, for weights from
+    :func:`lora_target_weights`). The weights are restored exactly on exit, even after an error.
+    """
+    if not 0.0 <= scale <= 1.0:
+        raise ValueError(f"interpolation scale must be in [0, 1], got {scale}")
+    if reference is None or scale == 1.0:
+        yield model
+        return
+    params = dict(model.named_parameters())
+    missing = sorted(set(reference) - set(params))
+    if missing:
+        raise KeyError(f"the model has no weight {missing[0]!r} of the reference ({len(missing)} missing)")
+    saved = {name: params[name].detach().clone() for name in reference}
+    try:
+        with torch.no_grad():
+            for name, ref in reference.items():
+                w = params[name]
+                w.copy_(ref.to(w.device, w.dtype) + scale * (saved[name] - ref.to(w.device, w.dtype)))
+        yield model
+    finally:
+        with torch.no_grad():
+            for name, w in saved.items():
+                params[name].copy_(w)
 
 
 def count_parameters(model) -> tuple[int, int]:

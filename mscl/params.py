@@ -132,6 +132,19 @@ class AugmentParams:
     indication: bool               # dynamic selection: the LLM must also answer x' with y or as it answers x
     indication_f1: float           # ... "as it answers x": token F1 of the two answers at least this (1.0: identical)
     preference: bool               # augmented pairs also get PBL's sampled responses (false: gold NLL only)
+    # the model rewrites with this share of its fine-tuning delta since the backbone: 1.0 is the
+    # model at the stage's start (the paper), 0.0 the backbone before stage 1 (see mscl/augment.py)
+    rewriter_scale: float
+
+    def problems(self) -> list[tuple[str, str]]:
+        out = []
+        for key in ("rewriter_scale", "top_p", "mi_quantile", "indication_f1"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                out.append((key, f"a number in [0, 1], got {getattr(self, key)}"))
+        for key in ("count", "rounds", "max_new_tokens"):
+            if getattr(self, key) < 1:
+                out.append((key, f"an integer of at least 1, got {getattr(self, key)}"))
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,7 +255,10 @@ def build(schema: type, raw: Any, path: str = "<params>", prefix: str = "") -> A
     if missing:
         raise ParamsError(f"{where}missing key {prefix + missing[0]!r} (expected {_type_name(hints[missing[0]])})")
     values = {k: _coerce(hints[k], raw[k], path, f"{prefix}{k}") for k in fields}
-    return schema(**values)
+    obj = schema(**values)
+    for key, expected in getattr(obj, "problems", lambda: [])():  # range checks a schema declares
+        raise ParamsError(f"{where}key {prefix + key!r} expected {expected}")
+    return obj
 
 
 def _coerce(tp: Any, value: Any, path: str, key: str) -> Any:

@@ -29,7 +29,8 @@ from mscl import data as benchmark
 from mscl import metrics
 from mscl.io import read_json, read_jsonl, sha256_json, write_json, write_jsonl
 from mscl.methods import StageContext, get_method
-from mscl.models import BackboneError, artifacts_dir, load_adapter, load_backbone, merge_lora
+from mscl.models import (BackboneError, artifacts_dir, load_adapter, load_backbone, lora_target_weights,
+                         merge_lora)
 from mscl.params import TrainingParams, load_params, to_dict
 from mscl.sampling import answer_questions
 from mscl.training import ContextLengthError
@@ -211,11 +212,13 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
     if context is not None and params.train.max_length > context:
         raise ContextLengthError(f"train.max_length={params.train.max_length} exceeds the context of backbone "
                                  f"{backbone!r} ({context} positions); lower train.max_length")
+    backbone_weights = (lora_target_weights(base, params.train.lora.target_modules)
+                        if method.needs_backbone_weights() else None)
     for shared_dir in shared_dirs:  # the shared CIT stages are plain LoRA adapters merged in order
         base = merge_lora(load_adapter(base, shared_dir / "adapter"))
     own_dirs = [d for d in previous_dirs if d not in shared_dirs]
     ctx = StageContext(stream=stream, stage=stage, stage_dir=folder, previous_dirs=own_dirs, params=params,
-                       tokenizer=tokenizer, sets=sets, seed=seed)
+                       tokenizer=tokenizer, sets=sets, seed=seed, backbone_weights=backbone_weights)
     model = method.start_model(base, ctx).to(_device())
     timings["load"] = time.perf_counter() - tic
 

@@ -241,3 +241,46 @@ def test_pbl_without_augmentation_and_gold_only_augmented_pairs(tiny, tmp_path, 
                          tokenizer=tok, sets={"train": RECORDS}, seed=0)
     assert len(get_method("pbl", params).examples(model, plain)) == len(RECORDS)
     assert not (tmp_path / "pbl" / "augmented.jsonl").exists() and "augmentation" not in plain.info
+
+
+# --------------------------------------------------------------------------- the damped rewriter
+def test_interpolated_weights_moves_between_backbone_and_model_and_restores(tiny):
+    import torch
+
+    from mscl.models import interpolated_weights, lora_target_weights
+
+    model = copy.deepcopy(tiny[0])  # the fixture is shared: change a copy
+    backbone = lora_target_weights(model, ["q_proj", "v_proj"])
+    assert backbone and all(name.endswith(("q_proj.weight", "v_proj.weight")) for name in backbone)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name in backbone:
+            params[name].add_(1.0)  # "fine-tuning": every target weight moved by +1
+    tuned = {name: params[name].detach().clone() for name in backbone}
+    with interpolated_weights(model, backbone, 0.25):
+        for name, ref in backbone.items():
+            assert torch.allclose(params[name], ref + 0.25)
+    for name in backbone:  # restored exactly
+        assert torch.equal(params[name], tuned[name])
+    with interpolated_weights(model, backbone, 0.0):
+        assert all(torch.equal(params[name], ref) for name, ref in backbone.items())
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        with interpolated_weights(model, backbone, 1.5):
+            pass
+    with pytest.raises(RuntimeError):
+        with interpolated_weights(model, backbone, 0.5):
+            raise RuntimeError("generation failed")
+    assert all(torch.equal(params[name], tuned[name]) for name in backbone)  # restored after an error
+
+
+def test_rewriter_scale_is_range_checked(tmp_path):
+    import yaml
+
+    from mscl.params import PARAMS_ROOT, ParamsError, TrainingParams, load_params_file
+
+    raw = yaml.safe_load((PARAMS_ROOT / "smoke" / "training.yaml").read_text())
+    raw["augment"]["rewriter_scale"] = 1.5
+    path = tmp_path / "training.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=r"training.yaml: key 'augment.rewriter_scale' expected a number in \[0, 1\]"):
+        load_params_file(path, TrainingParams)

@@ -28,6 +28,9 @@ class StageContext:
     tokenizer: Any
     sets: dict[str, list]            # "train", "eval", "edited", "retention", "general" records
     seed: int
+    # the backbone's LoRA-target weights before any stage was merged (mscl.models.lora_target_weights),
+    # when the method asks for them (Method.needs_backbone_weights)
+    backbone_weights: dict | None = None
     info: dict = field(default_factory=dict)   # what the method wants saved in the stage's manifest
 
 
@@ -49,6 +52,10 @@ class Method(ABC):
         everything = to_dict(self.params)
         keys = ("backbone", "seed", "shared_stages", "train", "eval", *self.param_sections)
         return {key: everything[key] for key in keys}
+
+    def needs_backbone_weights(self) -> bool:
+        """Whether the stage loop should keep a copy of the backbone's weights in ``ctx.backbone_weights``."""
+        return False
 
     @abstractmethod
     def start_model(self, base_model, ctx: StageContext):

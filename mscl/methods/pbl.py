@@ -57,12 +57,15 @@ class PBL(SequentialLoRA):
             return [augmented_record_from_row(row) for row in read_jsonl(path)]
         result = self_distillation(model, ctx.tokenizer, ctx.sets["train"], strategies=self.strategies,
                                    selection=self.selection, keep_fraction=self.keep_fraction, params=self.params,
-                                   seed=ctx.seed)
+                                   seed=ctx.seed, backbone_weights=ctx.backbone_weights)
         write_jsonl(ctx.stage_dir / "augment_candidates.jsonl", [c.row() for c in result.candidates])
         write_json(summary_path, result.summary)
         write_jsonl(path, [record_row(r) for r in result.records])
         ctx.info["augmentation"] = result.summary
         return result.records
+
+    def needs_backbone_weights(self) -> bool:
+        return bool(self.strategies) and self.params.augment.rewriter_scale < 1.0
 
     def preference_rows(self, model, ctx: StageContext, records=None) -> list[dict]:
         """Sampled, split and reference-scored responses to ``records`` (default: the stage's training
