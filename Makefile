@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup reproduce test smoke lab clean clean-runs
+.PHONY: setup reproduce test smoke bench lab clean clean-runs
 
 setup: $(STAMP)
 
@@ -39,6 +39,10 @@ test: $(STAMP)
 
 smoke: $(STAMP)
 	$(BIN)/python -m mscl.reproduce --profile smoke $(if $(BACKBONE),--backbone $(BACKBONE))
+
+# speed figures side by side in one run -> reports/benchmarks.{md,json} (mscl/bench.py)
+bench: $(STAMP)
+	$(BIN)/python -m mscl.bench --profile $(PROFILE)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) --no-browser

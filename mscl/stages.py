@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from mscl import data as benchmark
-from mscl import metrics
+from mscl import dist, metrics
 from mscl.io import read_json, read_jsonl, sha256_json, write_json, write_jsonl
 from mscl.methods import StageContext, get_method
 from mscl.models import (BackboneError, artifacts_dir, load_adapter, load_backbone, lora_target_weights,
@@ -96,7 +96,8 @@ def _limit(records: list, n: int) -> list:
 
 
 def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """This process's GPU (``LOCAL_RANK`` under a launcher), or the CPU."""
+    return torch.device("cuda", dist.local_rank()) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def _answers(model, tokenizer, records, params: TrainingParams, desc: str) -> list[str]:
@@ -189,13 +190,19 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
             raise BackboneError(f"{prev_dir} holds a stage trained on backbone {earlier['backbone']!r}, "
                                 f"not {backbone!r}; its adapter cannot be applied to this backbone")
     # a killed attempt leaves partial files; only caches written atomically (preference.jsonl) survive
-    if folder.exists():
-        for child in folder.iterdir():
-            if child.is_dir():
-                shutil.rmtree(child)
-            elif ".tmp" in child.name:
-                child.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
+    if dist.is_main():
+        if folder.exists():
+            for child in folder.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child)
+                elif ".tmp" in child.name:
+                    child.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+    final_folder = folder
+    if not dist.is_main():  # under a launcher, only process 0 writes the stage folder (mscl.dist)
+        folder = final_folder / f"rank{dist.rank()}"
+        folder.mkdir(parents=True, exist_ok=True)
 
     seed = params.seed * 1000 + stage
     raw_sets = benchmark.stage_sets(data_folder, stream, stage)
@@ -258,10 +265,14 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
         "seed": seed, "config_hash": config_hash, "params": to_dict(params), "metrics": result,
         "timings_s": timings, "versions": library_versions(), "data_manifest": data_manifest.get("files", {}),
         "previous_stages": [p["stage"] for p in previous], "method_info": ctx.info,
-        "device": str(_device()), "threads": torch.get_num_threads(),
+        "device": str(_device()), "threads": torch.get_num_threads(), "processes": dist.world_size(),
     }
     write_json(folder / "manifest.json", manifest)
-    if verbose:
+    dist.barrier()  # every process is done with the stage before any goes on to the next
+    if dist.world_size() > 1 and dist.is_main():
+        for scratch in final_folder.glob("rank[0-9]*"):
+            shutil.rmtree(scratch)
+    if verbose and dist.is_main():
         ev = result["eval"]
         print(f"[{method_name} | {stream} stage {stage}] ACC {ev.get('acc', 0):.3f} KGR {ev.get('kgr', 0):.3f} "
               f"general {result['general'].get('acc', 0):.3f} in {timings['total']:.0f}s")

@@ -29,6 +29,7 @@ from typing import Sequence
 import torch
 from transformers import Trainer, TrainingArguments
 
+from mscl import dist
 from mscl.losses import preference_bias_loss
 from mscl.models import format_prompt, response_suffix
 
@@ -210,9 +211,13 @@ class StageTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         logps = response_logps(model, inputs)
         gold = inputs["is_gold"]
-        nll = -logps[gold].sum() / inputs["n_tokens"][gold].sum().clamp(min=1)
+        # the mean over the gold tokens of the global batch: with N processes each one's share is
+        # scaled by N because DDP averages the gradients (mscl.dist)
+        tokens = dist.global_count(inputs["n_tokens"][gold].sum()).clamp(min=1)
+        nll = -logps[gold].sum() / tokens * dist.world_size()
         loss = self.bias.nll_weight * nll if self.bias else nll
-        self._metrics["nll"].append(nll.item())
+        local_tokens = inputs["n_tokens"][gold].sum().clamp(min=1)
+        self._metrics["nll"].append((-logps[gold].sum() / local_tokens).item())  # this process's batch
         if self.bias is not None and (~gold).any():
             resp = ~gold
             pref = preference_bias_loss(
@@ -248,7 +253,8 @@ def training_arguments(train, output_dir, seed: int, n_examples: int) -> Trainin
     steps_per_epoch = math.ceil(n_examples / (train.batch_size * train.grad_accum))
     return TrainingArguments(
         output_dir=str(output_dir),
-        per_device_train_batch_size=train.batch_size,
+        # under a launcher the global batch stays train.batch_size (mscl.dist)
+        per_device_train_batch_size=dist.per_device_batch_size(train.batch_size),
         gradient_accumulation_steps=train.grad_accum,
         num_train_epochs=train.epochs,
         learning_rate=train.learning_rate,
@@ -263,6 +269,8 @@ def training_arguments(train, output_dir, seed: int, n_examples: int) -> Trainin
         remove_unused_columns=False,
         dataloader_pin_memory=False,
         disable_tqdm=False,
+        # on a machine without a GPU: under a launcher the processes then train together over gloo
+        use_cpu=not torch.cuda.is_available(),
     )
 
 

@@ -1,0 +1,388 @@
+"""``make bench`` (``python -m mscl.bench --profile cpu``): the pipeline's speed, measured side by side.
+
+Everything is measured in one run, on the same model and the same training records (the first
+``--records`` training records of the domain-independent stream's stage 1), with the profile's
+training parameters, because these machines are noisy and only figures taken together compare:
+
+``train_throughput_ratio_vs_trl``
+    Training tokens per second of our stage trainer (:class:`mscl.training.StageTrainer`: packed
+    rows, logits only where the loss reads them) over stock TRL ``SFTTrainer`` (prompt-completion
+    data, completion-only loss, no packing) on the same examples, LoRA config, batch size, learning
+    rate and number of steps. Only ``trainer.train()`` is timed (TRL tokenizes in its constructor);
+    both are credited with the same token count (prompt + gold answer, our tokenization). Each
+    trainer runs ``--repeats`` times, alternating; the medians are compared. Bar: at least 1.0.
+``pbl_vs_cit_cost_ratio``
+    Wall time of ``method.train_stage`` of PBL over that of CIT, from the same start model on the
+    same records: PBL's K-sample generation, reference scoring and preference-biased training
+    against CIT's plain training (evaluation, identical for both, is left out). Bar: at most 2.
+``matmul_peak_share``
+    Training FLOP/s achieved by our loss (forward + backward + AdamW step, the FLOPs counted by
+    ``torch.utils.flop_counter.FlopCounterMode`` over one pass, then the pass timed without the
+    counter) as a share of the machine's dense fp32 matmul peak, measured in the same run (best of
+    square ``torch.mm`` sizes). Aim: at least 0.4 on CPU.
+``batched_generation_speedup``
+    K sampled responses (``pbl.k``, ``pbl.max_new_tokens``) to every record: batched as the stage
+    loop does it (``eval.batch_size`` rows a forward pass) against a loop that asks one question
+    (its K samples) at a time. Bar: at least 8.
+``peak_rss_gib``
+    Peak resident memory of one ``python -m mscl run`` stage of the profile (``--stage-method``
+    at ``--stage-number``, default ``ours`` at stage 2, the most memory-hungry: augmentation,
+    sampling and training), in a scratch artifacts folder that reuses the cached backbone, the
+    benchmark data and any finished shared stage 1. Bar: at most 6 GiB.
+
+The figures, with the bars, the machine and the library versions, go to ``benchmarks.md`` and
+``benchmarks.json`` in the profile's reports folder (``reports/`` for ``cpu``).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mscl.paths import REPO_ROOT, artifacts_dir, reports_dir
+
+BARS = {  # key: (comparison, bar)
+    "train_throughput_ratio_vs_trl": (">=", 1.0),
+    "pbl_vs_cit_cost_ratio": ("<=", 2.0),
+    "matmul_peak_share": (">=", 0.4),
+    "batched_generation_speedup": (">=", 8.0),
+    "peak_rss_gib": ("<=", 6.0),
+}
+
+
+def meets(key: str, value: float) -> bool:
+    op, bar = BARS[key]
+    return value >= bar if op == ">=" else value <= bar
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    for name in ("transformers", "trl", "peft"):
+        try:
+            info[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return info
+
+
+# --------------------------------------------------------------------------- setup
+@dataclasses.dataclass
+class Setup:
+    profile: str
+    params: object            # TrainingParams
+    model: object             # the backbone, never modified (every benchmark copies it)
+    tokenizer: object
+    records: list
+
+
+def setup(profile: str, n_records: int) -> Setup:
+    from mscl import data
+    from mscl.models import load_backbone
+    from mscl.params import load_params
+    from mscl.stages import ensure_benchmark
+
+    params = load_params(profile, "training")
+    records = data.stage_sets(ensure_benchmark(profile, params.seed), "domain_independent", 1)["train"]
+    if len(records) < n_records:
+        raise ValueError(f"--records {n_records}: profile {profile!r} has only {len(records)} stage-1 training records")
+    model, tokenizer = load_backbone(params.backbone, seed=params.seed)
+    model.eval()
+    return Setup(profile, params, model, tokenizer, records[:n_records])
+
+
+def _token_count(examples: list[dict]) -> int:
+    return sum(len(s["input_ids"]) for ex in examples for s in ex["sequences"] if s["kind"] == "gold")
+
+
+# --------------------------------------------------------------------------- training throughput
+def _time_ours(s: Setup, epochs: int, workdir: Path) -> float:
+    from mscl.models import attach_lora
+    from mscl.training import PackedCollator, StageTrainer, build_examples, training_arguments
+
+    train = dataclasses.replace(s.params.train, epochs=epochs)
+    examples = build_examples(s.tokenizer, s.records, train.max_length)
+    model = attach_lora(copy.deepcopy(s.model), train.lora)
+    args = training_arguments(train, workdir / "ours", s.params.seed, len(examples))
+    args.disable_tqdm = True
+    trainer = StageTrainer(model=model, args=args, train_dataset=examples,
+                           data_collator=PackedCollator(s.tokenizer.pad_token_id))
+    tic = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - tic
+
+
+def _time_trl(s: Setup, epochs: int, workdir: Path) -> float:
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from mscl.models import format_prompt, response_suffix
+
+    train = s.params.train
+    rows = [{"prompt": format_prompt(s.tokenizer, r.question), "completion": r.answer + response_suffix(s.tokenizer)}
+            for r in s.records]
+    steps = math.ceil(len(rows) / (train.batch_size * train.grad_accum)) * epochs
+    config = SFTConfig(
+        output_dir=str(workdir / "trl"), per_device_train_batch_size=train.batch_size,
+        gradient_accumulation_steps=train.grad_accum, num_train_epochs=epochs, learning_rate=train.learning_rate,
+        warmup_steps=int(train.warmup_ratio * steps), weight_decay=train.weight_decay, lr_scheduler_type="linear",
+        logging_steps=1, save_strategy="no", report_to="none", seed=s.params.seed, max_length=train.max_length,
+        packing=False, completion_only_loss=True, dataloader_pin_memory=False, disable_tqdm=True,
+        bf16=False, fp16=False)  # fp32 like ours (SFTConfig defaults to bf16)
+    lora = LoraConfig(r=train.lora.r, lora_alpha=train.lora.alpha, lora_dropout=train.lora.dropout,
+                      target_modules=list(train.lora.target_modules), task_type="CAUSAL_LM", bias="none")
+    trainer = SFTTrainer(model=copy.deepcopy(s.model), args=config, train_dataset=Dataset.from_list(rows),
+                         processing_class=s.tokenizer, peft_config=lora)
+    tic = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - tic
+
+
+def train_throughput(s: Setup, epochs: int, repeats: int, workdir: Path) -> dict:
+    from mscl.training import build_examples
+
+    tokens = _token_count(build_examples(s.tokenizer, s.records, s.params.train.max_length)) * epochs
+    ours, trl = [], []
+    for _ in range(repeats):  # alternating, so drift in the machine's speed hits both
+        ours.append(_time_ours(s, epochs, workdir))
+        trl.append(_time_trl(s, epochs, workdir))
+    t_ours, t_trl = statistics.median(ours), statistics.median(trl)
+    return {"tokens": tokens, "ours_seconds": ours, "trl_seconds": trl,
+            "ours_tokens_per_s": tokens / t_ours, "trl_tokens_per_s": tokens / t_trl,
+            "train_throughput_ratio_vs_trl": t_trl / t_ours}
+
+
+# --------------------------------------------------------------------------- PBL vs CIT
+def pbl_vs_cit(s: Setup, workdir: Path) -> dict:
+    from mscl.methods import StageContext, get_method
+
+    seconds = {}
+    for name in ("cit", "pbl"):
+        method = get_method(name, s.params)
+        stage_dir = workdir / name
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        ctx = StageContext(stream="domain_independent", stage=2, stage_dir=stage_dir, previous_dirs=[],
+                           params=s.params, tokenizer=s.tokenizer, sets={"train": s.records}, seed=s.params.seed)
+        model = method.start_model(copy.deepcopy(s.model), ctx)
+        tic = time.perf_counter()
+        method.train_stage(model, ctx)
+        seconds[name] = time.perf_counter() - tic
+    return {"cit_seconds": seconds["cit"], "pbl_seconds": seconds["pbl"],
+            "pbl_vs_cit_cost_ratio": seconds["pbl"] / seconds["cit"]}
+
+
+# --------------------------------------------------------------------------- FLOP/s against the matmul peak
+def matmul_peak(sizes=(1024, 2048), seconds: float = 2.0) -> dict:
+    """Best dense fp32 ``torch.mm`` FLOP/s over square sizes, each run for about ``seconds``."""
+    best = {}
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(a, b)
+        iters, tic = 0, time.perf_counter()
+        while time.perf_counter() - tic < seconds:
+            torch.mm(a, b)
+            iters += 1
+        best[n] = 2 * n ** 3 * iters / (time.perf_counter() - tic)
+    return {"matmul_flops_per_s": max(best.values()), "matmul_by_size": best}
+
+
+def training_flops(s: Setup) -> dict:
+    """Achieved FLOP/s of one pass of our loss over the records (batch ``train.batch_size``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mscl.models import attach_lora
+    from mscl.training import build_examples, pack_examples, response_logps
+
+    train = s.params.train
+    examples = build_examples(s.tokenizer, s.records, train.max_length)
+    batches = [pack_examples(examples[i : i + train.batch_size], s.tokenizer.pad_token_id)
+               for i in range(0, len(examples), train.batch_size)]
+    model = attach_lora(copy.deepcopy(s.model), train.lora)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=train.learning_rate)
+
+    def one_pass():
+        for batch in batches:
+            logps = response_logps(model, batch)
+            gold = batch["is_gold"]
+            loss = -logps[gold].sum() / batch["n_tokens"][gold].sum()
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    one_pass()  # warm-up
+    counter = FlopCounterMode(display=False)
+    with counter:
+        one_pass()
+    flops = counter.get_total_flops()
+    times = []
+    for _ in range(2):
+        tic = time.perf_counter()
+        one_pass()
+        times.append(time.perf_counter() - tic)
+    return {"train_flops_per_pass": flops, "train_pass_seconds": min(times),
+            "train_flops_per_s": flops / min(times)}
+
+
+# --------------------------------------------------------------------------- generation
+def generation_speedup(s: Setup) -> dict:
+    from mscl.sampling import sample_responses
+
+    pbl = s.params.pbl
+    questions = [r.question for r in s.records]
+    kw = dict(k=pbl.k, temperature=pbl.temperature, top_p=pbl.top_p, max_new_tokens=pbl.max_new_tokens,
+              seed=s.params.seed)
+    sample_responses(s.model, s.tokenizer, questions[:2], batch_size=pbl.k, **kw)  # warm-up
+    tic = time.perf_counter()
+    sample_responses(s.model, s.tokenizer, questions, batch_size=s.params.eval.batch_size, **kw)
+    batched = time.perf_counter() - tic
+    tic = time.perf_counter()
+    for q in questions:
+        sample_responses(s.model, s.tokenizer, [q], batch_size=pbl.k, **kw)
+    looped = time.perf_counter() - tic
+    return {"questions": len(questions), "k": pbl.k, "batched_seconds": batched, "one_at_a_time_seconds": looped,
+            "batched_generation_speedup": looped / batched}
+
+
+# --------------------------------------------------------------------------- peak memory of a stage
+def stage_peak_rss(profile: str, method: str, stage: int, workdir: Path) -> dict:
+    """Run one stage as ``python -m mscl run`` in a scratch artifacts folder; its peak RSS (GiB)."""
+    from mscl.params import load_params
+    from mscl.stages import backbone_slug, ensure_benchmark, finished_stage_dir
+
+    params = load_params(profile, "training")
+    ensure_benchmark(profile, params.seed)
+    scratch = workdir / "artifacts"
+    scratch.mkdir(parents=True, exist_ok=True)
+    real = artifacts_dir()
+    if (real / "models").is_dir():
+        (scratch / "models").symlink_to((real / "models").resolve(), target_is_directory=True)
+    shutil.copytree(real / "data" / profile, scratch / "data" / profile)
+    reused = []
+    for stream_stage in range(1, params.shared_stages + 1):  # the shared stages, when already trained
+        try:
+            done = finished_stage_dir(profile, params.backbone, "domain_independent", "cit", stream_stage)
+        except FileNotFoundError:
+            continue  # the run below trains it first (and its memory counts)
+        if stream_stage < stage:
+            target = scratch / "runs" / profile / backbone_slug(params.backbone) / "domain_independent" / "cit"
+            shutil.copytree(done, target / done.name)
+            reused.append(str(done))
+    command = [sys.executable, "-m", "mscl", "run", "--profile", profile, "--stream", "domain_independent",
+               "--method", method, "--stage", str(stage)]
+    env = {**os.environ, "MSCL_ARTIFACTS": str(scratch)}
+    tic = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - tic
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+    return {"stage": f"{method} stage {stage}", "reused_shared_stages": reused, "stage_seconds": seconds,
+            "peak_rss_gib": peak_kib / 2 ** 20}
+
+
+# --------------------------------------------------------------------------- the report
+def render(results: dict) -> str:
+    rows = ["| figure | value | bar | met |", "|---|---|---|---|"]
+    for key, (op, bar) in BARS.items():
+        if key in results["figures"]:
+            value = results["figures"][key]
+            rows.append(f"| `{key}` | {value:.3g} | {op} {bar:g} | {'yes' if meets(key, value) else '**no**'} |")
+    detail = json.dumps(results["details"], indent=2, default=str)
+    m = results["machine"]
+    return "\n".join([
+        f"# Benchmarks ({results['profile']} profile, backbone {results['backbone']})", "",
+        f"Measured by `python -m mscl.bench --profile {results['profile']}` (`make bench`) in one run of "
+        f"{results['seconds']:.0f} s on {m['cpu'] or m['platform']} ({m['cpu_count']} cores, torch "
+        f"{m['torch']} with {m['torch_threads']} threads{', ' + m['gpu'] if 'gpu' in m else ''}); "
+        f"{results['records']} training records. How each figure is measured: `mscl/bench.py`.", "",
+        *rows, "", "## Details", "", "```json", detail, "```", "",
+        "## Machine", "", "```json", json.dumps(m, indent=2), "```", ""])
+
+
+def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: str | None, stage_number: int,
+        out_dir: Path | None = None) -> dict:
+    tic = time.perf_counter()
+    s = setup(profile, records)
+    details: dict = {}
+    with tempfile.TemporaryDirectory(prefix="mscl-bench-") as tmp:
+        tmp = Path(tmp)
+        steps = [("training throughput vs TRL", lambda: train_throughput(s, epochs, repeats, tmp / "train")),
+                 ("PBL vs CIT stage", lambda: pbl_vs_cit(s, tmp / "methods")),
+                 ("matmul peak", matmul_peak),
+                 ("training FLOP/s", lambda: training_flops(s)),
+                 ("batched generation", lambda: generation_speedup(s))]
+        if stage_method:
+            steps.append(("peak memory of a stage", lambda: stage_peak_rss(profile, stage_method, stage_number,
+                                                                            tmp / "stage")))
+        for i, (name, fn) in enumerate(steps, 1):
+            t0 = time.perf_counter()
+            print(f"[bench {i}/{len(steps)}] {name} ...", flush=True)
+            details[name] = fn()
+            print(f"[bench {i}/{len(steps)}] {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    figures = {
+        "train_throughput_ratio_vs_trl": details["training throughput vs TRL"]["train_throughput_ratio_vs_trl"],
+        "pbl_vs_cit_cost_ratio": details["PBL vs CIT stage"]["pbl_vs_cit_cost_ratio"],
+        "matmul_peak_share": (details["training FLOP/s"]["train_flops_per_s"]
+                              / details["matmul peak"]["matmul_flops_per_s"]),
+        "batched_generation_speedup": details["batched generation"]["batched_generation_speedup"],
+    }
+    if stage_method:
+        figures["peak_rss_gib"] = details["peak memory of a stage"]["peak_rss_gib"]
+    results = {"profile": profile, "backbone": s.params.backbone, "records": records, "machine": machine(),
+               "seconds": time.perf_counter() - tic, "figures": figures,
+               "met": {k: meets(k, v) for k, v in figures.items()}, "details": details}
+    out = out_dir or reports_dir(profile)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmarks.json").write_text(json.dumps({**figures, "met": results["met"], "machine": results["machine"],
+                                                     "details": details}, indent=2, default=str) + "\n")
+    (out / "benchmarks.md").write_text(render(results))
+    for key, value in figures.items():
+        op, bar = BARS[key]
+        print(f"{key:32s} {value:10.3f}   bar {op} {bar:g}   {'met' if meets(key, value) else 'NOT MET'}")
+    print(f"wrote {out / 'benchmarks.md'} and {out / 'benchmarks.json'}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mscl.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
+    parser.add_argument("--records", type=int, default=32, help="training records every benchmark uses")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the trainer comparison")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each trainer (medians compared)")
+    parser.add_argument("--stage-method", default="ours", help="the stage whose peak memory is measured; '' skips it")
+    parser.add_argument("--stage-number", type=int, default=2)
+    args = parser.parse_args(argv)
+    run(args.profile, records=args.records, epochs=args.epochs, repeats=args.repeats,
+        stage_method=args.stage_method or None, stage_number=args.stage_number)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Several processes, one stage: what the stage loop needs to run under ``accelerate launch``.
+
+``accelerate launch --num_processes N -m mscl run ...`` (or with a config from ``params/accelerate/``)
+starts N copies of the same command. Each copy runs :func:`mscl.stages.run_stage` in full:
+
+- **training** is data-parallel: ``transformers.Trainer`` sees the launcher's environment and wraps
+  the model in DDP (or FSDP / DeepSpeed, per the config). The per-device batch is
+  ``train.batch_size / N`` (:func:`per_device_batch_size`), so the global batch, and with it the
+  optimisation, is the same as in one process; the NLL is normalised by the global token count
+  (:func:`global_count`), so the averaged gradient equals the single-process one;
+- **sampling and evaluation** run in every process, identically (they are seeded per batch), so every
+  process holds the same preference data and the same metrics without any exchange;
+- **files**: process 0 writes the stage folder; every other process writes what it would have
+  written into its own scratch folder ``<stage>/rank<r>/`` (so caches such as ``preference.jsonl``
+  never race), which process 0 removes when the stage is finished. Processes wait for each other
+  (:func:`barrier`) after process 0 prepared the folder and before the stage is reported finished.
+
+In one process (no launcher) every function here is a no-op.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+
+def rank() -> int:
+    """This process's index among the launched ones (0 without a launcher)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def local_rank() -> int:
+    """This process's index on its machine (which GPU it uses)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def world_size() -> int:
+    """How many processes run the stage (1 without a launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def _initialised() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def barrier() -> None:
+    """Wait until every process gets here (initialising the process group from the launcher's
+    environment the first time, as ``accelerate`` does)."""
+    if world_size() == 1:
+        return
+    if not _initialised():
+        from accelerate import PartialState
+
+        # cpu=True without a GPU: accelerate then uses gloo across the processes (else it would
+        # treat the launch as a single process)
+        PartialState(cpu=not torch.cuda.is_available())
+    torch.distributed.barrier()
+
+
+def global_count(count: torch.Tensor) -> torch.Tensor:
+    """``count`` summed over the processes (``count`` itself in one process)."""
+    if world_size() == 1 or not _initialised():
+        return count
+    total = count.detach().clone()
+    torch.distributed.all_reduce(total)
+    return total
+
+
+def per_device_batch_size(batch_size: int, where: str = "train.batch_size") -> int:
+    """The batch each process takes so that the global batch stays ``batch_size``."""
+    n = world_size()
+    if batch_size % n:
+        raise ValueError(f"{where}={batch_size} does not split over {n} processes; use a multiple of {n} so "
+                         "the global batch stays the same")
+    return batch_size // n

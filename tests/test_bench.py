@@ -1,0 +1,29 @@
+"""`python -m mscl.bench` on the smoke profile: every figure is measured and written, with its bar."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mscl import bench
+
+
+def test_bench_measures_and_writes_every_figure(tmp_path, monkeypatch):
+    monkeypatch.setenv("MSCL_ARTIFACTS", str(tmp_path / "artifacts"))
+    results = bench.run("smoke", records=8, epochs=1, repeats=1, stage_method="pbl", stage_number=2,
+                        out_dir=tmp_path / "reports")
+    saved = json.loads((tmp_path / "reports" / "benchmarks.json").read_text())
+    for key in bench.BARS:  # the keys the issue names, each a measured positive number
+        assert saved[key] == pytest.approx(results["figures"][key]) and saved[key] > 0
+        assert saved["met"][key] == bench.meets(key, saved[key])
+    details = saved["details"]
+    assert details["training throughput vs TRL"]["tokens"] > 0
+    assert details["peak memory of a stage"]["stage"] == "pbl stage 2"
+    assert 0 < saved["peak_rss_gib"] < 24
+    report = (tmp_path / "reports" / "benchmarks.md").read_text()
+    assert "`train_throughput_ratio_vs_trl`" in report and saved["machine"]["cpu_count"] >= 1
+
+
+def test_bars():
+    assert bench.meets("train_throughput_ratio_vs_trl", 1.0) and not bench.meets("train_throughput_ratio_vs_trl", 0.99)
+    assert bench.meets("peak_rss_gib", 5.9) and not bench.meets("peak_rss_gib", 6.1)

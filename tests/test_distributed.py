@@ -1,0 +1,98 @@
+"""One stage under ``accelerate launch`` with two CPU processes gives the single-process result.
+
+Both runs train CIT's stage 1 of the smoke profile (tiny random model, 12 training records, global
+batch 4: three steps of 2 + 2 records in the two-process run) from the same seed through
+``python -m mscl run``. Stated tolerance: the metrics are identical; every logged training loss
+and every adapter weight agree within ``ATOL`` (the two runs differ only in the order of float
+additions: per-process padding and the gradient all-reduce).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from mscl.io import read_json
+from mscl.paths import REPO_ROOT
+
+ATOL = 1e-5
+STAGE = ["run", "--profile", "smoke", "--stream", "domain_independent", "--method", "cit", "--stage", "1"]
+ACCELERATE_CONFIGS = REPO_ROOT / "params" / "accelerate"
+
+
+def _run(command: list[str], artifacts: Path) -> None:
+    env = {**os.environ, "MSCL_ARTIFACTS": str(artifacts), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+def _stage_dir(artifacts: Path) -> Path:
+    return artifacts / "runs" / "smoke" / "tiny-random" / "domain_independent" / "cit" / "stage1"
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("distributed")
+    one, two = root / "one", root / "two"
+    for artifacts in (one, two):  # the same benchmark files for both (built once)
+        artifacts.mkdir()
+    _run([sys.executable, "-m", "mscl", *STAGE], one)
+    shutil.copytree(one / "data", two / "data")
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                  str(ACCELERATE_CONFIGS / "cpu_ddp.yaml"), "--num_processes", "2", "-m", "mscl"]
+    _run(accelerate + STAGE, two)
+    return _stage_dir(one), _stage_dir(two)
+
+
+def test_two_processes_give_the_single_process_stage(two_runs):
+    one, two = two_runs
+    m1, m2 = read_json(one / "manifest.json"), read_json(two / "manifest.json")
+    assert (m1["processes"], m2["processes"]) == (1, 2)
+    assert m1["config_hash"] == m2["config_hash"]  # the same stage: reusable whatever ran it
+    assert m1["metrics"] == m2["metrics"]
+    losses1 = [h["loss"] for h in read_json(one / "train_log.json") if "loss" in h]
+    losses2 = [h["loss"] for h in read_json(two / "train_log.json") if "loss" in h]
+    assert len(losses1) == len(losses2) == 3  # the global batch stayed 4: 12 records, 3 steps
+    assert losses1 == pytest.approx(losses2, abs=ATOL)
+    w1 = load_file(str(one / "adapter" / "adapter_model.safetensors"))
+    w2 = load_file(str(two / "adapter" / "adapter_model.safetensors"))
+    assert w1.keys() == w2.keys() and w1
+    moved = max((w1[k] - w2[k]).abs().max().item() for k in w1)
+    assert moved <= ATOL, f"adapters differ by up to {moved}"
+    # training moved the adapter (LoRA's B starts at zero): the comparison is not of two untrained ones
+    assert max(w1[k].abs().max().item() for k in w1 if "lora_B" in k) > 10 * ATOL
+    assert not list(two.glob("rank*")), "the other process's scratch folder was left behind"
+
+
+def test_predictions_are_written_once_and_match(two_runs):
+    one, two = two_runs
+    assert (one / "predictions.jsonl").read_text() == (two / "predictions.jsonl").read_text()
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in ACCELERATE_CONFIGS.glob("*.yaml")))
+def test_shipped_accelerate_configs_load(config):
+    """Each config under params/accelerate/ is one accelerate itself accepts."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(str(ACCELERATE_CONFIGS / config))
+    raw = yaml.safe_load((ACCELERATE_CONFIGS / config).read_text())
+    assert str(cfg.distributed_type).split(".")[-1] == raw["distributed_type"]
+    assert cfg.num_processes == raw["num_processes"] >= 2
+
+
+def test_global_batch_must_split_over_the_processes(monkeypatch):
+    from mscl import dist
+
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(ValueError, match="train.batch_size=4 does not split over 3 processes"):
+        dist.per_device_batch_size(4)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert dist.per_device_batch_size(4) == 2
+    assert dist.global_count(torch.tensor(5)) == 5  # no process group: the count itself
