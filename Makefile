@@ -42,7 +42,7 @@ smoke: $(STAMP)
 
 # speed figures side by side in one run -> reports/benchmarks.{md,json} (mscl/bench.py)
 bench: $(STAMP)
-	$(BIN)/python -m mscl.bench --profile $(PROFILE)
+	$(BIN)/python -m mscl.bench --profile $(PROFILE) $(if $(BACKBONE),--backbone $(BACKBONE))
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) --no-browser

@@ -30,7 +30,10 @@ def main(argv: list[str] | None = None) -> int:
             manifests += run_stream(args.profile, args.stream, method, backbone=args.backbone)
         else:
             manifests.append(run_stage(args.profile, args.stream, method, args.stage, backbone=args.backbone))
-    print(results_table(manifests).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    from mscl import dist
+
+    if dist.is_main():
+        print(results_table(manifests).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     return 0
 
 

@@ -59,6 +59,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -373,6 +374,9 @@ def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequen
     if selection not in SELECTION_MODES:
         raise ValueError(f"unknown selection mode {selection!r}; known: {', '.join(SELECTION_MODES)}")
     aug = params.augment
+    if backbone_weights is None and aug.rewriter_scale < 1.0:
+        warnings.warn(f"augment.rewriter_scale={aug.rewriter_scale} but no backbone_weights were given: the "
+                      "model rewrites at full strength (scale 1.0)", stacklevel=2)
     tic = time.perf_counter()
     sources = {s: [(r, r) for r in records] for s in strategies}
     seen: dict[str, set[str]] = {}

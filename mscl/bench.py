@@ -14,7 +14,8 @@ training parameters, because these machines are noisy and only figures taken tog
 ``pbl_vs_cit_cost_ratio``
     Wall time of ``method.train_stage`` of PBL over that of CIT, from the same start model on the
     same records: PBL's K-sample generation, reference scoring and preference-biased training
-    against CIT's plain training (evaluation, identical for both, is left out). Bar: at most 2.
+    against CIT's plain training (evaluation, identical for both, is left out); ``--repeats`` runs
+    each in alternating order, medians compared. Bar: at most 2.
 ``matmul_peak_share``
     Training FLOP/s achieved by our loss (forward + backward + AdamW step, the FLOPs counted by
     ``torch.utils.flop_counter.FlopCounterMode`` over one pass, then the pass timed without the
@@ -101,13 +102,15 @@ class Setup:
     records: list
 
 
-def setup(profile: str, n_records: int) -> Setup:
+def setup(profile: str, n_records: int, backbone: str | None = None) -> Setup:
     from mscl import data
     from mscl.models import load_backbone
     from mscl.params import load_params
     from mscl.stages import ensure_benchmark
 
     params = load_params(profile, "training")
+    if backbone:
+        params = dataclasses.replace(params, backbone=backbone)
     records = data.stage_sets(ensure_benchmark(profile, params.seed), "domain_independent", 1)["train"]
     if len(records) < n_records:
         raise ValueError(f"--records {n_records}: profile {profile!r} has only {len(records)} stage-1 training records")
@@ -154,7 +157,9 @@ def _time_trl(s: Setup, epochs: int, workdir: Path) -> float:
         warmup_steps=int(train.warmup_ratio * steps), weight_decay=train.weight_decay, lr_scheduler_type="linear",
         logging_steps=1, save_strategy="no", report_to="none", seed=s.params.seed, max_length=train.max_length,
         packing=False, completion_only_loss=True, dataloader_pin_memory=False, disable_tqdm=True,
-        bf16=False, fp16=False)  # fp32 like ours (SFTConfig defaults to bf16)
+        # like ours: fp32, no activation recomputation (SFTConfig defaults to bf16 and gradient
+        # checkpointing)
+        bf16=False, fp16=False, gradient_checkpointing=False)
     lora = LoraConfig(r=train.lora.r, lora_alpha=train.lora.alpha, lora_dropout=train.lora.dropout,
                       target_modules=list(train.lora.target_modules), task_type="CAUSAL_LM", bias="none")
     trainer = SFTTrainer(model=copy.deepcopy(s.model), args=config, train_dataset=Dataset.from_list(rows),
@@ -179,22 +184,24 @@ def train_throughput(s: Setup, epochs: int, repeats: int, workdir: Path) -> dict
 
 
 # --------------------------------------------------------------------------- PBL vs CIT
-def pbl_vs_cit(s: Setup, workdir: Path) -> dict:
+def pbl_vs_cit(s: Setup, repeats: int, workdir: Path) -> dict:
     from mscl.methods import StageContext, get_method
 
-    seconds = {}
-    for name in ("cit", "pbl"):
-        method = get_method(name, s.params)
-        stage_dir = workdir / name
-        stage_dir.mkdir(parents=True, exist_ok=True)
-        ctx = StageContext(stream="domain_independent", stage=2, stage_dir=stage_dir, previous_dirs=[],
-                           params=s.params, tokenizer=s.tokenizer, sets={"train": s.records}, seed=s.params.seed)
-        model = method.start_model(copy.deepcopy(s.model), ctx)
-        tic = time.perf_counter()
-        method.train_stage(model, ctx)
-        seconds[name] = time.perf_counter() - tic
+    seconds: dict[str, list[float]] = {"cit": [], "pbl": []}
+    for i in range(repeats):
+        for name in ("cit", "pbl") if i % 2 == 0 else ("pbl", "cit"):  # alternating order
+            method = get_method(name, s.params)
+            stage_dir = workdir / f"{name}{i}"  # a fresh folder: PBL samples again, nothing is cached
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            ctx = StageContext(stream="domain_independent", stage=2, stage_dir=stage_dir, previous_dirs=[],
+                               params=s.params, tokenizer=s.tokenizer, sets={"train": s.records},
+                               seed=s.params.seed)
+            model = method.start_model(copy.deepcopy(s.model), ctx)
+            tic = time.perf_counter()
+            method.train_stage(model, ctx)
+            seconds[name].append(time.perf_counter() - tic)
     return {"cit_seconds": seconds["cit"], "pbl_seconds": seconds["pbl"],
-            "pbl_vs_cit_cost_ratio": seconds["pbl"] / seconds["cit"]}
+            "pbl_vs_cit_cost_ratio": statistics.median(seconds["pbl"]) / statistics.median(seconds["cit"])}
 
 
 # --------------------------------------------------------------------------- FLOP/s against the matmul peak
@@ -271,12 +278,14 @@ def generation_speedup(s: Setup) -> dict:
 
 
 # --------------------------------------------------------------------------- peak memory of a stage
-def stage_peak_rss(profile: str, method: str, stage: int, workdir: Path) -> dict:
+def stage_peak_rss(profile: str, method: str, stage: int, workdir: Path, backbone: str | None = None) -> dict:
     """Run one stage as ``python -m mscl run`` in a scratch artifacts folder; its peak RSS (GiB)."""
     from mscl.params import load_params
     from mscl.stages import backbone_slug, ensure_benchmark, finished_stage_dir
 
     params = load_params(profile, "training")
+    if backbone:
+        params = dataclasses.replace(params, backbone=backbone)
     ensure_benchmark(profile, params.seed)
     scratch = workdir / "artifacts"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -295,7 +304,7 @@ def stage_peak_rss(profile: str, method: str, stage: int, workdir: Path) -> dict
             shutil.copytree(done, target / done.name)
             reused.append(str(done))
     command = [sys.executable, "-m", "mscl", "run", "--profile", profile, "--stream", "domain_independent",
-               "--method", method, "--stage", str(stage)]
+               "--method", method, "--stage", str(stage), "--backbone", params.backbone]
     env = {**os.environ, "MSCL_ARTIFACTS": str(scratch)}
     tic = time.perf_counter()
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
@@ -327,20 +336,20 @@ def render(results: dict) -> str:
 
 
 def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: str | None, stage_number: int,
-        out_dir: Path | None = None) -> dict:
+        backbone: str | None = None, out_dir: Path | None = None) -> dict:
     tic = time.perf_counter()
-    s = setup(profile, records)
+    s = setup(profile, records, backbone)
     details: dict = {}
     with tempfile.TemporaryDirectory(prefix="mscl-bench-") as tmp:
         tmp = Path(tmp)
         steps = [("training throughput vs TRL", lambda: train_throughput(s, epochs, repeats, tmp / "train")),
-                 ("PBL vs CIT stage", lambda: pbl_vs_cit(s, tmp / "methods")),
+                 ("PBL vs CIT stage", lambda: pbl_vs_cit(s, repeats, tmp / "methods")),
                  ("matmul peak", matmul_peak),
                  ("training FLOP/s", lambda: training_flops(s)),
                  ("batched generation", lambda: generation_speedup(s))]
         if stage_method:
             steps.append(("peak memory of a stage", lambda: stage_peak_rss(profile, stage_method, stage_number,
-                                                                            tmp / "stage")))
+                                                                            tmp / "stage", s.params.backbone)))
         for i, (name, fn) in enumerate(steps, 1):
             t0 = time.perf_counter()
             print(f"[bench {i}/{len(steps)}] {name} ...", flush=True)
@@ -378,9 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each trainer (medians compared)")
     parser.add_argument("--stage-method", default="ours", help="the stage whose peak memory is measured; '' skips it")
     parser.add_argument("--stage-number", type=int, default=2)
+    parser.add_argument("--backbone", default=None, help="override the profile's backbone")
     args = parser.parse_args(argv)
     run(args.profile, records=args.records, epochs=args.epochs, repeats=args.repeats,
-        stage_method=args.stage_method or None, stage_number=args.stage_number)
+        stage_method=args.stage_method or None, stage_number=args.stage_number, backbone=args.backbone)
     return 0
 
 

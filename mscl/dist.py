@@ -4,15 +4,20 @@
 starts N copies of the same command. Each copy runs :func:`mscl.stages.run_stage` in full:
 
 - **training** is data-parallel: ``transformers.Trainer`` sees the launcher's environment and wraps
-  the model in DDP (or FSDP / DeepSpeed, per the config). The per-device batch is
+  the model in DDP (or DeepSpeed, per the config). The per-device batch is
   ``train.batch_size / N`` (:func:`per_device_batch_size`), so the global batch, and with it the
-  optimisation, is the same as in one process; the NLL is normalised by the global token count
-  (:func:`global_count`), so the averaged gradient equals the single-process one;
+  optimisation, is the same as in one process; the NLL is normalised by the global token count and
+  the preference term's mean by the global response count (:func:`global_count`), so the averaged
+  gradient equals the single-process one. Exactly so when the example count is a multiple of
+  ``train.batch_size``: otherwise accelerate completes the last global batch with repeated
+  examples. Logged per-step components (``nll``, ``preference``) are process 0's share;
+- **the backbone**: process 0 converts an embedded GGUF into the cache before the others load it;
 - **sampling and evaluation** run in every process, identically (they are seeded per batch), so every
   process holds the same preference data and the same metrics without any exchange;
 - **files**: process 0 writes the stage folder; every other process writes what it would have
   written into its own scratch folder ``<stage>/rank<r>/`` (so caches such as ``preference.jsonl``
-  never race), which process 0 removes when the stage is finished. Processes wait for each other
+  never race; a restarted stage copies process 0's surviving caches into it, so every process
+  reuses the same ones), which process 0 removes when the stage is finished. Processes wait for each other
   (:func:`barrier`) after process 0 prepared the folder and before the stage is reported finished.
 
 In one process (no launcher) every function here is a no-op.

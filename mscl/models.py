@@ -152,6 +152,15 @@ def _resolve_folder(name: str) -> str | Path:
     return name
 
 
+def prepare_backbone(name: str) -> None:
+    """Convert an embedded backbone's GGUF into the safetensors cache if that is not done yet (under a
+    launcher, process 0 does this before the others load it)."""
+    if name == TINY:  # its tokenizer is SmolLM2's
+        name = EMBEDDED[DEFAULT_BACKBONE].name
+    if name in EMBEDDED:
+        _resolve_folder(name)
+
+
 def load_backbone(name: str = DEFAULT_BACKBONE, seed: int = 0, dtype: torch.dtype = torch.float32):
     """Turn a backbone name into ``(model, tokenizer)``, the model in eval mode on the CPU.
 

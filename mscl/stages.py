@@ -30,7 +30,7 @@ from mscl import dist, metrics
 from mscl.io import read_json, read_jsonl, sha256_json, write_json, write_jsonl
 from mscl.methods import StageContext, get_method
 from mscl.models import (BackboneError, artifacts_dir, load_adapter, load_backbone, lora_target_weights,
-                         merge_lora)
+                         merge_lora, prepare_backbone)
 from mscl.params import TrainingParams, load_params, to_dict
 from mscl.sampling import answer_questions
 from mscl.training import ContextLengthError
@@ -191,6 +191,7 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
                                 f"not {backbone!r}; its adapter cannot be applied to this backbone")
     # a killed attempt leaves partial files; only caches written atomically (preference.jsonl) survive
     if dist.is_main():
+        prepare_backbone(backbone)  # a first GGUF conversion happens once, before the others load it
         if folder.exists():
             for child in folder.iterdir():
                 if child.is_dir():
@@ -203,13 +204,16 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
     if not dist.is_main():  # under a launcher, only process 0 writes the stage folder (mscl.dist)
         folder = final_folder / f"rank{dist.rank()}"
         folder.mkdir(parents=True, exist_ok=True)
+        for cache in final_folder.iterdir():  # a restarted stage: the same caches as process 0
+            if cache.is_file():
+                shutil.copy2(cache, folder / cache.name)
 
     seed = params.seed * 1000 + stage
     raw_sets = benchmark.stage_sets(data_folder, stream, stage)
     sets = {name: _limit(raw_sets[name], params.eval.max_items) for name in EVAL_SETS}
     sets["train"] = raw_sets["train"]
     timings: dict[str, float] = {}
-    if verbose:
+    if verbose and dist.is_main():
         print(f"[{method_name} | {stream} stage {stage}] train {len(sets['train'])} records; "
               + ", ".join(f"{k} {len(sets[k])}" for k in EVAL_SETS))
 

@@ -218,17 +218,25 @@ class StageTrainer(Trainer):
         loss = self.bias.nll_weight * nll if self.bias else nll
         local_tokens = inputs["n_tokens"][gold].sum().clamp(min=1)
         self._metrics["nll"].append((-logps[gold].sum() / local_tokens).item())  # this process's batch
-        if self.bias is not None and (~gold).any():
-            resp = ~gold
+        resp = ~gold
+        n_responses = resp.sum()
+        if self.bias is not None and dist.world_size() > 1:
+            # every process joins this reduction, with or without responses in its batch
+            all_responses = dist.global_count(n_responses).clamp(min=1)
+        if self.bias is not None and resp.any():
             pref = preference_bias_loss(
                 logps[resp], inputs["ref_logps"][resp].to(logps.dtype), inputs["aligned"][resp],
                 alpha=self.bias.alpha, beta=self.bias.beta, variant=self.bias.variant,
                 scale=self.bias.scale, clamp=self.bias.clamp, reduction=self.bias.reduction,
             )
+            self._metrics["preference"].append(pref.item())  # this process's batch
+            if dist.world_size() > 1:  # the global batch's sum or mean, as for the NLL above
+                if self.bias.reduction == "mean":
+                    pref = pref * n_responses / all_responses
+                pref = pref * dist.world_size()
             loss = loss + self.bias.preference_weight * pref
             ratio = (logps[resp] - inputs["ref_logps"][resp]).detach()
             aligned = inputs["aligned"][resp]
-            self._metrics["preference"].append(pref.item())
             if aligned.any():
                 self._metrics["logratio_aligned"].append(ratio[aligned].mean().item())
             if (~aligned).any():

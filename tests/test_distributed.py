@@ -30,7 +30,11 @@ ACCELERATE_CONFIGS = REPO_ROOT / "params" / "accelerate"
 def _run(command: list[str], artifacts: Path) -> None:
     env = {**os.environ, "MSCL_ARTIFACTS": str(artifacts), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    if done.returncode != 0:
+        (artifacts / "failed.log").write_text(done.stdout + "\n" + done.stderr)
+        first_error = [line for line in done.stderr.splitlines() if "Error" in line][:5]
+        pytest.fail(f"{' '.join(command)} failed (full log: {artifacts / 'failed.log'}):\n" + "\n".join(first_error)
+                    + f"\n...\n{done.stderr[-2000:]}")
 
 
 def _stage_dir(artifacts: Path) -> Path:
@@ -41,8 +45,11 @@ def _stage_dir(artifacts: Path) -> Path:
 def two_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("distributed")
     one, two = root / "one", root / "two"
-    for artifacts in (one, two):  # the same benchmark files for both (built once)
+    shared_models = REPO_ROOT / "artifacts" / "models"
+    shared_models.mkdir(parents=True, exist_ok=True)
+    for artifacts in (one, two):  # the converted backbones shared; the same benchmark files (built once)
         artifacts.mkdir()
+        (artifacts / "models").symlink_to(shared_models, target_is_directory=True)
     _run([sys.executable, "-m", "mscl", *STAGE], one)
     shutil.copytree(one / "data", two / "data")
     accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
@@ -96,3 +103,51 @@ def test_global_batch_must_split_over_the_processes(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert dist.per_device_batch_size(4) == 2
     assert dist.global_count(torch.tensor(5)) == 5  # no process group: the count itself
+
+
+# --------------------------------------------------------------------------- the loss shares, without processes
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_process_shares_of_the_loss_average_to_the_single_process_loss(tiny, monkeypatch, reduction):
+    """Split one global batch over two "processes": the mean of their losses (what DDP's gradient
+    averaging optimises) is the single-process loss, for the NLL and the preference term, although
+    the halves differ in gold tokens and in responses. Without the global counts it would not be."""
+    import copy
+    import dataclasses
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from mscl import dist
+    from mscl.params import load_params
+    from mscl.training import StageTrainer, build_examples, pack_examples
+    from tests.conftest import make_record
+
+    model, tok = tiny
+    model = copy.deepcopy(model)
+    records = [make_record(0, "What is the capital of France?", "Paris"),
+               make_record(1, "Which currency does Japan use?", "The Japanese yen, JPY"),
+               make_record(2, "What is the chemical symbol of iron?", "Fe"),
+               make_record(3, "Which city has the airport CDG?", "Paris, France")]
+    responses = {"r0": ["Paris", "Lyon", "Nice"], "r1": ["Yen"], "r2": ["Fe", "Iron", "Au", "Ag"],
+                 "r3": ["Paris", "CDG"]}
+    # reference log-probs far apart between the halves, so per-response losses differ between them
+    rows = [{"id": rid, "responses": [{"response": text, "aligned": j == 0, "ref_logp": -2.0 - 15 * int(rid[1]) - j}
+                                       for j, text in enumerate(texts)]} for rid, texts in responses.items()]
+    examples = build_examples(tok, records, 128, rows)
+    bias = dataclasses.replace(load_params("smoke", "training").pbl, reduction=reduction, variant="sigmoid")
+    trainer = object.__new__(StageTrainer)  # compute_loss needs only these attributes
+    trainer.bias, trainer._metrics, trainer.state = bias, defaultdict(list), SimpleNamespace(global_step=0)
+
+    with torch.no_grad():
+        single = trainer.compute_loss(model, pack_examples(examples, tok.pad_token_id)).item()
+        halves = [pack_examples(examples[:2], tok.pad_token_id), pack_examples(examples[2:], tok.pad_token_id)]
+        naive = sum(trainer.compute_loss(model, h).item() for h in halves) / 2
+        totals = [sum(int(h["n_tokens"][h["is_gold"]].sum()) for h in halves),
+                  sum(int((~h["is_gold"]).sum()) for h in halves)]
+        monkeypatch.setattr(dist, "world_size", lambda: 2)
+        shares = []
+        for h in halves:  # global_count is asked for the gold tokens, then for the responses
+            answers = iter(totals)
+            monkeypatch.setattr(dist, "global_count", lambda count: torch.tensor(next(answers)))
+            shares.append(trainer.compute_loss(model, h).item())
+    assert sum(shares) / 2 == pytest.approx(single, rel=1e-5)
+    assert abs(naive - single) > 5e-3 * abs(single)  # the halves really are unequal: the test can fail
