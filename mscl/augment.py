@@ -35,9 +35,10 @@ candidates are dropped, each with the first reason that applies (``DEGENERATE_RE
 Who rewrites (``augment.rewriter_scale``). In the paper the model at the stage's start rewrites
 its own inputs (scale 1.0, the ``gpu`` profile). A 135M model fine-tuned on short answers stops
 following the rewrite prompts: at stage 2 of the ``cpu`` profile, SmolLM2-135M with its stage-1
-adapter merged answered the questions instead (0 of 108 rewrites usable at scale 1.0, 1 at 0.5),
-while with a tenth of its fine-tuning delta since the backbone it gives 76 of 108, more than the
-backbone alone (70). So the rewrites are generated with the weights ``W0 + scale * (W - W0)``
+adapter merged answers the questions instead (0 of 108 rewrites usable at scale 1.0, 1 at 0.5),
+while with a tenth of its fine-tuning delta since the backbone 68 of 108 are usable, as many as
+the backbone alone gives (69) (``notebooks/03b_augmentation.ipynb``, table
+``reports/tables/03b_rewriter_scale.md``). So the rewrites are generated with ``W0 + scale * (W - W0)``
 (``W0``: the backbone before stage 1, ``W``: the model at the stage's start), the same model with
 its fine-tuning damped, not another model; the LLM indication check, which asks what the model
 knows, always uses the model at the stage's start (``W``).
