@@ -7,7 +7,6 @@ Finished stages are reused, so the command can be repeated after a kill.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 

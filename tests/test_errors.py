@@ -14,7 +14,6 @@ from mscl.methods import UnknownMethodError, get_method
 from mscl.models import BackboneError, attach_lora
 from mscl.params import load_params
 from mscl.stages import StaleRunError, run_dir, run_stage
-from tests.conftest import make_record
 from tests.test_training import LORA, RECORDS, _pbl, _train
 
 
