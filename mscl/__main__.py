@@ -2,7 +2,8 @@
 
 Runs one stage of one method (and any earlier stage not finished yet) through the same code path
 the notebooks call (:func:`mscl.stages.run_stage`); without ``--stage`` it runs the whole stream.
-Finished stages are reused, so the command can be repeated after a kill.
+Finished stages are reused, so the command can be repeated after a kill. ``--seed`` picks the
+training seed (``training.yaml``'s ``seed`` by default).
 """
 from __future__ import annotations
 
@@ -19,16 +20,24 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--method", required=True, nargs="+", help="one or more method names (see mscl.methods)")
     run.add_argument("--stage", type=int, default=None, help="stop after this stage (default: the whole stream)")
     run.add_argument("--backbone", default=None, help="override the profile's backbone")
+    run.add_argument("--seed", type=int, default=None,
+                     help="training seed (default: training.yaml's seed; the data keeps its data_seed)")
     args = parser.parse_args(argv)
 
+    from mscl.params import load_params
     from mscl.stages import results_table, run_stage, run_stream
 
+    params = load_params(args.profile, "training")
+    if args.seed is not None:
+        params = params.with_seed(args.seed)
     manifests = []
     for method in args.method:
         if args.stage is None:
-            manifests += run_stream(args.profile, args.stream, method, backbone=args.backbone)
+            manifests += run_stream(args.profile, args.stream, method, params=params, seeds=[params.seed],
+                                    backbone=args.backbone)
         else:
-            manifests.append(run_stage(args.profile, args.stream, method, args.stage, backbone=args.backbone))
+            manifests.append(run_stage(args.profile, args.stream, method, args.stage, params=params,
+                                       backbone=args.backbone))
     from mscl import dist
 
     if dist.is_main():

@@ -12,10 +12,14 @@ training parameters, because these machines are noisy and only figures taken tog
     both are credited with the same token count (prompt + gold answer, our tokenization). Each
     trainer runs ``--repeats`` times, alternating; the medians are compared. Bar: at least 1.0.
 ``pbl_vs_cit_cost_ratio``
-    Wall time of ``method.train_stage`` of PBL over that of CIT, from the same start model on the
-    same records: PBL's K-sample generation, reference scoring and preference-biased training
-    against CIT's plain training (evaluation, identical for both, is left out); ``--repeats`` runs
-    each in alternating order, medians compared. Bar: at most 2.
+    Wall time of a whole PBL stage over a whole CIT stage, each run as the pipeline runs it
+    (``python -m mscl run`` of stage ``--stage-number`` of the profile, from the same shared stage 1
+    in a scratch artifacts folder: loading, the old model's answers, training, the new model's
+    answers on every evaluation set). Beside it, in the details, the training part alone
+    (``train_stage_ratio``): ``method.train_stage`` of PBL over CIT on the ``--records`` records
+    from the same start model (PBL's K-sample generation, reference scoring and preference-biased
+    training against CIT's plain training), ``--repeats`` runs each in alternating order, medians
+    compared. Bar: at most 2.
 ``matmul_peak_share``
     Training FLOP/s achieved by our loss (forward + backward + AdamW step, the FLOPs counted by
     ``torch.utils.flop_counter.FlopCounterMode`` over one pass, then the pass timed without the
@@ -23,8 +27,10 @@ training parameters, because these machines are noisy and only figures taken tog
     square ``torch.mm`` sizes). Aim: at least 0.4 on CPU.
 ``batched_generation_speedup``
     K sampled responses (``pbl.k``, ``pbl.max_new_tokens``) to every record: batched as the stage
-    loop does it (``eval.batch_size`` rows a forward pass) against a loop that asks one question
-    (its K samples) at a time. Bar: at least 8.
+    loop does it (``eval.batch_size`` rows a forward pass) against a loop that asks the same
+    function one question (its K samples) at a time. Both use :func:`mscl.sampling.generate`'s own
+    decoding loop; the details add the same loop through stock ``model.generate``
+    (``speedup_vs_stock_loop``). Bar: at least 8.
 ``peak_rss_gib``
     Peak resident memory of one ``python -m mscl run`` stage of the profile (``--stage-method``
     at ``--stage-number``, default ``ours`` at stage 2, the most memory-hungry: augmentation,
@@ -43,7 +49,6 @@ import json
 import math
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -111,10 +116,10 @@ def setup(profile: str, n_records: int, backbone: str | None = None) -> Setup:
     params = load_params(profile, "training")
     if backbone:
         params = dataclasses.replace(params, backbone=backbone)
-    records = data.stage_sets(ensure_benchmark(profile, params.seed), "domain_independent", 1)["train"]
+    records = data.stage_sets(ensure_benchmark(profile, params.data_seed), "domain_independent", 1)["train"]
     if len(records) < n_records:
         raise ValueError(f"--records {n_records}: profile {profile!r} has only {len(records)} stage-1 training records")
-    model, tokenizer = load_backbone(params.backbone, seed=params.seed)
+    model, tokenizer = load_backbone(params.backbone, seed=params.data_seed)
     model.eval()
     return Setup(profile, params, model, tokenizer, records[:n_records])
 
@@ -201,7 +206,7 @@ def pbl_vs_cit(s: Setup, repeats: int, workdir: Path) -> dict:
             method.train_stage(model, ctx)
             seconds[name].append(time.perf_counter() - tic)
     return {"cit_seconds": seconds["cit"], "pbl_seconds": seconds["pbl"],
-            "pbl_vs_cit_cost_ratio": statistics.median(seconds["pbl"]) / statistics.median(seconds["cit"])}
+            "train_stage_ratio": statistics.median(seconds["pbl"]) / statistics.median(seconds["cit"])}
 
 
 # --------------------------------------------------------------------------- FLOP/s against the matmul peak
@@ -269,51 +274,97 @@ def generation_speedup(s: Setup) -> dict:
     tic = time.perf_counter()
     sample_responses(s.model, s.tokenizer, questions, batch_size=s.params.eval.batch_size, **kw)
     batched = time.perf_counter() - tic
-    tic = time.perf_counter()
-    for q in questions:
-        sample_responses(s.model, s.tokenizer, [q], batch_size=pbl.k, **kw)
-    looped = time.perf_counter() - tic
-    return {"questions": len(questions), "k": pbl.k, "batched_seconds": batched, "one_at_a_time_seconds": looped,
-            "batched_generation_speedup": looped / batched}
+    loops = {}
+    for backend in ("auto", "hf"):
+        tic = time.perf_counter()
+        for q in questions:
+            sample_responses(s.model, s.tokenizer, [q], batch_size=pbl.k, backend=backend, **kw)
+        loops[backend] = time.perf_counter() - tic
+    return {"questions": len(questions), "k": pbl.k, "rows_per_pass": s.params.eval.batch_size,
+            "batched_seconds": batched, "one_at_a_time_seconds": loops["auto"],
+            "stock_generate_one_at_a_time_seconds": loops["hf"], "speedup_vs_stock_loop": loops["hf"] / batched,
+            "batched_generation_speedup": loops["auto"] / batched}
 
 
-# --------------------------------------------------------------------------- peak memory of a stage
-def stage_peak_rss(profile: str, method: str, stage: int, workdir: Path, backbone: str | None = None) -> dict:
-    """Run one stage as ``python -m mscl run`` in a scratch artifacts folder; its peak RSS (GiB)."""
+# --------------------------------------------------------------------------- whole stages, as subprocesses
+def scratch_artifacts(profile: str, params, workdir: Path) -> Path:
+    """A scratch artifacts folder for stage runs of ``profile``: the cached backbones (linked), the
+    benchmark data (copied) and the shared stages, copied when already trained, else trained here
+    first (so no timed run pays for them)."""
+    from mscl.stages import ensure_benchmark, finished_stage_dir, run_dir
+
+    ensure_benchmark(profile, params.data_seed)
+    scratch = workdir / "artifacts"
+    scratch.mkdir(parents=True, exist_ok=True)
+    real = artifacts_dir()
+    if (real / "models").is_dir() and not (scratch / "models").exists():
+        (scratch / "models").symlink_to((real / "models").resolve(), target_is_directory=True)
+    if not (scratch / "data" / profile).exists():
+        shutil.copytree(real / "data" / profile, scratch / "data" / profile)
+    for stream_stage in range(1, params.shared_stages + 1):
+        target = run_dir(profile, params.backbone, "domain_independent", "cit", stream_stage, scratch / "runs",
+                         seed=params.seed)
+        if target.exists():
+            continue
+        try:
+            done = finished_stage_dir(profile, params.backbone, "domain_independent", "cit", stream_stage,
+                                      seed=params.seed)
+            shutil.copytree(done, target)
+        except FileNotFoundError:
+            run_stage_process(profile, "cit", stream_stage, scratch, params.backbone)
+    return scratch
+
+
+def run_stage_process(profile: str, method: str, stage: int, scratch: Path, backbone: str) -> dict:
+    """``python -m mscl run`` of one stage in the ``scratch`` artifacts folder: its wall time, its
+    own peak RSS (``wait4``) and its manifest's timings."""
+    from mscl.io import read_json
     from mscl.params import load_params
-    from mscl.stages import backbone_slug, ensure_benchmark, finished_stage_dir
+    from mscl.stages import run_dir
+
+    command = [sys.executable, "-m", "mscl", "run", "--profile", profile, "--stream", "domain_independent",
+               "--method", method, "--stage", str(stage), "--backbone", backbone]
+    env = {**os.environ, "MSCL_ARTIFACTS": str(scratch)}
+    log = scratch / f"{method}-stage{stage}.log"
+    tic = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - tic
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{log.read_text()[-3000:]}")
+    seed = load_params(profile, "training").seed
+    manifest = read_json(run_dir(profile, backbone, "domain_independent", method, stage, scratch / "runs", seed=seed)
+                         / "manifest.json")
+    return {"seconds": seconds, "peak_rss_gib": usage.ru_maxrss / 2 ** 20, "timings_s": manifest["timings_s"]}
+
+
+def whole_stages(profile: str, stage: int, workdir: Path, backbone: str | None = None) -> dict:
+    """A CIT and a PBL stage ``stage`` as the pipeline runs them (``python -m mscl run``: loading,
+    the old model's answers, training, the new model's answers on every evaluation set), from the
+    same shared stage 1; PBL first, then CIT."""
+    from mscl.params import load_params
 
     params = load_params(profile, "training")
     if backbone:
         params = dataclasses.replace(params, backbone=backbone)
-    ensure_benchmark(profile, params.seed)
-    scratch = workdir / "artifacts"
-    scratch.mkdir(parents=True, exist_ok=True)
-    real = artifacts_dir()
-    if (real / "models").is_dir():
-        (scratch / "models").symlink_to((real / "models").resolve(), target_is_directory=True)
-    shutil.copytree(real / "data" / profile, scratch / "data" / profile)
-    reused = []
-    for stream_stage in range(1, params.shared_stages + 1):  # the shared stages, when already trained
-        try:
-            done = finished_stage_dir(profile, params.backbone, "domain_independent", "cit", stream_stage)
-        except FileNotFoundError:
-            continue  # the run below trains it first (and its memory counts)
-        if stream_stage < stage:
-            target = scratch / "runs" / profile / backbone_slug(params.backbone) / "domain_independent" / "cit"
-            shutil.copytree(done, target / done.name)
-            reused.append(str(done))
-    command = [sys.executable, "-m", "mscl", "run", "--profile", profile, "--stream", "domain_independent",
-               "--method", method, "--stage", str(stage), "--backbone", params.backbone]
-    env = {**os.environ, "MSCL_ARTIFACTS": str(scratch)}
-    tic = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - tic
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
-    return {"stage": f"{method} stage {stage}", "reused_shared_stages": reused, "stage_seconds": seconds,
-            "peak_rss_gib": peak_kib / 2 ** 20}
+    scratch = scratch_artifacts(profile, params, workdir)
+    runs = {m: run_stage_process(profile, m, stage, scratch, params.backbone) for m in ("pbl", "cit")}
+    return {"stage": stage, "cit_seconds": runs["cit"]["seconds"], "pbl_seconds": runs["pbl"]["seconds"],
+            "cit_timings_s": runs["cit"]["timings_s"], "pbl_timings_s": runs["pbl"]["timings_s"],
+            "whole_stage_ratio": runs["pbl"]["seconds"] / runs["cit"]["seconds"]}
+
+
+def stage_peak_rss(profile: str, method: str, stage: int, workdir: Path, backbone: str | None = None) -> dict:
+    """Run one stage as ``python -m mscl run`` in a scratch artifacts folder; its peak RSS (GiB)."""
+    from mscl.params import load_params
+
+    params = load_params(profile, "training")
+    if backbone:
+        params = dataclasses.replace(params, backbone=backbone)
+    run = run_stage_process(profile, method, stage, scratch_artifacts(profile, params, workdir), params.backbone)
+    return {"stage": f"{method} stage {stage}", "stage_seconds": run["seconds"], "peak_rss_gib": run["peak_rss_gib"]}
 
 
 # --------------------------------------------------------------------------- the report
@@ -343,13 +394,15 @@ def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: 
     with tempfile.TemporaryDirectory(prefix="mscl-bench-") as tmp:
         tmp = Path(tmp)
         steps = [("training throughput vs TRL", lambda: train_throughput(s, epochs, repeats, tmp / "train")),
-                 ("PBL vs CIT stage", lambda: pbl_vs_cit(s, repeats, tmp / "methods")),
+                 ("PBL vs CIT training", lambda: pbl_vs_cit(s, repeats, tmp / "methods")),
+                 ("PBL vs CIT whole stage", lambda: whole_stages(profile, stage_number, tmp / "stage",
+                                                                 s.params.backbone)),
                  ("matmul peak", matmul_peak),
                  ("training FLOP/s", lambda: training_flops(s)),
                  ("batched generation", lambda: generation_speedup(s))]
         if stage_method:
             steps.append(("peak memory of a stage", lambda: stage_peak_rss(profile, stage_method, stage_number,
-                                                                            tmp / "stage", s.params.backbone)))
+                                                                            tmp / "peak", s.params.backbone)))
         for i, (name, fn) in enumerate(steps, 1):
             t0 = time.perf_counter()
             print(f"[bench {i}/{len(steps)}] {name} ...", flush=True)
@@ -357,7 +410,7 @@ def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: 
             print(f"[bench {i}/{len(steps)}] {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     figures = {
         "train_throughput_ratio_vs_trl": details["training throughput vs TRL"]["train_throughput_ratio_vs_trl"],
-        "pbl_vs_cit_cost_ratio": details["PBL vs CIT stage"]["pbl_vs_cit_cost_ratio"],
+        "pbl_vs_cit_cost_ratio": details["PBL vs CIT whole stage"]["whole_stage_ratio"],
         "matmul_peak_share": (details["training FLOP/s"]["train_flops_per_s"]
                               / details["matmul peak"]["matmul_flops_per_s"]),
         "batched_generation_speedup": details["batched generation"]["batched_generation_speedup"],

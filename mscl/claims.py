@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -60,11 +61,16 @@ def paper_main_table(paper_main: pd.DataFrame) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- our stage results
 def stage_predictions(profile: str, backbone: str, stream: str, method: str, stage: int, eval_set: str = "eval",
-                      runs_root: Path | None = None) -> pd.DataFrame:
-    """One row per question of ``eval_set`` with old/new correctness, indexed by item id."""
-    folder = finished_stage_dir(profile, backbone, stream, method, stage, runs_root)
-    rows = [r for r in read_jsonl(folder / "predictions.jsonl") if r["set"] == eval_set]
-    frame = pd.DataFrame(rows).set_index("id")
+                      runs_root: Path | None = None, *, seeds: Sequence[int]) -> pd.DataFrame:
+    """One row per (training seed, question of ``eval_set``) with old/new correctness, indexed by
+    (seed, item id): with several seeds a comparison pools their questions (each seed's run of an item
+    is one unit of the paired bootstrap)."""
+    frames = []
+    for seed in seeds:
+        folder = finished_stage_dir(profile, backbone, stream, method, stage, runs_root, seed=seed)
+        rows = [{**r, "seed": seed} for r in read_jsonl(folder / "predictions.jsonl") if r["set"] == eval_set]
+        frames.append(pd.DataFrame(rows))
+    frame = pd.concat(frames, ignore_index=True).set_index(["seed", "id"])
     frame["new_ok"] = [metrics.is_correct(p, a) for p, a in zip(frame["new_prediction"], frame["answer"])]
     frame["old_ok"] = [p is not None and metrics.is_correct(p, a)
                        for p, a in zip(frame["old_prediction"], frame["answer"])]

@@ -151,7 +151,9 @@ class AugmentParams:
 class TrainingParams:
     """params/<profile>/training.yaml: everything a stage run depends on."""
     backbone: str
-    seed: int
+    seed: int                          # the training seed of a stage run (`python -m mscl run --seed` overrides it)
+    seeds: list[int]                   # the training seeds the notebooks run and report (mean and spread over them)
+    data_seed: int                     # the seed the benchmark data is built with (the same for every training seed)
     # the first `shared_stages` stages of every stream are trained once with CIT and are every
     # method's starting point (the paper's table: methods differ from stage 2 on); 0 = none shared
     shared_stages: int
@@ -161,6 +163,15 @@ class TrainingParams:
     mocl: MoCLParams
     flearning: FLearningParams
     augment: AugmentParams
+
+    def problems(self) -> list[tuple[str, str]]:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            return [("seeds", f"a non-empty list of distinct integers, got {self.seeds}")]
+        return []
+
+    def with_seed(self, seed: int) -> "TrainingParams":
+        """These parameters with training seed ``seed`` (the data stays ``data_seed``'s)."""
+        return dataclasses.replace(self, seed=seed)
 
 
 @dataclasses.dataclass(frozen=True)

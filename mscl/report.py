@@ -49,7 +49,9 @@ def loss_curves(log_history: list[dict], ax=None, title: str = ""):
 
 def main_table(long: pd.DataFrame, baseline: str = "cit", metrics: tuple[str, ...] = ("KGR", "ACC")) -> pd.DataFrame:
     """The paper's layout: one row per (backbone, method), for every stage each metric in percent with
-    its change against ``baseline`` at the same stage and backbone, e.g. ``"62.5 (+12.0)"``."""
+    its change against ``baseline`` at the same stage and backbone, e.g. ``"62.5 (+12.0)"``; with
+    several training seeds (a ``<metric>_sd`` column) the mean and the across-seed standard
+    deviation, e.g. ``"62.5±1.3 (+12.0)"``."""
     rows = []
     for (backbone, method), group in long.groupby(["backbone", "method"], sort=False):
         base = long[(long["backbone"] == backbone) & (long["method"] == baseline)].set_index("stage")
@@ -60,6 +62,8 @@ def main_table(long: pd.DataFrame, baseline: str = "cit", metrics: tuple[str, ..
                     row[f"stage {r['stage']} {metric}"] = "—"
                     continue
                 cell = f"{r[metric]:.1f}"
+                if pd.notna(r.get(f"{metric}_sd", float("nan"))):
+                    cell += f"±{r[f'{metric}_sd']:.1f}"
                 if method != baseline and r["stage"] in base.index:
                     cell += f" ({r[metric] - base.loc[r['stage'], metric]:+.1f})"
                 row[f"stage {r['stage']} {metric}"] = cell

@@ -44,7 +44,7 @@ def planned_runs(profile: str, backbone: str | None) -> list[tuple[str, str, dic
         name = path.stem
         if name == STAGE_NOTEBOOK:
             training = load_params(profile, "training")
-            stages = data.stream_stages(ensure_benchmark(profile, training.seed), STAGE_STREAM)
+            stages = data.stream_stages(ensure_benchmark(profile, training.data_seed), STAGE_STREAM)
             for method in STAGE_METHODS:
                 # a shared stage is CIT's: shown once, under cit
                 for stage in stages if method == SHARED_METHOD else stages[training.shared_stages:]:
@@ -62,15 +62,17 @@ METHOD_COST = {"cit": 1.0, "mocl": 1.3, "flearning": 1.3, "pbl": 1.4, "ours": 3.
 
 @dataclass(frozen=True)
 class StageJob:
-    """Train ``method`` on ``stream`` up to ``stage`` (earlier stages first) on ``backbone``."""
+    """Train ``method`` on ``stream`` up to ``stage`` (earlier stages first) on ``backbone`` with
+    training seed ``seed``."""
     backbone: str
     stream: str
     method: str
     stage: int
+    seed: int = 0
 
     @property
     def name(self) -> str:
-        return f"{self.backbone.replace('/', '__')}-{self.stream}-{self.method}-stage{self.stage}"
+        return f"{self.backbone.replace('/', '__')}-seed{self.seed}-{self.stream}-{self.method}-stage{self.stage}"
 
     def cost(self, first_own_stage: int) -> float:
         per_stage = METHOD_COST.get(self.method, 3.0 if "+ca" in self.method else 2.2)
@@ -78,7 +80,8 @@ class StageJob:
 
     def command(self, profile: str) -> list[str]:
         return [sys.executable, "-m", "mscl", "run", "--profile", profile, "--stream", self.stream,
-                "--method", self.method, "--stage", str(self.stage), "--backbone", self.backbone]
+                "--method", self.method, "--stage", str(self.stage), "--backbone", self.backbone,
+                "--seed", str(self.seed)]
 
 
 def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list[StageJob]]:
@@ -93,7 +96,7 @@ def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list
 
     training = load_params(profile, "training")
     default = backbone or training.backbone
-    folder = ensure_benchmark(profile, training.seed)
+    folder = ensure_benchmark(profile, training.data_seed)
     stages = {s: data.stream_stages(folder, s) for s in ("domain_independent", "cross_domain")}
     wanted: dict[tuple[str, str, str], int] = {}
 
@@ -119,12 +122,13 @@ def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list
             want(default, ablations.stream, method, ablations.stage)
 
     shared, own = [], []
-    for (b, stream, method), stage in wanted.items():
-        n_shared = min(training.shared_stages, len(stages[stream]))
-        if n_shared:
-            shared.append(StageJob(b, stream, SHARED_METHOD, stages[stream][n_shared - 1]))
-        if stage > (stages[stream][n_shared - 1] if n_shared else 0):
-            own.append(StageJob(b, stream, method, stage))
+    for seed in training.seeds:  # every training seed the notebooks report
+        for (b, stream, method), stage in wanted.items():
+            n_shared = min(training.shared_stages, len(stages[stream]))
+            if n_shared:
+                shared.append(StageJob(b, stream, SHARED_METHOD, stages[stream][n_shared - 1], seed))
+            if stage > (stages[stream][n_shared - 1] if n_shared else 0):
+                own.append(StageJob(b, stream, method, stage, seed))
     first_own = {stream: (s[training.shared_stages] if training.shared_stages < len(s) else s[-1])
                  for stream, s in stages.items()}
     own.sort(key=lambda j: -j.cost(first_own[j.stream]))
@@ -158,8 +162,8 @@ def run_jobs(jobs: list[StageJob], profile: str, workers: int, log_dir: Path, la
             del running[job]
             done += 1
             status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
-            print(f"  [{label} {done}/{len(jobs)}] {job.stream} {job.method} to stage {job.stage} {status} in "
-                  f"{time.perf_counter() - tic:.0f}s ({time.perf_counter() - start:.0f}s elapsed)", flush=True)
+            print(f"  [{label} {done}/{len(jobs)}] seed {job.seed} {job.stream} {job.method} to stage {job.stage} "
+                  f"{status} in {time.perf_counter() - tic:.0f}s ({time.perf_counter() - start:.0f}s elapsed)", flush=True)
             if proc.returncode != 0:
                 failed.append(job)
     if failed:

@@ -15,6 +15,9 @@ this workload, rather than by ``model.generate``:
   ``Question: ... Answer:`` format, finishes its first line, the only part kept) is dropped from
   the batch at once, so the remaining steps compute only the rows still generating.
 
+With vLLM installed and the model on a GPU, the ``auto`` backend hands the prompts to vLLM instead
+(:mod:`mscl.vllm_backend`; ``$MSCL_GENERATION_BACKEND`` forces a choice).
+
 Greedy decoding gives ``model.generate``'s tokens (``tests/test_sampling.py`` compares them);
 sampling draws from the same distribution (temperature, then nucleus/top-p; :func:`pick_tokens`). Models with their own
 ``generate`` (MoCL's routed modules, PEFT wrappers) and ``backend="hf"`` use ``model.generate``.
@@ -28,7 +31,7 @@ from tqdm.auto import tqdm
 
 from mscl.models import format_prompt
 
-BACKENDS = ("auto", "loop", "hf")
+BACKENDS = ("auto", "loop", "hf", "vllm")
 
 
 def _clean(text: str, plain_prompt: bool) -> str:
@@ -187,6 +190,20 @@ def decode_batch(model, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: 
     return [[t for t in row if t >= 0] for row in tokens_out.tolist()]
 
 
+def resolve(model, backend: str = "auto") -> str:
+    """The backend :func:`generate` uses for ``model``: ``"vllm"``, ``"loop"`` (:func:`decode_batch`)
+    or ``"hf"`` (``model.generate``)."""
+    from mscl import vllm_backend
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown generation backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    if vllm_backend.resolve_backend(model, uses_own_loop(model)) == "vllm":
+        return "vllm"
+    return "loop" if uses_own_loop(model) else "hf"
+
+
 def _generate_hf(model, tokenizer, enc, *, max_new_tokens, num_return_sequences, do_sample, temperature, top_p,
                  seed):
     kwargs = dict(max_new_tokens=max_new_tokens, num_return_sequences=num_return_sequences,
@@ -221,16 +238,23 @@ def generate(
     """Generate ``num_return_sequences`` continuations for each already-formatted prompt.
 
     Returns one list per prompt, in input order. ``batch_size`` counts prompts per forward pass
-    (each expands to ``num_return_sequences`` rows). ``backend``: ``"auto"`` decodes with
-    :func:`decode_batch` when :func:`uses_own_loop` allows it and with ``model.generate``
-    otherwise; ``"loop"`` and ``"hf"`` force one of them.
+    (each expands to ``num_return_sequences`` rows). ``backend``: ``"auto"`` resolves as
+    :func:`resolve` says (vLLM on a GPU when installed, else :func:`decode_batch` for a plain
+    transformers model, else ``model.generate``); ``"loop"``, ``"hf"`` and ``"vllm"`` force one.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown generation backend {backend!r}; known: {', '.join(BACKENDS)}")
+    backend = resolve(model, backend)
     if not prompts:
         return []
     plain = not getattr(tokenizer, "chat_template", None)
-    own_loop = backend == "loop" or (backend == "auto" and uses_own_loop(model))
+    if backend == "vllm":
+        from mscl import vllm_backend
+
+        texts = vllm_backend.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
+                                      num_return_sequences=num_return_sequences, do_sample=do_sample,
+                                      temperature=temperature, top_p=top_p, seed=seed,
+                                      stop_ids=stop_token_ids(model, tokenizer))
+        return [[_clean(t, plain) for t in row] for row in texts]
+    own_loop = backend == "loop"
     was_training = model.training
     model.eval()
     tokenizer.padding_side = "left"

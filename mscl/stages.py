@@ -8,7 +8,8 @@ For stage N of a stream the loop
 4. answers the evaluation, edited, stage-1 retention and general sets with the result ("new"),
 5. computes ACC, KGR, KRR and general accuracy with bootstrap confidence intervals, and saves
    predictions, metrics, the method's state and, last, ``manifest.json`` under
-   ``artifacts/runs/<profile>/<backbone>/<stream>/<method>/stage<N>/``.
+   ``artifacts/runs/<profile>/<backbone>/seed<S>/<stream>/<method>/stage<N>/`` (``S``: the training
+   seed; the notebooks run every seed in ``training.yaml``'s ``seeds`` and report the mean).
 
 A stage is finished exactly when its manifest exists (it is written atomically, after everything
 else), so a rerun skips finished stages and a killed stage restarts cleanly. The manifest records
@@ -32,7 +33,7 @@ from mscl.methods import StageContext, get_method
 from mscl.models import (BackboneError, artifacts_dir, load_adapter, load_backbone, lora_target_weights,
                          merge_lora, prepare_backbone)
 from mscl.params import TrainingParams, load_params, to_dict
-from mscl.sampling import answer_questions
+from mscl.sampling import answer_questions, resolve
 from mscl.training import ContextLengthError
 
 EVAL_SETS = ("eval", "edited", "retention", "general")
@@ -48,10 +49,11 @@ def backbone_slug(backbone: str) -> str:
     return backbone.strip("/").replace("/", "__")
 
 
-def run_dir(profile: str, backbone: str, stream: str, method: str, stage: int, root: Path | None = None) -> Path:
-    """``artifacts/runs/<profile>/<backbone>/<stream>/<method>/stage<N>``."""
+def run_dir(profile: str, backbone: str, stream: str, method: str, stage: int, root: Path | None = None, *,
+            seed: int) -> Path:
+    """``artifacts/runs/<profile>/<backbone>/seed<S>/<stream>/<method>/stage<N>`` (``S``: training seed)."""
     root = root or artifacts_dir() / "runs"
-    return root / profile / backbone_slug(backbone) / stream / method / f"stage{stage}"
+    return root / profile / backbone_slug(backbone) / f"seed{seed}" / stream / method / f"stage{stage}"
 
 
 def is_finished(folder: Path) -> bool:
@@ -59,18 +61,19 @@ def is_finished(folder: Path) -> bool:
 
 
 def finished_stage_dir(profile: str, backbone: str, stream: str, method: str, stage: int,
-                       runs_root: Path | None = None) -> Path:
-    """The folder holding ``method``'s finished stage (CIT's for a stage every method shares)."""
-    own = run_dir(profile, backbone, stream, method, stage, runs_root)
+                       runs_root: Path | None = None, *, seed: int) -> Path:
+    """The folder holding ``method``'s finished stage for training seed ``seed`` (CIT's for a stage
+    every method shares)."""
+    own = run_dir(profile, backbone, stream, method, stage, runs_root, seed=seed)
     if (own / "manifest.json").is_file():
         return own
-    shared = run_dir(profile, backbone, stream, SHARED_METHOD, stage, runs_root)
+    shared = run_dir(profile, backbone, stream, SHARED_METHOD, stage, runs_root, seed=seed)
     if (shared / "manifest.json").is_file():
         params = read_json(shared / "manifest.json")["params"]
         if stage <= params.get("shared_stages", 0):
             return shared
     raise FileNotFoundError(f"no finished stage at {own}: run `python -m mscl run --profile {profile} "
-                            f"--stream {stream} --method {method} --stage {stage}` first")
+                            f"--stream {stream} --method {method} --stage {stage} --seed {seed}` first")
 
 
 def ensure_benchmark(profile: str, seed: int, data_dir: Path | None = None) -> Path:
@@ -156,7 +159,7 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
     params = params or load_params(profile, "training")
     backbone = backbone or params.backbone
     method = get_method(method_name, params)
-    data_folder = ensure_benchmark(profile, params.seed, data_dir)
+    data_folder = ensure_benchmark(profile, params.data_seed, data_dir)
     stages = benchmark.stream_stages(data_folder, stream)
     if stage not in stages:
         raise ValueError(f"stream {stream!r} of profile {profile!r} has stages {stages}, not {stage}")
@@ -166,7 +169,7 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
         manifest = run_stage(profile, stream, SHARED_METHOD, stage, params=params, backbone=backbone,
                              runs_root=runs_root, data_dir=data_dir, verbose=verbose)
         return {**manifest, "method": method_name, "trained_by": SHARED_METHOD}
-    folder = run_dir(profile, backbone, stream, method_name, stage, runs_root)
+    folder = run_dir(profile, backbone, stream, method_name, stage, runs_root, seed=params.seed)
     data_manifest = read_json(data_folder / "manifest.json")
     identity = {"profile": profile, "stream": stream, "method": method_name, "stage": stage,
                 "backbone": backbone, "params": method.identity(), "data": data_manifest.get("files", {})}
@@ -182,8 +185,8 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
         return manifest
     previous = [run_stage(profile, stream, method_name, s, params=params, backbone=backbone, runs_root=runs_root,
                           data_dir=data_dir, verbose=verbose) for s in stages if s < stage]
-    previous_dirs = [run_dir(profile, backbone, stream, m.get("trained_by", m["method"]), m["stage"], runs_root)
-                     for m in previous]
+    previous_dirs = [run_dir(profile, backbone, stream, m.get("trained_by", m["method"]), m["stage"], runs_root,
+                             seed=params.seed) for m in previous]
     shared_dirs = [d for m, d in zip(previous, previous_dirs) if m["stage"] in shared]
     for earlier, prev_dir in zip(previous, previous_dirs):
         if earlier["backbone"] != backbone:  # adapters only fit the backbone they were trained on
@@ -218,7 +221,7 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
               + ", ".join(f"{k} {len(sets[k])}" for k in EVAL_SETS))
 
     tic = time.perf_counter()
-    base, tokenizer = load_backbone(backbone, seed=params.seed)
+    base, tokenizer = load_backbone(backbone, seed=params.data_seed)  # tiny-random: one init for every seed
     context = getattr(base.config, "max_position_embeddings", None)
     if context is not None and params.train.max_length > context:
         raise ContextLengthError(f"train.max_length={params.train.max_length} exceeds the context of backbone "
@@ -266,10 +269,11 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
     timings["total"] = sum(timings.values())
     manifest = {
         "profile": profile, "stream": stream, "method": method_name, "stage": stage, "backbone": backbone,
-        "seed": seed, "config_hash": config_hash, "params": to_dict(params), "metrics": result,
+        "seed": seed, "run_seed": params.seed, "config_hash": config_hash, "params": to_dict(params), "metrics": result,
         "timings_s": timings, "versions": library_versions(), "data_manifest": data_manifest.get("files", {}),
         "previous_stages": [p["stage"] for p in previous], "method_info": ctx.info,
         "device": str(_device()), "threads": torch.get_num_threads(), "processes": dist.world_size(),
+        "generation_backend": resolve(model),
     }
     write_json(folder / "manifest.json", manifest)
     dist.barrier()  # every process is done with the stage before any goes on to the next
@@ -283,17 +287,26 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
     return manifest
 
 
-def run_stream(profile: str, stream: str, method_name: str, **kwargs) -> list[dict]:
-    """Every stage of ``stream`` for a method, in order (finished stages are reused)."""
-    params = kwargs.get("params") or load_params(profile, "training")
-    kwargs["params"] = params
-    folder = ensure_benchmark(profile, params.seed, kwargs.get("data_dir"))
-    return [run_stage(profile, stream, method_name, s, **kwargs) for s in benchmark.stream_stages(folder, stream)]
+def run_stream(profile: str, stream: str, method_name: str, *, seeds: list[int] | None = None, **kwargs) -> list[dict]:
+    """Every stage of ``stream`` for a method, in order, for every training seed in ``seeds`` (default:
+    ``params.seeds``), seed by seed (finished stages are reused)."""
+    params = kwargs.pop("params", None) or load_params(profile, "training")
+    folder = ensure_benchmark(profile, params.data_seed, kwargs.get("data_dir"))
+    return [run_stage(profile, stream, method_name, s, params=params.with_seed(seed), **kwargs)
+            for seed in (seeds if seeds is not None else params.seeds)
+            for s in benchmark.stream_stages(folder, stream)]
 
 
-def results_table(manifests: list[dict]):
+METRICS = ("ACC", "KGR", "ACC_edited", "previous_answer_edited", "KRR", "ACC_general")
+
+
+def results_table(manifests: list[dict], per_seed: bool = False):
     """One row per (method, stage) with the paper's metrics in percent and the stage's wall time;
-    ``trained_by`` names the method that trained the stage (CIT for a shared stage)."""
+    ``trained_by`` names the method that trained the stage (CIT for a shared stage).
+
+    Manifests of several training seeds are averaged (:func:`aggregate_seeds`) unless ``per_seed``,
+    which keeps one row per seed with a ``seed`` column.
+    """
     import pandas as pd
 
     rows = []
@@ -310,5 +323,39 @@ def results_table(manifests: list[dict]):
             "KRR_hi": 100 * r["retention"].get("krr_hi", float("nan")),
             "ACC_general": 100 * r["general"].get("acc", float("nan")),
             "wall_s": m["timings_s"]["total"],
+            "seed": m.get("run_seed", m["params"]["seed"]),
         })
+    table = pd.DataFrame(rows)
+    if per_seed or table.empty:
+        return table
+    if table["seed"].nunique() > 1:
+        return aggregate_seeds(table)
+    return table.drop(columns="seed")
+
+
+def aggregate_seeds(per_seed):
+    """Mean over training seeds of each (backbone, stream, method, stage), in first-seen order.
+
+    ``<metric>_sd``: the across-seed standard deviation (ddof 1); ``KRR_lo``/``KRR_hi``: a 95%
+    t-interval of the mean KRR across seeds (with one seed a row's item-bootstrap interval is
+    kept instead); ``wall_s``: summed; ``seeds``: how many seeds the row averages.
+    """
+    import pandas as pd
+
+    keys = ["method", "stream", "stage", "backbone", "trained_by"]
+    rows = []
+    for key, group in per_seed.groupby(keys, sort=False):
+        row = dict(zip(keys, key))
+        n = len(group)
+        for metric in METRICS:
+            row[metric] = group[metric].mean()
+            row[f"{metric}_sd"] = group[metric].std(ddof=1) if n > 1 else float("nan")
+        if n > 1:
+            half = metrics.t_quantile_975(n - 1) * row["KRR_sd"] / n ** 0.5
+            row["KRR_lo"], row["KRR_hi"] = row["KRR"] - half, row["KRR"] + half
+        else:
+            row["KRR_lo"], row["KRR_hi"] = group["KRR_lo"].iloc[0], group["KRR_hi"].iloc[0]
+        row["wall_s"] = group["wall_s"].sum()
+        row["seeds"] = n
+        rows.append(row)
     return pd.DataFrame(rows)

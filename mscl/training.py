@@ -15,7 +15,8 @@ block-causal attention mask lets a response's tokens see the prompt and the earl
 own response only, and their position ids continue from the prompt's end, so each response is
 scored exactly as if it followed the prompt alone (``tests/test_training.py`` checks this against
 unpacked scoring). With K sampled responses a PBL row costs one prompt plus K+1 short answers
-instead of K+1 full sequences. Rows are left-padded so all responses sit at the end, and the model
+instead of K+1 full sequences. Batches group examples of similar packed length
+(:class:`LengthGroupedSampler`), so little of a batch is padding. Rows are left-padded so all responses sit at the end, and the model
 is asked for the logits of that span only (``logits_to_keep``): the vocabulary projection, the
 largest tensor of a small model, is computed only where the loss reads it.
 """
@@ -146,6 +147,45 @@ def pack_sequences(seqs: list[dict], pad_token_id: int) -> dict:
     return pack_examples([{"sequences": [s]} for s in seqs], pad_token_id)
 
 
+def packed_length(example: dict) -> int:
+    """Width of an example's packed row: its prompt once plus every sequence's response."""
+    seqs = example["sequences"]
+    return seqs[0]["prompt_len"] + sum(s["response_len"] for s in seqs)
+
+
+class LengthGroupedSampler(torch.utils.data.Sampler):
+    """Training order that puts examples of similar packed length in one batch (rows are padded to
+    the longest, so a mixed batch pays for padding), and still varies from epoch to epoch.
+
+    Each epoch, from ``(seed, epoch)``: sort by length jittered by up to +/-``jitter`` (so batch
+    composition varies between epochs), cut into batches of ``batch_size`` (the global batch),
+    shuffle the full batches, and put the one partial batch last (it must stay whole).
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, jitter: float = 0.1):
+        self.lengths = torch.tensor(list(lengths), dtype=torch.float64)
+        self.batch_size, self.seed, self.jitter, self.epoch = batch_size, seed, jitter, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        self.epoch += 1
+        noise = 1.0 + self.jitter * (2.0 * torch.rand(len(self.lengths), generator=g, dtype=torch.float64) - 1.0)
+        order = torch.argsort(self.lengths * noise, stable=True).tolist()
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        full = [b for b in batches if len(b) == self.batch_size]
+        partial = [b for b in batches if len(b) < self.batch_size]
+        for j in torch.randperm(len(full), generator=g).tolist():
+            yield from full[j]
+        for b in partial:
+            yield from b
+
+
 @dataclass
 class PackedCollator:
     """The Trainer's data collator: :func:`pack_examples` with the tokenizer's pad id."""
@@ -207,6 +247,12 @@ class StageTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.bias = bias_params
         self._metrics: dict[str, list[float]] = defaultdict(list)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        # the global batch: under a launcher process p takes every W-th per-device chunk of it
+        batch = self.args.per_device_train_batch_size * dist.world_size() * self.args.gradient_accumulation_steps
+        return LengthGroupedSampler([packed_length(ex) for ex in dataset], batch, self.args.seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         logps = response_logps(model, inputs)

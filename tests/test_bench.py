@@ -19,6 +19,9 @@ def test_bench_measures_and_writes_every_figure(tmp_path, monkeypatch):
     details = saved["details"]
     assert details["training throughput vs TRL"]["tokens"] > 0
     assert details["peak memory of a stage"]["stage"] == "pbl stage 2"
+    whole = details["PBL vs CIT whole stage"]
+    assert whole["pbl_timings_s"]["train"] > 0 and whole["cit_timings_s"]["train"] > 0
+    assert details["PBL vs CIT training"]["train_stage_ratio"] > 0
     assert 0 < saved["peak_rss_gib"] < 24
     report = (tmp_path / "reports" / "benchmarks.md").read_text()
     assert "`train_throughput_ratio_vs_trl`" in report and saved["machine"]["cpu_count"] >= 1

@@ -38,7 +38,7 @@ def _run(command: list[str], artifacts: Path) -> None:
 
 
 def _stage_dir(artifacts: Path) -> Path:
-    return artifacts / "runs" / "smoke" / "tiny-random" / "domain_independent" / "cit" / "stage1"
+    return artifacts / "runs" / "smoke" / "tiny-random" / "seed0" / "domain_independent" / "cit" / "stage1"
 
 
 @pytest.fixture(scope="module")

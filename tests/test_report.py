@@ -85,6 +85,9 @@ def test_reproduce_plan_trains_every_stage_the_notebooks_read(profile):
     backbones = {training.backbone, *load_params(profile, "04_domain_independent").backbones}
     assert {j.backbone for j in shared + own} <= backbones
     assert len(set(own)) == len(own)
+    assert {j.seed for j in shared} == {j.seed for j in own} == set(training.seeds)  # gpu: three seeds
+    one_seed = {(j.backbone, j.stream, j.method, j.stage) for j in own if j.seed == training.seeds[0]}
+    assert len(own) == len(one_seed) * len(training.seeds)
 
 
 def test_a_shared_stage_is_cits_and_every_method_starts_from_it(scratch):
@@ -97,10 +100,58 @@ def test_a_shared_stage_is_cits_and_every_method_starts_from_it(scratch):
     assert pbl_first["trained_by"] == "cit" and pbl_first["method"] == "pbl"
     assert pbl_first["config_hash"] == run_stage("smoke", "domain_independent", "cit", 1, params=params,
                                                  verbose=False)["config_hash"]
-    assert not (scratch / "runs" / "smoke" / "tiny-random" / "domain_independent" / "pbl" / "stage1").exists()
+    assert not (scratch / "runs" / "smoke" / "tiny-random" / "seed0" / "domain_independent" / "pbl" / "stage1").exists()
     run_stage("smoke", "domain_independent", "pbl", 2, params=params, verbose=False)
     # both stage-2 runs start from the same model: the old model's answers are the same
-    old_cit = C.stage_predictions("smoke", "tiny-random", "domain_independent", "cit", 2)["old_prediction"]
-    old_pbl = C.stage_predictions("smoke", "tiny-random", "domain_independent", "pbl", 2)["old_prediction"]
+    old_cit = C.stage_predictions("smoke", "tiny-random", "domain_independent", "cit", 2, seeds=[0])["old_prediction"]
+    old_pbl = C.stage_predictions("smoke", "tiny-random", "domain_independent", "pbl", 2, seeds=[0])["old_prediction"]
     assert old_cit.equals(old_pbl)
     assert cit["metrics"]["eval"]["acc_old"] is not None
+
+
+def _manifest(method, stage, seed, acc, krr):
+    empty = {"acc": float("nan")}
+    return {"method": method, "stream": "domain_independent", "stage": stage, "backbone": "b", "run_seed": seed,
+            "params": {"seed": seed}, "timings_s": {"total": 10.0},
+            "metrics": {"eval": {"acc": acc, "kgr": acc / 2}, "edited": empty,
+                        "retention": {"krr": krr, "krr_lo": krr - 0.1, "krr_hi": krr + 0.1}, "general": empty}}
+
+
+def test_results_table_averages_training_seeds():
+    from mscl.report import main_table
+    from mscl.stages import results_table
+
+    one = results_table([_manifest("cit", 2, 0, 0.5, 0.8)])
+    assert "seed" not in one and "seeds" not in one and one["KRR_lo"].iloc[0] == pytest.approx(70.0)
+    manifests = [_manifest(m, 2, seed, acc, 0.6 + 0.1 * seed) for seed in (0, 1, 2)
+                 for m, acc in (("cit", 0.4 + 0.1 * seed), ("ours", 0.7))]
+    per_seed = results_table(manifests, per_seed=True)
+    assert len(per_seed) == 6 and sorted(per_seed["seed"].unique()) == [0, 1, 2]
+    mean = results_table(manifests).set_index("method")
+    assert list(mean.index) == ["cit", "ours"] and (mean["seeds"] == 3).all()
+    assert mean.loc["cit", "ACC"] == pytest.approx(50.0) and mean.loc["cit", "ACC_sd"] == pytest.approx(10.0)
+    assert mean.loc["ours", "ACC_sd"] == pytest.approx(0.0)
+    # a 95% t-interval of the mean KRR over 3 seeds: 70 +/- 4.303 * 10 / sqrt(3)
+    assert mean.loc["cit", "KRR_hi"] - mean.loc["cit", "KRR"] == pytest.approx(4.303 * 10 / 3 ** 0.5)
+    assert mean.loc["cit", "wall_s"] == pytest.approx(30.0)
+    table = main_table(mean.reset_index(), baseline="cit", metrics=("ACC",)).set_index("method")
+    assert table.loc["cit", "stage 2 ACC"] == "50.0±10.0"
+    assert table.loc["ours", "stage 2 ACC"] == "70.0±0.0 (+20.0)"
+
+
+def test_training_seeds_run_apart_on_the_same_data(scratch):
+    from mscl.stages import run_dir, run_stream
+
+    params = load_params("smoke", "training")
+    first = run_stream("smoke", "domain_independent", "cit", params=params, seeds=[0, 1], verbose=False)
+    first = [m for m in first if m["stage"] == 1]
+    assert [m["run_seed"] for m in first] == [0, 1]
+    assert first[0]["data_manifest"] == first[1]["data_manifest"]  # one benchmark for every seed
+    folders = [run_dir("smoke", "tiny-random", "domain_independent", "cit", 1, seed=s) for s in (0, 1)]
+    adapters = [(f / "adapter" / "adapter_model.safetensors").read_bytes() for f in folders]
+    assert adapters[0] != adapters[1]  # another training seed, another run
+    both = C.stage_predictions("smoke", "tiny-random", "domain_independent", "cit", 1, seeds=[0, 1])
+    assert both.index.names == ["seed", "id"] and len(both) == 2 * len(both.loc[0])
+    with pytest.raises(ValueError, match="seeds"):
+        from mscl.params import build, TrainingParams, to_dict
+        build(TrainingParams, {**to_dict(params), "seeds": [1, 1]})

@@ -122,3 +122,25 @@ def test_sampling_builds_a_split_for_every_record(tiny):
     assert rows == again  # seeded sampling
     for row in rows:
         assert 1 <= sum(x["count"] for x in row["responses"]) <= 3
+
+
+def test_length_grouped_sampler_groups_and_reshuffles():
+    from mscl.training import LengthGroupedSampler
+
+    lengths = [40 + (i * 37) % 60 for i in range(22)]
+    sampler = LengthGroupedSampler(lengths, batch_size=4, seed=0)
+    epochs = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        assert sorted(order) == list(range(22))  # every example once
+        batches = [order[i : i + 4] for i in range(0, 22, 4)]
+        assert len(batches[-1]) == 2  # the partial batch is last, whole
+        # grouped: each full batch spans far less than the whole range of lengths
+        spans = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches[:-1]]
+        assert max(spans) < 0.5 * (max(lengths) - min(lengths))
+        epochs.append(order)
+    assert epochs[0] != epochs[1] != epochs[2]
+    sampler.set_epoch(1)
+    assert list(sampler) == epochs[1]  # (seed, epoch) fixes the order
+    assert list(LengthGroupedSampler(lengths, 4, seed=1)) != epochs[0]

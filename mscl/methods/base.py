@@ -50,7 +50,7 @@ class Method(ABC):
         from mscl.params import to_dict
 
         everything = to_dict(self.params)
-        keys = ("backbone", "seed", "shared_stages", "train", "eval", *self.param_sections)
+        keys = ("backbone", "seed", "data_seed", "shared_stages", "train", "eval", *self.param_sections)
         return {key: everything[key] for key in keys}
 
     def needs_backbone_weights(self) -> bool:

@@ -1,0 +1,107 @@
+"""Optional vLLM backend for sampling and evaluation (the authors evaluate with vLLM).
+
+Used by :func:`mscl.sampling.generate` when the backend resolves to ``"vllm"``
+(:func:`resolve_backend`): with ``MSCL_GENERATION_BACKEND=vllm``, or with ``auto`` (the default)
+when ``vllm`` is importable, a GPU is present and the model is a plain transformers causal LM on
+it. Everything else (no vLLM, no GPU, MoCL's routed modules, a PEFT wrapper) takes the transformers
+path, which stays the default and the fallback.
+
+The stage loop changes the weights between calls (merged adapters, the rewriter's interpolated
+weights), so the engine is built from the model as it is now: its weights and tokenizer are saved
+to a scratch folder (safetensors) and a ``vllm.LLM`` loads them. The engine is kept while the
+weights are unchanged (:func:`fingerprint`: every parameter's sum and norm) and rebuilt when they
+change. Greedy decoding is ``temperature=0``; sampling passes temperature,
+top-p, ``n = K`` and a per-call seed, so the same seed gives the same samples on one machine.
+"""
+from __future__ import annotations
+
+import gc
+import importlib.util
+import os
+import shutil
+import tempfile
+from typing import Sequence
+
+import torch
+
+ENV = "MSCL_GENERATION_BACKEND"
+CHOICES = ("auto", "transformers", "vllm")
+
+
+def installed() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def resolve_backend(model, uses_own_loop: bool) -> str:
+    """``"vllm"`` or ``"transformers"`` for ``model`` under ``$MSCL_GENERATION_BACKEND``."""
+    choice = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if choice not in CHOICES:
+        raise ValueError(f"${ENV}={choice!r}: expected one of {', '.join(CHOICES)}")
+    if choice == "transformers":
+        return "transformers"
+    on_gpu = torch.cuda.is_available() and next(model.parameters()).device.type == "cuda"
+    usable = installed() and on_gpu and uses_own_loop
+    if choice == "vllm" and not usable:
+        why = ("vllm is not installed" if not installed() else "the model is not on a GPU" if not on_gpu
+               else "the model is not a plain transformers causal LM (MoCL / PEFT)")
+        raise RuntimeError(f"${ENV}=vllm but {why}; unset it to use the transformers path")
+    return "vllm" if usable else "transformers"
+
+
+def fingerprint(model) -> torch.Tensor:
+    """Sum and norm of every parameter (float64): changes whenever a weight does, in place or not."""
+    return torch.stack([v for p in model.parameters()
+                        for v in (p.detach().sum(dtype=torch.float64),
+                                  torch.linalg.vector_norm(p.detach(), dtype=torch.float64))])
+
+
+class _Engine:
+    """A ``vllm.LLM`` over a saved copy of the model's current weights."""
+
+    def __init__(self, model, tokenizer):
+        from vllm import LLM
+
+        self.folder = tempfile.mkdtemp(prefix="mscl-vllm-")
+        model.save_pretrained(self.folder, safe_serialization=True)
+        tokenizer.save_pretrained(self.folder)
+        dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float16"
+        memory = float(os.environ.get("MSCL_VLLM_GPU_MEMORY", "0.4"))  # the training model shares the GPU
+        self.llm = LLM(model=self.folder, tokenizer=self.folder, dtype=dtype, seed=0,
+                       gpu_memory_utilization=memory)
+        self.fingerprint = fingerprint(model)
+        self.model_id = id(model)
+
+    def close(self) -> None:
+        del self.llm
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_engine: _Engine | None = None
+
+
+def engine_for(model, tokenizer) -> _Engine:
+    """The engine for the model's current weights (built, or rebuilt after they changed)."""
+    global _engine
+    if _engine is not None and (_engine.model_id != id(model)
+                                or not torch.equal(_engine.fingerprint, fingerprint(model))):
+        _engine.close()
+        _engine = None
+    if _engine is None:
+        _engine = _Engine(model, tokenizer)
+    return _engine
+
+
+def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, num_return_sequences: int,
+             do_sample: bool, temperature: float, top_p: float, seed: int, stop_ids: Sequence[int]) -> list[list[str]]:
+    """Raw completions (not yet cleaned), ``num_return_sequences`` per prompt, in input order."""
+    from vllm import SamplingParams
+
+    params = SamplingParams(
+        n=num_return_sequences, max_tokens=max_new_tokens, stop_token_ids=list(stop_ids), seed=seed,
+        temperature=temperature if do_sample else 0.0, top_p=top_p if do_sample else 1.0,
+        skip_special_tokens=True)
+    outputs = engine_for(model, tokenizer).llm.generate(list(prompts), params, use_tqdm=False)
+    return [[completion.text for completion in out.outputs] for out in outputs]
