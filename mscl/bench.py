@@ -320,7 +320,7 @@ def run_stage_process(profile: str, method: str, stage: int, scratch: Path, back
     own peak RSS (``wait4``) and its manifest's timings."""
     from mscl.io import read_json
     from mscl.params import load_params
-    from mscl.stages import run_dir
+    from mscl.stages import finished_stage_dir
 
     command = [sys.executable, "-m", "mscl", "run", "--profile", profile, "--stream", "domain_independent",
                "--method", method, "--stage", str(stage), "--backbone", backbone]
@@ -335,8 +335,8 @@ def run_stage_process(profile: str, method: str, stage: int, scratch: Path, back
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{log.read_text()[-3000:]}")
     seed = load_params(profile, "training").seed
-    manifest = read_json(run_dir(profile, backbone, "domain_independent", method, stage, scratch / "runs", seed=seed)
-                         / "manifest.json")
+    folder = finished_stage_dir(profile, backbone, "domain_independent", method, stage, scratch / "runs", seed=seed)
+    manifest = read_json(folder / "manifest.json")  # CIT's for a shared stage
     return {"seconds": seconds, "peak_rss_gib": usage.ru_maxrss / 2 ** 20, "timings_s": manifest["timings_s"]}
 
 
@@ -349,6 +349,9 @@ def whole_stages(profile: str, stage: int, workdir: Path, backbone: str | None =
     params = load_params(profile, "training")
     if backbone:
         params = dataclasses.replace(params, backbone=backbone)
+    if stage != params.shared_stages + 1:  # one stage each, from the shared ones (a later stage would time a chain)
+        raise ValueError(f"--stage-number {stage}: the whole-stage comparison runs the first stage after the "
+                         f"{params.shared_stages} shared one(s), stage {params.shared_stages + 1}")
     scratch = scratch_artifacts(profile, params, workdir)
     runs = {m: run_stage_process(profile, m, stage, scratch, params.backbone) for m in ("pbl", "cit")}
     return {"stage": stage, "cit_seconds": runs["cit"]["seconds"], "pbl_seconds": runs["pbl"]["seconds"],

@@ -63,8 +63,9 @@ def paper_main_table(paper_main: pd.DataFrame) -> pd.DataFrame:
 def stage_predictions(profile: str, backbone: str, stream: str, method: str, stage: int, eval_set: str = "eval",
                       runs_root: Path | None = None, *, seeds: Sequence[int]) -> pd.DataFrame:
     """One row per (training seed, question of ``eval_set``) with old/new correctness, indexed by
-    (seed, item id): with several seeds a comparison pools their questions (each seed's run of an item
-    is one unit of the paired bootstrap)."""
+    (seed, item id). With several seeds a comparison pools their rows, and the bootstrap resamples
+    questions, each with all its seeds' rows (:func:`_clusters`): the seeds answer the same
+    questions, so they are not independent draws."""
     frames = []
     for seed in seeds:
         folder = finished_stage_dir(profile, backbone, stream, method, stage, runs_root, seed=seed)
@@ -78,6 +79,14 @@ def stage_predictions(profile: str, backbone: str, stream: str, method: str, sta
 
 
 # --------------------------------------------------------------------------- differences with CIs
+def _clusters(frame: pd.DataFrame):
+    """The item id of each row when rows are (seed, id) of several seeds: the bootstrap's resampling
+    unit (None with one seed: every row is its own unit)."""
+    if isinstance(frame.index, pd.MultiIndex) and frame.index.get_level_values("seed").nunique() > 1:
+        return frame.index.get_level_values("id").to_numpy()
+    return None
+
+
 def _stat(metric: str):
     if metric == "ACC":
         return lambda new, old: new.mean(axis=-1)
@@ -105,7 +114,7 @@ def paired_difference(a: pd.DataFrame, b: pd.DataFrame, metric: str, n_resamples
         return stat(na, oa) - stat(nb, ob)
 
     point = float(diff(*arrays))
-    lo, hi = metrics.bootstrap_ci(diff, *arrays, n_resamples=n_resamples, seed=seed)
+    lo, hi = metrics.bootstrap_ci(diff, *arrays, n_resamples=n_resamples, seed=seed, clusters=_clusters(a))
     return 100 * point, 100 * lo, 100 * hi
 
 
@@ -118,7 +127,7 @@ def unpaired_difference(a: pd.DataFrame, b: pd.DataFrame, metric: str, n_resampl
     sides = []
     for frame in (a, b):
         new, old = frame["new_ok"].to_numpy(bool), frame["old_ok"].to_numpy(bool)
-        idx = rng.integers(0, len(frame), size=(n_resamples, len(frame)))
+        idx = metrics.resample_indices(rng, len(frame), n_resamples, _clusters(frame))
         sides.append((float(stat(new, old)), stat(new[idx], old[idx])))
     point = sides[0][0] - sides[1][0]
     lo, hi = np.quantile(sides[0][1] - sides[1][1], [0.025, 0.975])
@@ -140,7 +149,7 @@ def krr_difference(first: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame, n_resa
         return krr(f, na) - krr(f, nb)
 
     point = float(diff(*arrays))
-    lo, hi = metrics.bootstrap_ci(diff, *arrays, n_resamples=n_resamples, seed=seed)
+    lo, hi = metrics.bootstrap_ci(diff, *arrays, n_resamples=n_resamples, seed=seed, clusters=_clusters(first))
     return 100 * point, 100 * lo, 100 * hi
 
 

@@ -18,9 +18,13 @@ this workload, rather than by ``model.generate``:
 With vLLM installed and the model on a GPU, the ``auto`` backend hands the prompts to vLLM instead
 (:mod:`mscl.vllm_backend`; ``$MSCL_GENERATION_BACKEND`` forces a choice).
 
-Greedy decoding gives ``model.generate``'s tokens (``tests/test_sampling.py`` compares them);
-sampling draws from the same distribution (temperature, then nucleus/top-p; :func:`pick_tokens`). Models with their own
-``generate`` (MoCL's routed modules, PEFT wrappers) and ``backend="hf"`` use ``model.generate``.
+Greedy decoding gives ``model.generate``'s tokens (``tests/test_sampling.py`` compares them).
+Sampling draws from exactly what the params say, temperature then nucleus/top-p
+(:func:`pick_tokens`); unlike ``model.generate`` it does not add the model's
+``generation_config`` extras (transformers' default ``top_k=50``, repetition penalties). Models
+with their own ``generate`` (MoCL's routed modules, PEFT wrappers), ``backend="hf"``, and batches
+long enough to reach a sliding attention window (:func:`sliding_window`; the pads between the
+shared prefix and a prompt would count against the window) use ``model.generate``.
 """
 from __future__ import annotations
 
@@ -50,6 +54,16 @@ def uses_own_loop(model) -> bool:
 
     return (getattr(type(model), "generate", None) is GenerationMixin.generate
             and not getattr(model.config, "is_encoder_decoder", False))
+
+
+def sliding_window(model) -> int | None:
+    """The smallest sliding attention window of ``model``'s layers (Gemma 3, Mistral), or None."""
+    config = model.config
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)
+    if not window or (types is not None and "sliding_attention" not in types):
+        return None
+    return int(window)
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
@@ -254,7 +268,7 @@ def generate(
                                       temperature=temperature, top_p=top_p, seed=seed,
                                       stop_ids=stop_token_ids(model, tokenizer))
         return [[_clean(t, plain) for t in row] for row in texts]
-    own_loop = backend == "loop"
+    window = sliding_window(model) if backend == "loop" else None
     was_training = model.training
     model.eval()
     tokenizer.padding_side = "left"
@@ -267,7 +281,8 @@ def generate(
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for b, idx in enumerate(tqdm(batches, desc=desc or "generate", leave=False, disable=desc is None)):
         batch_seed = seed * 100_003 + b
-        if own_loop:
+        longest = max(len(encoded[i]) for i in idx)
+        if backend == "loop" and (window is None or longest + max_new_tokens <= window):
             generator = torch.Generator(device=device).manual_seed(batch_seed)
             out = decode_batch(model, [encoded[i] for i in idx], max_new_tokens=max_new_tokens, k=k,
                                do_sample=do_sample, temperature=temperature, top_p=top_p, generator=generator,

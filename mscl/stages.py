@@ -81,6 +81,10 @@ def ensure_benchmark(profile: str, seed: int, data_dir: Path | None = None) -> P
     folder = Path(data_dir) if data_dir else artifacts_dir() / "data" / profile
     if not (folder / "manifest.json").is_file():
         benchmark.build_benchmark(profile, seed, folder)
+    built = read_json(folder / "manifest.json").get("seed")
+    if built != seed:
+        raise ValueError(f"{folder} holds the benchmark built with seed {built}, but data_seed is {seed}; "
+                         f"remove {folder} (and the runs trained on it) to rebuild it")
     return folder
 
 
@@ -338,7 +342,7 @@ def aggregate_seeds(per_seed):
 
     ``<metric>_sd``: the across-seed standard deviation (ddof 1); ``KRR_lo``/``KRR_hi``: a 95%
     t-interval of the mean KRR across seeds (with one seed a row's item-bootstrap interval is
-    kept instead); ``wall_s``: summed; ``seeds``: how many seeds the row averages.
+    kept instead); ``wall_s``: the mean stage time; ``seeds``: how many seeds the row averages.
     """
     import pandas as pd
 
@@ -355,7 +359,7 @@ def aggregate_seeds(per_seed):
             row["KRR_lo"], row["KRR_hi"] = row["KRR"] - half, row["KRR"] + half
         else:
             row["KRR_lo"], row["KRR_hi"] = group["KRR_lo"].iloc[0], group["KRR_hi"].iloc[0]
-        row["wall_s"] = group["wall_s"].sum()
+        row["wall_s"] = group["wall_s"].mean()
         row["seeds"] = n
         rows.append(row)
     return pd.DataFrame(rows)

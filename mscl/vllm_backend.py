@@ -8,9 +8,12 @@ path, which stays the default and the fallback.
 
 The stage loop changes the weights between calls (merged adapters, the rewriter's interpolated
 weights), so the engine is built from the model as it is now: its weights and tokenizer are saved
-to a scratch folder (safetensors) and a ``vllm.LLM`` loads them. The engine is kept while the
-weights are unchanged (:func:`fingerprint`: every parameter's sum and norm) and rebuilt when they
-change. Greedy decoding is ``temperature=0``; sampling passes temperature,
+to a scratch folder (safetensors) and a ``vllm.LLM`` loads them, in the model's own dtype. The
+engine is kept while the weights are unchanged (:func:`fingerprint`: every parameter's sum and
+norm) and rebuilt when they change: at least once a stage, which pays off only for the paper-scale
+evaluation sets (thousands of questions). Not run in CI (no GPU, no vLLM); the plumbing is tested
+against a stand-in module (``tests/test_vllm_backend.py``). vLLM is known to free GPU memory
+incompletely when an engine is dropped; the old engine is shut down explicitly before a new one. Greedy decoding is ``temperature=0``; sampling passes temperature,
 top-p, ``n = K`` and a per-call seed, so the same seed gives the same samples on one machine.
 """
 from __future__ import annotations
@@ -33,19 +36,24 @@ def installed() -> bool:
 
 
 def resolve_backend(model, uses_own_loop: bool) -> str:
-    """``"vllm"`` or ``"transformers"`` for ``model`` under ``$MSCL_GENERATION_BACKEND``."""
+    """``"vllm"`` or ``"transformers"`` for ``model`` under ``$MSCL_GENERATION_BACKEND``.
+
+    Models vLLM cannot serve (MoCL's routed modules, PEFT wrappers) and runs under a launcher
+    (several processes: one in-process engine each would fight over the GPU and the process group)
+    always take the transformers path; ``vllm`` forced without vLLM or without a GPU is an error.
+    """
+    from mscl import dist
+
     choice = os.environ.get(ENV, "auto").strip().lower() or "auto"
     if choice not in CHOICES:
         raise ValueError(f"${ENV}={choice!r}: expected one of {', '.join(CHOICES)}")
-    if choice == "transformers":
+    if choice == "transformers" or not uses_own_loop or dist.world_size() > 1:
         return "transformers"
     on_gpu = torch.cuda.is_available() and next(model.parameters()).device.type == "cuda"
-    usable = installed() and on_gpu and uses_own_loop
-    if choice == "vllm" and not usable:
-        why = ("vllm is not installed" if not installed() else "the model is not on a GPU" if not on_gpu
-               else "the model is not a plain transformers causal LM (MoCL / PEFT)")
+    if choice == "vllm" and not (installed() and on_gpu):
+        why = "vllm is not installed" if not installed() else "the model is not on a GPU"
         raise RuntimeError(f"${ENV}=vllm but {why}; unset it to use the transformers path")
-    return "vllm" if usable else "transformers"
+    return "vllm" if installed() and on_gpu else "transformers"
 
 
 def fingerprint(model) -> torch.Tensor:
@@ -64,14 +72,20 @@ class _Engine:
         self.folder = tempfile.mkdtemp(prefix="mscl-vllm-")
         model.save_pretrained(self.folder, safe_serialization=True)
         tokenizer.save_pretrained(self.folder)
-        dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float16"
+        # the model's own dtype (fp32 here), so vLLM answers what the transformers path would
+        dtype = str(next(model.parameters()).dtype).replace("torch.", "")
         memory = float(os.environ.get("MSCL_VLLM_GPU_MEMORY", "0.4"))  # the training model shares the GPU
+        # eager mode: the engine is rebuilt after every weight change, so graph capture would not pay
         self.llm = LLM(model=self.folder, tokenizer=self.folder, dtype=dtype, seed=0,
-                       gpu_memory_utilization=memory)
+                       gpu_memory_utilization=memory, enforce_eager=True)
         self.fingerprint = fingerprint(model)
         self.model_id = id(model)
 
     def close(self) -> None:
+        engine = getattr(self.llm, "llm_engine", None)
+        for owner in (engine, getattr(engine, "engine_core", None)):  # vLLM v1 holds a core process
+            if hasattr(owner, "shutdown"):
+                owner.shutdown()
         del self.llm
         gc.collect()
         if torch.cuda.is_available():

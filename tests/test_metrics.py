@@ -135,3 +135,18 @@ def test_summarize_keys_and_speed():
     assert result["acc_lo"] <= result["acc"] <= result["acc_hi"]
     assert result["kgr_lo"] <= result["kgr"] <= result["kgr_hi"]
     assert summarize(old, new, answers, n_resamples=1000, seed=0) == result
+
+
+def test_cluster_bootstrap_keeps_a_questions_rows_together():
+    from mscl.metrics import resample_indices
+
+    rng = np.random.default_rng(0)
+    labels = np.array(["q1", "q2", "q3"] * 2)  # 3 questions x 2 seeds, seed-major as the claims have them
+    idx = resample_indices(rng, 6, 200, labels)
+    assert idx.shape == (200, 6)
+    for row in idx:
+        drawn = labels[row]
+        for q in ("q1", "q2", "q3"):  # a drawn question comes with both its seeds' rows
+            assert (drawn == q).sum() % 2 == 0
+    with pytest.raises(ValueError, match="one size"):
+        resample_indices(rng, 3, 10, ["a", "a", "b"])

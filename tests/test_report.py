@@ -133,7 +133,7 @@ def test_results_table_averages_training_seeds():
     assert mean.loc["ours", "ACC_sd"] == pytest.approx(0.0)
     # a 95% t-interval of the mean KRR over 3 seeds: 70 +/- 4.303 * 10 / sqrt(3)
     assert mean.loc["cit", "KRR_hi"] - mean.loc["cit", "KRR"] == pytest.approx(4.303 * 10 / 3 ** 0.5)
-    assert mean.loc["cit", "wall_s"] == pytest.approx(30.0)
+    assert mean.loc["cit", "wall_s"] == pytest.approx(10.0)
     table = main_table(mean.reset_index(), baseline="cit", metrics=("ACC",)).set_index("method")
     assert table.loc["cit", "stage 2 ACC"] == "50.0±10.0"
     assert table.loc["ours", "stage 2 ACC"] == "70.0±0.0 (+20.0)"
@@ -152,6 +152,9 @@ def test_training_seeds_run_apart_on_the_same_data(scratch):
     assert adapters[0] != adapters[1]  # another training seed, another run
     both = C.stage_predictions("smoke", "tiny-random", "domain_independent", "cit", 1, seeds=[0, 1])
     assert both.index.names == ["seed", "id"] and len(both) == 2 * len(both.loc[0])
+    assert C._clusters(both) is not None and C._clusters(both.loc[[0]]) is None  # one seed: rows are the units
+    point, lo, hi = C.paired_difference(both, both, "ACC", n_resamples=50)
+    assert point == lo == hi == 0.0
     with pytest.raises(ValueError, match="seeds"):
         from mscl.params import build, TrainingParams, to_dict
         build(TrainingParams, {**to_dict(params), "seeds": [1, 1]})

@@ -137,3 +137,26 @@ def test_top_p_draws_from_the_nucleus_only(vocab):
         assert len(set(drawn.tolist())) > 1000  # wider than the 1024 cap, drawn from the sorted path
         assert len(set(drawn.tolist())) <= vocab // 2
     assert torch.equal(pick_tokens(logits[:3], do_sample=False), logits[:3].argmax(-1))
+
+
+def test_sliding_window_models_use_generate_once_the_window_is_reached(tiny, monkeypatch):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from mscl import sampling
+
+    _, tok = tiny
+    config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=32, sliding_window=8,
+                              layer_types=["sliding_attention", "full_attention"], max_position_embeddings=256,
+                              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                              bos_token_id=tok.bos_token_id)
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(config).eval()
+    assert sampling.sliding_window(model) == 8 and sampling.sliding_window(tiny[0]) is None
+    theirs = answer_questions(model, tok, QUESTIONS, max_new_tokens=4, batch_size=5, backend="hf")
+
+    def unused(*args, **kwargs):
+        raise AssertionError("the own loop ran past an 8-token sliding window")
+
+    monkeypatch.setattr(sampling, "decode_batch", unused)
+    assert answer_questions(model, tok, QUESTIONS, max_new_tokens=4, batch_size=5) == theirs
