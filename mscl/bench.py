@@ -31,6 +31,11 @@ training parameters, because these machines are noisy and only figures taken tog
     function one question (its K samples) at a time. Both use :func:`mscl.sampling.generate`'s own
     decoding loop; the details add the same loop through stock ``model.generate``
     (``speedup_vs_stock_loop``). Bar: at least 8.
+Also measured, without a bar (it is why ``make reproduce`` runs two 1-thread stage jobs at a time
+on a 2-core machine): ``parallel_jobs_throughput``, the training work two 1-thread processes do
+side by side per second over what one process with every core does (the same training pass in
+each; see :func:`job_parallelism`).
+
 ``peak_rss_gib``
     Peak resident memory of one ``python -m mscl run`` stage of the profile (``--stage-method``
     at ``--stage-number``, default ``ours`` at stage 2, the most memory-hungry: augmentation,
@@ -224,7 +229,7 @@ def matmul_peak(sizes=(1024, 2048), seconds: float = 2.0) -> dict:
     return {"matmul_flops_per_s": max(best.values()), "matmul_by_size": best}
 
 
-def training_flops(s: Setup) -> dict:
+def training_flops(s: Setup, count: bool = True) -> dict:
     """Achieved FLOP/s of one pass of our loss over the records (batch ``train.batch_size``)."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -249,17 +254,52 @@ def training_flops(s: Setup) -> dict:
             optimizer.zero_grad(set_to_none=True)
 
     one_pass()  # warm-up
-    counter = FlopCounterMode(display=False)
-    with counter:
-        one_pass()
-    flops = counter.get_total_flops()
+    flops = None
+    if count:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            one_pass()
+        flops = counter.get_total_flops()
     times = []
     for _ in range(2):
         tic = time.perf_counter()
         one_pass()
         times.append(time.perf_counter() - tic)
+    if flops is None:
+        return {"train_pass_seconds": min(times)}
     return {"train_flops_per_pass": flops, "train_pass_seconds": min(times),
             "train_flops_per_s": flops / min(times)}
+
+
+# --------------------------------------------------------------------------- two 1-thread jobs against one
+def _timed_pass(profile: str, records: int, backbone: str | None) -> float:
+    """Seconds of one training pass of our loss over the bench records, in this process."""
+    s = setup(profile, records, backbone)
+    return training_flops(s, count=False)["train_pass_seconds"]
+
+
+def job_parallelism(profile: str, records: int, backbone: str | None) -> dict:
+    """Training work per second of two 1-thread processes running side by side over one process
+    with every core (``os.cpu_count()`` threads), each doing the same training pass."""
+    cores = os.cpu_count() or 1
+
+    def launch(threads: int):
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        command = [sys.executable, "-m", "mscl.bench", "--profile", profile, "--records", str(records),
+                   "--timed-pass"] + (["--backbone", backbone] if backbone else [])
+        return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
+
+    def seconds(proc) -> float:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"the timed training pass failed (exit {proc.returncode})")
+        return float(out.strip().splitlines()[-1])
+
+    alone = seconds(launch(cores))
+    pair = [launch(1), launch(1)]
+    side_by_side = [seconds(p) for p in pair]
+    return {"cores": cores, "one_job_seconds": alone, "two_1_thread_jobs_seconds": side_by_side,
+            "parallel_jobs_throughput": 2 * alone / max(side_by_side)}
 
 
 # --------------------------------------------------------------------------- generation
@@ -377,6 +417,8 @@ def render(results: dict) -> str:
         if key in results["figures"]:
             value = results["figures"][key]
             rows.append(f"| `{key}` | {value:.3g} | {op} {bar:g} | {'yes' if meets(key, value) else '**no**'} |")
+    for key, value in results.get("extra", {}).items():
+        rows.append(f"| `{key}` | {value:.3g} | — | — |")
     detail = json.dumps(results["details"], indent=2, default=str)
     m = results["machine"]
     return "\n".join([
@@ -385,7 +427,12 @@ def render(results: dict) -> str:
         f"{results['seconds']:.0f} s on {m['cpu'] or m['platform']} ({m['cpu_count']} cores, torch "
         f"{m['torch']} with {m['torch_threads']} threads{', ' + m['gpu'] if 'gpu' in m else ''}); "
         f"{results['records']} training records. How each figure is measured: `mscl/bench.py`.", "",
-        *rows, "", "## Details", "", "```json", detail, "```", "",
+        *rows, "",
+        "`pbl_vs_cit_cost_ratio` is a whole stage as the pipeline runs it (evaluation included), one run "
+        "each, PBL first; `pbl_vs_cit_train_stage_ratio` is the training part alone (sampling, reference "
+        "scoring, training), medians of the repeats. `parallel_jobs_throughput`: the training work two "
+        "1-thread processes do side by side per second over one process using every core.", "",
+        "## Details", "", "```json", detail, "```", "",
         "## Machine", "", "```json", json.dumps(m, indent=2), "```", ""])
 
 
@@ -402,7 +449,8 @@ def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: 
                                                                  s.params.backbone)),
                  ("matmul peak", matmul_peak),
                  ("training FLOP/s", lambda: training_flops(s)),
-                 ("batched generation", lambda: generation_speedup(s))]
+                 ("batched generation", lambda: generation_speedup(s)),
+                 ("two 1-thread jobs against one", lambda: job_parallelism(profile, records, s.params.backbone))]
         if stage_method:
             steps.append(("peak memory of a stage", lambda: stage_peak_rss(profile, stage_method, stage_number,
                                                                             tmp / "peak", s.params.backbone)))
@@ -420,13 +468,16 @@ def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: 
     }
     if stage_method:
         figures["peak_rss_gib"] = details["peak memory of a stage"]["peak_rss_gib"]
+    extra = {"pbl_vs_cit_train_stage_ratio": details["PBL vs CIT training"]["train_stage_ratio"],
+             "parallel_jobs_throughput": details["two 1-thread jobs against one"]["parallel_jobs_throughput"]}
     results = {"profile": profile, "backbone": s.params.backbone, "records": records, "machine": machine(),
-               "seconds": time.perf_counter() - tic, "figures": figures,
+               "seconds": time.perf_counter() - tic, "figures": figures, "extra": extra,
                "met": {k: meets(k, v) for k, v in figures.items()}, "details": details}
     out = out_dir or reports_dir(profile)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "benchmarks.json").write_text(json.dumps({**figures, "met": results["met"], "machine": results["machine"],
-                                                     "details": details}, indent=2, default=str) + "\n")
+    (out / "benchmarks.json").write_text(json.dumps({**figures, **extra, "met": results["met"],
+                                                     "machine": results["machine"], "details": details},
+                                                    indent=2, default=str) + "\n")
     (out / "benchmarks.md").write_text(render(results))
     for key, value in figures.items():
         op, bar = BARS[key]
@@ -444,7 +495,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage-method", default="ours", help="the stage whose peak memory is measured; '' skips it")
     parser.add_argument("--stage-number", type=int, default=2)
     parser.add_argument("--backbone", default=None, help="override the profile's backbone")
+    parser.add_argument("--timed-pass", action="store_true", help=argparse.SUPPRESS)  # job_parallelism's worker
     args = parser.parse_args(argv)
+    if args.timed_pass:
+        print(_timed_pass(args.profile, args.records, args.backbone))
+        return 0
     run(args.profile, records=args.records, epochs=args.epochs, repeats=args.repeats,
         stage_method=args.stage_method or None, stage_number=args.stage_number, backbone=args.backbone)
     return 0

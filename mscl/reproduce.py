@@ -8,9 +8,9 @@ domain-independent stream for CIT and PBL (PBL from stage 2: stage 1 is CIT's, s
 
 Before the notebooks, every stage they will ask for is trained (:func:`stage_jobs`): first the shared
 CIT stages, then each method's chain of stages as one ``python -m mscl run`` job, ``--workers`` jobs
-at a time with the cores split between them (longest first). On 2 cores two 1-thread jobs do about
-1.25x the work of one 2-thread job (measured: a training step 0.83 s on 2 threads, 1.31 s on 1
-thread with another 1-thread job beside it). The notebooks then only read finished stages, so what
+at a time with the cores split between them (longest first): on 2 cores two 1-thread jobs side by
+side do more training work per second than one 2-thread job (``make bench`` measures it:
+``parallel_jobs_throughput`` in ``reports/benchmarks.md``). The notebooks then only read finished stages, so what
 they show is exactly what ``python -m mscl run`` trained; each job's log is in
 ``artifacts/logs/reproduce/``.
 """

@@ -22,6 +22,7 @@ def test_bench_measures_and_writes_every_figure(tmp_path, monkeypatch):
     whole = details["PBL vs CIT whole stage"]
     assert whole["pbl_timings_s"]["train"] > 0 and whole["cit_timings_s"]["train"] > 0
     assert details["PBL vs CIT training"]["train_stage_ratio"] > 0
+    assert saved["parallel_jobs_throughput"] > 0 and saved["pbl_vs_cit_train_stage_ratio"] > 0
     assert 0 < saved["peak_rss_gib"] < 24
     report = (tmp_path / "reports" / "benchmarks.md").read_text()
     assert "`train_throughput_ratio_vs_trl`" in report and saved["machine"]["cpu_count"] >= 1
