@@ -89,3 +89,17 @@ def test_lora_starts_as_identity_and_merges_exactly(tiny):
         merged = merge_lora(peft_model)(**ids).logits
     assert not torch.allclose(adapted, base)
     assert torch.allclose(merged, adapted, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["smollm2-135m", "gemma3-270m"])
+def test_own_decoding_loop_answers_as_transformers_generate(backbone):
+    """Greedy answers of mscl.sampling's own loop (batched, shared prefix, rows leaving) against
+    model.generate one question at a time, on the real embedded backbones."""
+    model, tok = load_backbone(backbone)
+    questions = ["What is the capital of France?", "Who wrote Hamlet?", "What is the chemical symbol of iron?",
+                 "Which river flows through Cairo?", "What is the ISO 3166-1 alpha-3 code of China?",
+                 "On which continent is Russia?", "What is the atomic number of silicon?", "2+2?"]
+    ours = answer_questions(model, tok, questions, max_new_tokens=12, batch_size=8, backend="loop")
+    theirs = [answer_questions(model, tok, [q], max_new_tokens=12, batch_size=1, backend="hf")[0] for q in questions]
+    assert ours == theirs
