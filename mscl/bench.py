@@ -303,7 +303,9 @@ def job_parallelism(profile: str, records: int, backbone: str | None) -> dict:
 
 
 # --------------------------------------------------------------------------- generation
-def generation_speedup(s: Setup) -> dict:
+def generation_speedup(s: Setup, matmul_flops_per_s: float | None = None) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
     from mscl.sampling import sample_responses
 
     pbl = s.params.pbl
@@ -320,10 +322,21 @@ def generation_speedup(s: Setup) -> dict:
         for q in questions:
             sample_responses(s.model, s.tokenizer, [q], batch_size=pbl.k, backend=backend, **kw)
         loops[backend] = time.perf_counter() - tic
-    return {"questions": len(questions), "k": pbl.k, "rows_per_pass": s.params.eval.batch_size,
-            "batched_seconds": batched, "one_at_a_time_seconds": loops["auto"],
-            "stock_generate_one_at_a_time_seconds": loops["hf"], "speedup_vs_stock_loop": loops["hf"] / batched,
-            "batched_generation_speedup": loops["auto"] / batched}
+    out = {"questions": len(questions), "k": pbl.k, "max_new_tokens": pbl.max_new_tokens,
+           "rows_per_pass": s.params.eval.batch_size,
+           "batched_seconds": batched, "one_at_a_time_seconds": loops["auto"],
+           "stock_generate_one_at_a_time_seconds": loops["hf"], "speedup_vs_stock_loop": loops["hf"] / batched,
+           "batched_generation_speedup": loops["auto"] / batched}
+    if matmul_flops_per_s:
+        # the most batching could give here: the batched run's FLOPs at the measured matmul peak,
+        # against the one-at-a-time loop as measured (same seed: the same tokens, the same FLOPs)
+        with FlopCounterMode(display=False) as counter:
+            sample_responses(s.model, s.tokenizer, questions, batch_size=s.params.eval.batch_size, **kw)
+        flops = counter.get_total_flops()
+        out.update(batched_flops=flops, batched_flops_per_s=flops / batched,
+                   batched_matmul_peak_share=flops / batched / matmul_flops_per_s,
+                   batched_generation_ceiling=loops["auto"] / (flops / matmul_flops_per_s))
+    return out
 
 
 # --------------------------------------------------------------------------- whole stages, as subprocesses
@@ -449,7 +462,8 @@ def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: 
                                                                  s.params.backbone)),
                  ("matmul peak", matmul_peak),
                  ("training FLOP/s", lambda: training_flops(s)),
-                 ("batched generation", lambda: generation_speedup(s)),
+                 ("batched generation", lambda: generation_speedup(
+                     s, details["matmul peak"]["matmul_flops_per_s"])),
                  ("two 1-thread jobs against one", lambda: job_parallelism(profile, records, s.params.backbone))]
         if stage_method:
             steps.append(("peak memory of a stage", lambda: stage_peak_rss(profile, stage_method, stage_number,
@@ -469,6 +483,7 @@ def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: 
     if stage_method:
         figures["peak_rss_gib"] = details["peak memory of a stage"]["peak_rss_gib"]
     extra = {"pbl_vs_cit_train_stage_ratio": details["PBL vs CIT training"]["train_stage_ratio"],
+             "batched_generation_ceiling": details["batched generation"]["batched_generation_ceiling"],
              "parallel_jobs_throughput": details["two 1-thread jobs against one"]["parallel_jobs_throughput"]}
     results = {"profile": profile, "backbone": s.params.backbone, "records": records, "machine": machine(),
                "seconds": time.perf_counter() - tic, "figures": figures, "extra": extra,

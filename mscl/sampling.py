@@ -14,6 +14,11 @@ this workload, rather than by ``model.generate``:
 - *Finished rows leave.* A row that emits an end-of-sequence token (or, under the plain
   ``Question: ... Answer:`` format, finishes its first line, the only part kept) is dropped from
   the batch at once, so the remaining steps compute only the rows still generating.
+- *Reserved cache.* After the prompt pass each layer's keys and values move into a buffer with
+  room for every token still to come; a step writes its token in place (``DynamicLayer`` would
+  copy the whole cache at every step to append one token).
+- *Cheap nucleus.* The top-p nucleus is looked for among a row's 64, then 1024 most likely tokens
+  (:func:`pick_tokens`); only the few rows with a wider nucleus sort the vocabulary.
 
 With vLLM installed and the model on a GPU, the ``auto`` backend hands the prompts to vLLM instead
 (:mod:`mscl.vllm_backend`; ``$MSCL_GENERATION_BACKEND`` forces a choice).
@@ -32,6 +37,7 @@ from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
+from transformers.cache_utils import DynamicLayer
 
 from mscl.models import format_prompt
 
@@ -108,30 +114,100 @@ def _nucleus(sorted_probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return sorted_probs.masked_fill(mass_before >= top_p, 0.0)
 
 
+# Nucleus search widths: most rows' nucleus lies in their 64 most likely tokens, most of the rest in
+# 1024; only the few wider rows sort the whole vocabulary.
+_NUCLEUS_CAPS = (64, 1024)
+
+
 def pick_tokens(logits: torch.Tensor, *, do_sample: bool, temperature: float = 1.0, top_p: float = 1.0,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """Next token of each row: the argmax, or a draw from softmax(logits / temperature) restricted to
     the smallest set of most likely tokens whose probability reaches ``top_p``.
 
-    A row's nucleus is looked for among its 1024 most likely tokens first: when their mass reaches
-    ``top_p`` the nucleus lies inside them and the draw is the same distribution as over the sorted
-    vocabulary, without sorting 50k-260k probabilities; only the other rows sort everything.
+    A row's nucleus is looked for among its 64 most likely tokens first, then its 1024: when their
+    mass reaches ``top_p`` the nucleus lies inside them and the draw is the same distribution as over
+    the sorted vocabulary, without sorting 50k-260k probabilities; only the rows wider than that
+    sort everything.
     """
     if not do_sample:
         return logits.argmax(-1)
-    probs = (logits.float() / temperature).softmax(-1)
+    scaled = logits.float()
+    if temperature != 1.0:
+        scaled = scaled / temperature
+    probs = scaled.softmax(-1)
     if top_p >= 1.0:
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-    cap = min(1024, probs.shape[-1])
-    top_probs, top_ids = probs.topk(cap, dim=-1)
-    choice = torch.multinomial(_nucleus(top_probs, top_p), 1, generator=generator)
-    tokens = top_ids.gather(-1, choice).squeeze(-1)
-    wide = (top_probs.sum(-1) < top_p).nonzero().squeeze(-1)   # rows whose nucleus is wider than the cap
-    if wide.numel():
-        sorted_probs, order = probs[wide].sort(-1, descending=True)
-        choice = torch.multinomial(_nucleus(sorted_probs, top_p), 1, generator=generator)
-        tokens[wide] = order.gather(-1, choice).squeeze(-1)
+    tokens = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
+    rows = None                                    # None: every row is still looking
+    for cap in (*_NUCLEUS_CAPS, None):
+        p = probs if rows is None else probs[rows]
+        if cap is None or cap >= p.shape[-1]:
+            top_probs, top_ids = p.sort(-1, descending=True)
+            inside = torch.ones(p.shape[0], dtype=torch.bool, device=p.device)
+        else:
+            top_probs, top_ids = p.topk(cap, dim=-1)
+            inside = top_probs.sum(-1) >= top_p
+        if bool(inside.any()):
+            choice = torch.multinomial(_nucleus(top_probs[inside], top_p), 1, generator=generator)
+            picked = top_ids[inside].gather(-1, choice).squeeze(-1)
+            if rows is None:
+                tokens[inside] = picked
+            else:
+                tokens[rows[inside]] = picked
+        left = (~inside).nonzero().squeeze(-1)
+        if not left.numel():
+            break
+        rows = left if rows is None else rows[left]
     return tokens
+
+
+class _ReservedLayer(DynamicLayer):
+    """A layer's keys and values in a buffer reserved for the whole decoding: each step writes its
+    token in place and attention reads a view, instead of ``DynamicLayer`` concatenating (copying
+    the whole cache) at every step."""
+
+    def __init__(self, layer: DynamicLayer, capacity: int):
+        super().__init__()
+        keys, values = layer.keys, layer.values
+        self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+        self.length = keys.shape[-2]
+        shape = (*keys.shape[:-2], capacity, keys.shape[-1])
+        self._keys, self._values = keys.new_empty(shape), values.new_empty(shape[:-1] + values.shape[-1:])
+        self._keys[..., : self.length, :] = keys
+        self._values[..., : self.length, :] = values
+        self._views()
+
+    def _views(self) -> None:
+        self.keys = self._keys[..., : self.length, :]
+        self.values = self._values[..., : self.length, :]
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        end = self.length + key_states.shape[-2]
+        self._keys[..., self.length : end, :] = key_states
+        self._values[..., self.length : end, :] = value_states
+        self.length = end
+        self._views()
+        return self.keys, self.values
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self._keys = self._keys.repeat_interleave(repeats, dim=0)
+        self._values = self._values.repeat_interleave(repeats, dim=0)
+        self._views()
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._keys, self._values = self._keys[indices], self._values[indices]
+        self._views()
+
+
+def _reserve(cache, extra: int) -> None:
+    """Give every plain layer of ``cache`` room for ``extra`` more tokens (:class:`_ReservedLayer`);
+    other layer kinds (sliding windows) keep their own update."""
+    layers = getattr(cache, "layers", None)
+    if layers is None:
+        return
+    for i, layer in enumerate(layers):
+        if type(layer) is DynamicLayer and layer.is_initialized:
+            layers[i] = _ReservedLayer(layer, layer.keys.shape[-2] + extra)
 
 
 @torch.no_grad()
@@ -174,6 +250,7 @@ def decode_batch(model, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: 
     if k > 1:  # the K samples of a prompt share its cache
         cache.batch_repeat_interleave(k)
         logits, mask, next_pos = (t.repeat_interleave(k, dim=0) for t in (logits, mask, next_pos))
+    _reserve(cache, max_new_tokens)
     rows = torch.arange(n * k, device=device)          # the output row of each active row
     tokens_out = torch.full((n * k, max_new_tokens), -1, dtype=torch.long)
     stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device)

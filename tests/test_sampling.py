@@ -117,26 +117,69 @@ def test_sampling_is_seeded_and_varies_with_the_seed(varied):
     assert [len(x) for x in a] == [3] * len(QUESTIONS)
 
 
-@pytest.mark.parametrize("vocab", [16, 4096])  # the nucleus inside the top 1024, and wider than it
-def test_top_p_draws_from_the_nucleus_only(vocab):
-    g = torch.Generator().manual_seed(0)
-    if vocab == 16:
-        probs = torch.tensor([0.5, 0.3, 0.15, 0.05] + [0.0] * 12)
-        nucleus, top_p = {0: 0.5 / 0.8, 1: 0.3 / 0.8}, 0.8  # 0.5 + 0.3 reaches 0.8: tokens 0 and 1 only
-    else:
-        probs = torch.ones(vocab) / vocab  # flat: the nucleus is the first half of the sorted order
-        top_p = 0.5
-    logits = probs.clamp(min=1e-30).log().expand(4000, -1)
-    drawn = pick_tokens(logits, do_sample=True, top_p=top_p, generator=g)
-    if vocab == 16:
-        counts = torch.bincount(drawn, minlength=vocab).float() / len(drawn)
-        assert set(drawn.tolist()) == set(nucleus)
-        for token, p in nucleus.items():
-            assert abs(counts[token] - p) < 0.03
-    else:
-        assert len(set(drawn.tolist())) > 1000  # wider than the 1024 cap, drawn from the sorted path
-        assert len(set(drawn.tolist())) <= vocab // 2
+def _sorted_nucleus(probs: torch.Tensor, top_p: float) -> set[int]:
+    """The reference nucleus: the smallest prefix of the sorted vocabulary whose mass reaches top_p."""
+    sorted_probs, order = probs.sort(descending=True)
+    keep = (sorted_probs.cumsum(-1) - sorted_probs) < top_p
+    return set(order[keep].tolist())
+
+
+def test_top_p_draws_from_the_nucleus_only():
+    """One batch mixes rows whose nucleus lies in the top 64, in the top 1024, and beyond (sorted
+    path); every row draws from its own nucleus, in proportion inside it."""
+    vocab, top_p, n = 4096, 0.8, 3000
+    narrow = torch.zeros(vocab)
+    narrow[[7, 300, 2000, 5]] = torch.tensor([0.5, 0.3, 0.15, 0.05])   # nucleus {7, 300}
+    medium = torch.zeros(vocab)
+    medium[:500] = 1.0 / 500                                         # nucleus: 400 tokens (> 64, < 1024)
+    wide = torch.ones(vocab) / vocab                                 # nucleus: 3277 tokens (> 1024)
+    kinds = [narrow, medium, wide]
+    which = torch.arange(3 * n) % 3                                  # rows interleaved: 0, 1, 2, 0, 1, 2, ...
+    logits = torch.stack(kinds).clamp(min=1e-30).log()[which]
+    drawn = pick_tokens(logits, do_sample=True, top_p=top_p, generator=torch.Generator().manual_seed(0))
+    for kind, probs in enumerate(kinds):
+        got = drawn[which == kind]
+        nucleus = _sorted_nucleus(probs, top_p)
+        assert set(got.tolist()) <= nucleus
+        if kind == 0:
+            assert set(got.tolist()) == {7, 300}
+            assert abs(float((got == 7).float().mean()) - 0.5 / 0.8) < 0.03
+        else:
+            assert len(set(got.tolist())) > 0.5 * len(nucleus)     # spread over the whole nucleus
+    assert len(_sorted_nucleus(medium, top_p)) == 400 and len(_sorted_nucleus(wide, top_p)) > 1024
     assert torch.equal(pick_tokens(logits[:3], do_sample=False), logits[:3].argmax(-1))
+
+
+def test_the_sampler_is_seeded():
+    logits = torch.randn(8, 2000)
+    draw = lambda seed: pick_tokens(logits, do_sample=True, top_p=0.9, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(draw(3), draw(3))
+    assert not torch.equal(draw(3), draw(4))
+
+
+def test_reserved_cache_layer_behaves_as_the_dynamic_layer():
+    from transformers.cache_utils import DynamicLayer
+
+    from mscl.sampling import _ReservedLayer
+
+    g = torch.Generator().manual_seed(0)
+    k, v = torch.randn(3, 2, 5, 4, generator=g), torch.randn(3, 2, 5, 4, generator=g)
+    plain = DynamicLayer()
+    plain.update(k, v)
+    reserved = _ReservedLayer(plain, capacity=9)
+    for layer in (plain, reserved):
+        layer.batch_repeat_interleave(2)
+    for step in range(3):
+        nk, nv = torch.randn(6, 2, 1, 4, generator=g), torch.randn(6, 2, 1, 4, generator=g)
+        a, b = plain.update(nk, nv), reserved.update(nk, nv)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    keep = torch.tensor([0, 3, 5])
+    plain.batch_select_indices(keep)
+    reserved.batch_select_indices(keep)
+    nk, nv = torch.randn(3, 2, 1, 4, generator=g), torch.randn(3, 2, 1, 4, generator=g)
+    a, b = plain.update(nk, nv), reserved.update(nk, nv)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert plain.get_seq_length() == reserved.get_seq_length() == 9
 
 
 def test_sliding_window_models_use_generate_once_the_window_is_reached(tiny, monkeypatch):
