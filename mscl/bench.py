@@ -30,7 +30,12 @@ training parameters, because these machines are noisy and only figures taken tog
     loop does it (``eval.batch_size`` rows a forward pass) against a loop that asks the same
     function one question (its K samples) at a time. Both use :func:`mscl.sampling.generate`'s own
     decoding loop; the details add the same loop through stock ``model.generate``
-    (``speedup_vs_stock_loop``). Bar: at least 8.
+    (``speedup_vs_stock_loop``). Bar: at least 8. Beside it, without a bar,
+    ``batched_generation_ceiling``, an upper bound on what batching could give on this machine: the
+    loop's time over the batched run's matmul FLOPs (counted by ``FlopCounterMode`` in a second,
+    untimed batched run with the same seed and batches, so the same tokens; attention, sampling and
+    elementwise work are not counted) done at the square-matmul peak measured in the same run. The
+    details give the batched run's share of that peak (``batched_matmul_peak_share``).
 Also measured, without a bar (it is why ``make reproduce`` runs two 1-thread stage jobs at a time
 on a 2-core machine): ``parallel_jobs_throughput``, the training work two 1-thread processes do
 side by side per second over what one process with every core does (the same training pass in
@@ -303,7 +308,7 @@ def job_parallelism(profile: str, records: int, backbone: str | None) -> dict:
 
 
 # --------------------------------------------------------------------------- generation
-def generation_speedup(s: Setup, matmul_flops_per_s: float | None = None) -> dict:
+def generation_speedup(s: Setup, matmul_flops_per_s: float) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from mscl.sampling import sample_responses
@@ -327,15 +332,16 @@ def generation_speedup(s: Setup, matmul_flops_per_s: float | None = None) -> dic
            "batched_seconds": batched, "one_at_a_time_seconds": loops["auto"],
            "stock_generate_one_at_a_time_seconds": loops["hf"], "speedup_vs_stock_loop": loops["hf"] / batched,
            "batched_generation_speedup": loops["auto"] / batched}
-    if matmul_flops_per_s:
-        # the most batching could give here: the batched run's FLOPs at the measured matmul peak,
-        # against the one-at-a-time loop as measured (same seed: the same tokens, the same FLOPs)
-        with FlopCounterMode(display=False) as counter:
-            sample_responses(s.model, s.tokenizer, questions, batch_size=s.params.eval.batch_size, **kw)
-        flops = counter.get_total_flops()
-        out.update(batched_flops=flops, batched_flops_per_s=flops / batched,
-                   batched_matmul_peak_share=flops / batched / matmul_flops_per_s,
-                   batched_generation_ceiling=loops["auto"] / (flops / matmul_flops_per_s))
+    # An upper bound on what batching could give here: the loop's time over the batched run's counted
+    # FLOPs (FlopCounterMode counts the matmuls; attention, softmax, sampling and elementwise work are
+    # not counted) done at the square-matmul peak. A second batched run with the same seed and
+    # batches draws the same tokens as the timed one, so it does the same work.
+    with FlopCounterMode(display=False) as counter:
+        sample_responses(s.model, s.tokenizer, questions, batch_size=s.params.eval.batch_size, **kw)
+    flops = counter.get_total_flops()
+    out.update(batched_matmul_flops=flops, batched_matmul_flops_per_s=flops / batched,
+               batched_matmul_peak_share=flops / batched / matmul_flops_per_s,
+               batched_generation_ceiling=loops["auto"] / (flops / matmul_flops_per_s))
     return out
 
 

@@ -131,6 +131,8 @@ def pick_tokens(logits: torch.Tensor, *, do_sample: bool, temperature: float = 1
     """
     if not do_sample:
         return logits.argmax(-1)
+    if not top_p > 0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     scaled = logits.float()
     if temperature != 1.0:
         scaled = scaled / temperature
@@ -146,7 +148,7 @@ def pick_tokens(logits: torch.Tensor, *, do_sample: bool, temperature: float = 1
             inside = torch.ones(p.shape[0], dtype=torch.bool, device=p.device)
         else:
             top_probs, top_ids = p.topk(cap, dim=-1)
-            inside = top_probs.sum(-1) >= top_p
+            inside = top_probs.cumsum(-1)[:, -1] >= top_p   # the cumsum _nucleus cuts at
         if bool(inside.any()):
             choice = torch.multinomial(_nucleus(top_probs[inside], top_p), 1, generator=generator)
             picked = top_ids[inside].gather(-1, choice).squeeze(-1)
@@ -164,7 +166,10 @@ def pick_tokens(logits: torch.Tensor, *, do_sample: bool, temperature: float = 1
 class _ReservedLayer(DynamicLayer):
     """A layer's keys and values in a buffer reserved for the whole decoding: each step writes its
     token in place and attention reads a view, instead of ``DynamicLayer`` concatenating (copying
-    the whole cache) at every step."""
+    the whole cache) at every step. Only what :func:`decode_batch` needs is supported: appending
+    within the reserved room, and repeating or selecting rows."""
+
+    is_croppable = False
 
     def __init__(self, layer: DynamicLayer, capacity: int):
         super().__init__()
@@ -183,6 +188,8 @@ class _ReservedLayer(DynamicLayer):
 
     def update(self, key_states, value_states, *args, **kwargs):
         end = self.length + key_states.shape[-2]
+        if end > self._keys.shape[-2]:  # a slice past the buffer would silently take nothing
+            raise RuntimeError(f"reserved cache full: {end} tokens asked, room for {self._keys.shape[-2]}")
         self._keys[..., self.length : end, :] = key_states
         self._values[..., self.length : end, :] = value_states
         self.length = end
@@ -197,6 +204,11 @@ class _ReservedLayer(DynamicLayer):
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         self._keys, self._values = self._keys[indices], self._values[indices]
         self._views()
+
+    def _unsupported(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} supports only decode_batch's appending and row changes")
+
+    crop = reorder_cache = offload = prefetch = reset = _unsupported
 
 
 def _reserve(cache, extra: int) -> None:

@@ -124,17 +124,29 @@ def _sorted_nucleus(probs: torch.Tensor, top_p: float) -> set[int]:
     return set(order[keep].tolist())
 
 
+def _ranked(vocab: int, weights: torch.Tensor, seed: int) -> torch.Tensor:
+    """Probabilities ``weights / sum`` given to tokens in a shuffled order (so ids are not ranks)."""
+    probs = torch.zeros(vocab)
+    probs[torch.randperm(vocab, generator=torch.Generator().manual_seed(seed))[: len(weights)]] = weights / weights.sum()
+    return probs
+
+
+def _first_half_share(probs: torch.Tensor, nucleus: set[int]) -> float:
+    """The nucleus-renormalized probability of its more likely half."""
+    ranked = sorted(nucleus, key=lambda t: -float(probs[t]))
+    return float(probs[ranked[: len(ranked) // 2]].sum() / probs[ranked].sum())
+
+
 def test_top_p_draws_from_the_nucleus_only():
-    """One batch mixes rows whose nucleus lies in the top 64, in the top 1024, and beyond (sorted
-    path); every row draws from its own nucleus, in proportion inside it."""
+    """One batch mixes rows whose nucleus lies in the top 64, in the top 1024, and beyond (the sorted
+    path); every row draws from its own nucleus only, in proportion to its probabilities."""
     vocab, top_p, n = 4096, 0.8, 3000
     narrow = torch.zeros(vocab)
-    narrow[[7, 300, 2000, 5]] = torch.tensor([0.5, 0.3, 0.15, 0.05])   # nucleus {7, 300}
-    medium = torch.zeros(vocab)
-    medium[:500] = 1.0 / 500                                         # nucleus: 400 tokens (> 64, < 1024)
-    wide = torch.ones(vocab) / vocab                                 # nucleus: 3277 tokens (> 1024)
+    narrow[[7, 300, 2000, 5]] = torch.tensor([0.5, 0.3, 0.15, 0.05])        # nucleus {7, 300}
+    medium = _ranked(vocab, torch.arange(500, 0, -1).float(), seed=1)      # nucleus: 277 tokens
+    wide = _ranked(vocab, torch.arange(vocab, 0, -1).float(), seed=2)      # nucleus: 2266 tokens
     kinds = [narrow, medium, wide]
-    which = torch.arange(3 * n) % 3                                  # rows interleaved: 0, 1, 2, 0, 1, 2, ...
+    which = torch.arange(3 * n) % 3                                         # rows interleaved: 0, 1, 2, 0, ...
     logits = torch.stack(kinds).clamp(min=1e-30).log()[which]
     drawn = pick_tokens(logits, do_sample=True, top_p=top_p, generator=torch.Generator().manual_seed(0))
     for kind, probs in enumerate(kinds):
@@ -144,10 +156,25 @@ def test_top_p_draws_from_the_nucleus_only():
         if kind == 0:
             assert set(got.tolist()) == {7, 300}
             assert abs(float((got == 7).float().mean()) - 0.5 / 0.8) < 0.03
-        else:
-            assert len(set(got.tolist())) > 0.5 * len(nucleus)     # spread over the whole nucleus
-    assert len(_sorted_nucleus(medium, top_p)) == 400 and len(_sorted_nucleus(wide, top_p)) > 1024
+        else:  # the likelier half of the nucleus is drawn as often as its probability says (not uniformly)
+            ranked = sorted(nucleus, key=lambda t: -float(probs[t]))
+            share = float(torch.isin(got, torch.tensor(ranked[: len(ranked) // 2])).float().mean())
+            assert abs(share - _first_half_share(probs, nucleus)) < 0.03
+            assert abs(_first_half_share(probs, nucleus) - 0.5) > 0.08      # the test can tell uniform apart
+    assert 64 < len(_sorted_nucleus(medium, top_p)) < 1024 < len(_sorted_nucleus(wide, top_p))
     assert torch.equal(pick_tokens(logits[:3], do_sample=False), logits[:3].argmax(-1))
+
+
+@pytest.mark.parametrize("vocab", [16, 4096])   # smaller than every cap (sorted at once), and only the top 64
+def test_top_p_on_a_small_vocabulary_and_on_rows_all_in_the_first_cap(vocab):
+    probs = torch.zeros(vocab)
+    probs[[3, 1, 9, 0]] = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = probs.clamp(min=1e-30).log().expand(4000, -1)
+    drawn = pick_tokens(logits, do_sample=True, top_p=0.8, generator=torch.Generator().manual_seed(0))
+    assert set(drawn.tolist()) == {3, 1}
+    assert abs(float((drawn == 3).float().mean()) - 0.5 / 0.8) < 0.03
+    with pytest.raises(ValueError, match="top_p"):
+        pick_tokens(logits, do_sample=True, top_p=0.0)
 
 
 def test_the_sampler_is_seeded():
@@ -180,6 +207,10 @@ def test_reserved_cache_layer_behaves_as_the_dynamic_layer():
     a, b = plain.update(nk, nv), reserved.update(nk, nv)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert plain.get_seq_length() == reserved.get_seq_length() == 9
+    with pytest.raises(RuntimeError, match="reserved cache full"):
+        reserved.update(nk, nv)
+    with pytest.raises(NotImplementedError):
+        reserved.crop(-1)
 
 
 def test_sliding_window_models_use_generate_once_the_window_is_reached(tiny, monkeypatch):
