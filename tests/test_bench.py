@@ -23,6 +23,9 @@ def test_bench_measures_and_writes_every_figure(tmp_path, monkeypatch):
     assert whole["pbl_timings_s"]["train"] > 0 and whole["cit_timings_s"]["train"] > 0
     assert details["PBL vs CIT training"]["train_stage_ratio"] > 0
     assert saved["parallel_jobs_throughput"] > 0 and saved["pbl_vs_cit_train_stage_ratio"] > 0
+    gen = details["batched generation"]
+    assert gen["batched_matmul_flops"] > 0 and saved["batched_generation_ceiling"] == pytest.approx(
+        gen["one_at_a_time_seconds"] / (gen["batched_matmul_flops"] / details["matmul peak"]["matmul_flops_per_s"]))
     assert 0 < saved["peak_rss_gib"] < 24
     report = (tmp_path / "reports" / "benchmarks.md").read_text()
     assert "`train_throughput_ratio_vs_trl`" in report and saved["machine"]["cpu_count"] >= 1
