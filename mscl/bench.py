@@ -23,8 +23,10 @@ training parameters, because these machines are noisy and only figures taken tog
 ``matmul_peak_share``
     Training FLOP/s achieved by our loss (forward + backward + AdamW step, the FLOPs counted by
     ``torch.utils.flop_counter.FlopCounterMode`` over one pass, then the pass timed without the
-    counter) as a share of the machine's dense fp32 matmul peak, measured in the same run (best of
-    square ``torch.mm`` sizes). Aim: at least 0.4 on CPU.
+    counter) as a share of the machine's dense fp32 matmul peak, measured in the same run (the best
+    of square ``torch.mm`` and square oneDNN packed-linear sizes: on AMD CPUs MKL's sgemm reaches
+    about half of what oneDNN does, see :mod:`mscl.packed_linear`). Aim: at least 0.4 on CPU. The
+    details (``linear backends``) give each linear shape of the backbone through both.
 ``batched_generation_speedup``
     K sampled responses (``pbl.k``, ``pbl.max_new_tokens``) to every record: batched as the stage
     loop does it (``eval.batch_size`` rows a forward pass) against a loop that asks the same
@@ -220,18 +222,58 @@ def pbl_vs_cit(s: Setup, repeats: int, workdir: Path) -> dict:
 
 
 # --------------------------------------------------------------------------- FLOP/s against the matmul peak
+def _rate(fn, flops: float, seconds: float) -> float:
+    """FLOP/s of ``fn`` (``flops`` each call), called for about ``seconds`` after one warm-up call."""
+    fn()
+    iters, tic = 0, time.perf_counter()
+    while time.perf_counter() - tic < seconds:
+        fn()
+        iters += 1
+    return flops * iters / (time.perf_counter() - tic)
+
+
 def matmul_peak(sizes=(1024, 2048), seconds: float = 2.0) -> dict:
-    """Best dense fp32 ``torch.mm`` FLOP/s over square sizes, each run for about ``seconds``."""
-    best = {}
-    for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        torch.mm(a, b)
-        iters, tic = 0, time.perf_counter()
-        while time.perf_counter() - tic < seconds:
-            torch.mm(a, b)
-            iters += 1
-        best[n] = 2 * n ** 3 * iters / (time.perf_counter() - tic)
-    return {"matmul_flops_per_s": max(best.values()), "matmul_by_size": best}
+    """The machine's dense fp32 matmul peak: the best FLOP/s over square sizes of ``torch.mm`` (the
+    BLAS PyTorch links, MKL here) and of oneDNN's packed linear (:mod:`mscl.packed_linear`, what
+    the models compute with); each run for about ``seconds``."""
+    from mscl import packed_linear
+
+    by_backend: dict = {"torch.mm": {}}
+    if packed_linear.available():
+        by_backend["onednn packed"] = {}
+    with torch.no_grad():
+        for n in sizes:
+            a, b = torch.randn(n, n), torch.randn(n, n)
+            by_backend["torch.mm"][n] = _rate(lambda: torch.mm(a, b), 2 * n ** 3, seconds)
+            if "onednn packed" in by_backend:
+                w = packed_linear.pack(b)
+                by_backend["onednn packed"][n] = _rate(lambda: packed_linear.packed_linear(a, w), 2 * n ** 3, seconds)
+    best = {name: max(rates.values()) for name, rates in by_backend.items()}
+    return {"matmul_flops_per_s": max(best.values()), "best_by_backend": best, "by_backend_and_size": by_backend}
+
+
+def linear_backends(s: Setup, rows=(4, 128), seconds: float = 0.5) -> dict:
+    """FLOP/s of each distinct linear shape of the backbone through ``F.linear`` (MKL) and through
+    the packed oneDNN copy, at ``rows`` input rows (4: one question's K samples a decoding step;
+    128: a batched step)."""
+    import torch.nn.functional as F
+
+    from mscl import packed_linear
+
+    shapes = sorted({tuple(m.weight.shape) for m in s.model.modules() if isinstance(m, torch.nn.Linear)})
+    out = {}
+    with torch.no_grad():
+        for n_out, n_in in shapes:
+            w = torch.randn(n_out, n_in)
+            packed = packed_linear.pack(w) if packed_linear.available() else None
+            for r in rows:
+                x, flops = torch.randn(r, n_in), 2 * r * n_in * n_out
+                entry = {"f_linear_flops_per_s": _rate(lambda: F.linear(x, w), flops, seconds)}
+                if packed is not None:
+                    entry["packed_flops_per_s"] = _rate(lambda: packed_linear.packed_linear(x, packed), flops, seconds)
+                    entry["packed_speedup"] = entry["packed_flops_per_s"] / entry["f_linear_flops_per_s"]
+                out[f"{n_in}->{n_out} x{r}"] = entry
+    return out
 
 
 def training_flops(s: Setup, count: bool = True) -> dict:
@@ -311,6 +353,7 @@ def job_parallelism(profile: str, records: int, backbone: str | None) -> dict:
 def generation_speedup(s: Setup, matmul_flops_per_s: float) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
+    from mscl import packed_linear
     from mscl.sampling import sample_responses
 
     pbl = s.params.pbl
@@ -327,7 +370,17 @@ def generation_speedup(s: Setup, matmul_flops_per_s: float) -> dict:
         for q in questions:
             sample_responses(s.model, s.tokenizer, [q], batch_size=pbl.k, backend=backend, **kw)
         loops[backend] = time.perf_counter() - tic
+    plain_linear = None
+    if packed_linear.count(s.model):  # the same batched run with F.linear (MKL) instead of packed oneDNN
+        packed_linear.disable(s.model)
+        try:
+            tic = time.perf_counter()
+            sample_responses(s.model, s.tokenizer, questions, batch_size=s.params.eval.batch_size, **kw)
+            plain_linear = time.perf_counter() - tic
+        finally:
+            packed_linear.enable(s.model)
     out = {"questions": len(questions), "k": pbl.k, "max_new_tokens": pbl.max_new_tokens,
+           "batched_seconds_with_f_linear": plain_linear,
            "rows_per_pass": s.params.eval.batch_size,
            "batched_seconds": batched, "one_at_a_time_seconds": loops["auto"],
            "stock_generate_one_at_a_time_seconds": loops["hf"], "speedup_vs_stock_loop": loops["hf"] / batched,
@@ -467,6 +520,7 @@ def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: 
                  ("PBL vs CIT whole stage", lambda: whole_stages(profile, stage_number, tmp / "stage",
                                                                  s.params.backbone)),
                  ("matmul peak", matmul_peak),
+                 ("linear backends", lambda: linear_backends(s)),
                  ("training FLOP/s", lambda: training_flops(s)),
                  ("batched generation", lambda: generation_speedup(
                      s, details["matmul peak"]["matmul_flops_per_s"])),

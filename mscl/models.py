@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from mscl import packed_linear
 from mscl.paths import artifacts_dir
 
 DEFAULT_BACKBONE = "smollm2-135m"
@@ -164,12 +165,13 @@ def prepare_backbone(name: str) -> None:
 def load_backbone(name: str = DEFAULT_BACKBONE, seed: int = 0, dtype: torch.dtype = torch.float32):
     """Turn a backbone name into ``(model, tokenizer)``, the model in eval mode on the CPU.
 
-    ``seed`` only matters for ``tiny-random``. Loading an embedded backbone the first time
+    Its linear layers compute through oneDNN on the CPU (:mod:`mscl.packed_linear`). ``seed`` only
+    matters for ``tiny-random``. Loading an embedded backbone the first time
     dequantizes its GGUF and caches safetensors under ``artifacts/models/<name>``.
     """
     if name == TINY:
         tokenizer = load_tokenizer(TINY)
-        return tiny_random_model(tokenizer, seed), tokenizer
+        return packed_linear.enable(tiny_random_model(tokenizer, seed)), tokenizer
     folder = _resolve_folder(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -177,7 +179,7 @@ def load_backbone(name: str = DEFAULT_BACKBONE, seed: int = 0, dtype: torch.dtyp
     except OSError as exc:
         raise BackboneError(f"backbone {name!r} could not be loaded from {folder}: {exc}") from exc
     model.eval()
-    return model, _prepare_tokenizer(tokenizer)
+    return packed_linear.enable(model), _prepare_tokenizer(tokenizer)
 
 
 def timed_load(name: str = DEFAULT_BACKBONE) -> float:
@@ -228,7 +230,9 @@ def attach_lora(model, lora, adapter_name: str = "default"):
 
 def merge_lora(peft_model):
     """Fold the LoRA weights into the base weights and return the plain model."""
-    return peft_model.merge_and_unload()
+    model = peft_model.merge_and_unload()
+    packed_linear.refresh(model)  # the merge changed weights in place through .data
+    return model
 
 
 def save_adapter(peft_model, folder: str | Path) -> Path:
