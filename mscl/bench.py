@@ -252,28 +252,52 @@ def matmul_peak(sizes=(1024, 2048), seconds: float = 2.0) -> dict:
     return {"matmul_flops_per_s": max(best.values()), "best_by_backend": best, "by_backend_and_size": by_backend}
 
 
-def linear_backends(s: Setup, rows=(4, 128), seconds: float = 0.5) -> dict:
-    """FLOP/s of each distinct linear shape of the backbone through ``F.linear`` (MKL) and through
-    the packed oneDNN copy, at ``rows`` input rows (4: one question's K samples a decoding step;
-    128: a batched step)."""
+def linear_backends(s: Setup, seconds: float = 0.5) -> dict:
+    """Each distinct linear shape of the backbone through ``F.linear`` (MKL) and through the packed
+    oneDNN copy (FLOP/s), at ``pbl.k`` rows (one question's K samples, a decoding step) and
+    ``eval.batch_size`` rows (a batched step); then whole forward passes of the backbone both ways,
+    on the same inputs (the bench questions' prompts, and one token for each of ``eval.batch_size``
+    rows), so the same work."""
     import torch.nn.functional as F
 
     from mscl import packed_linear
+    from mscl.models import format_prompt
 
+    if not packed_linear.available():
+        return {"available": False}
+    rows = (s.params.pbl.k, s.params.eval.batch_size)
     shapes = sorted({tuple(m.weight.shape) for m in s.model.modules() if isinstance(m, torch.nn.Linear)})
-    out = {}
+    by_shape = {}
     with torch.no_grad():
         for n_out, n_in in shapes:
             w = torch.randn(n_out, n_in)
-            packed = packed_linear.pack(w) if packed_linear.available() else None
+            packed = packed_linear.pack(w)
             for r in rows:
                 x, flops = torch.randn(r, n_in), 2 * r * n_in * n_out
-                entry = {"f_linear_flops_per_s": _rate(lambda: F.linear(x, w), flops, seconds)}
-                if packed is not None:
-                    entry["packed_flops_per_s"] = _rate(lambda: packed_linear.packed_linear(x, packed), flops, seconds)
-                    entry["packed_speedup"] = entry["packed_flops_per_s"] / entry["f_linear_flops_per_s"]
-                out[f"{n_in}->{n_out} x{r}"] = entry
-    return out
+                entry = {"f_linear_flops_per_s": _rate(lambda: F.linear(x, w), flops, seconds),
+                         "packed_flops_per_s": _rate(lambda: packed_linear.packed_linear(x, packed), flops, seconds)}
+                entry["packed_speedup"] = entry["packed_flops_per_s"] / entry["f_linear_flops_per_s"]
+                by_shape[f"{n_in}->{n_out} x{r}"] = entry
+    prompts = s.tokenizer([format_prompt(s.tokenizer, r.question) for r in s.records], return_tensors="pt",
+                          padding=True)
+    step = torch.full((rows[1], 1), s.tokenizer.eos_token_id)
+    forwards = {}
+    for name, fn in (("prompts", lambda: s.model(**prompts, logits_to_keep=1)),
+                     ("one_token_rows", lambda: s.model(input_ids=step))):
+        times = {}
+        with torch.no_grad():
+            for mode in ("packed", "f_linear", "packed", "f_linear"):  # alternating, best of two
+                (packed_linear.enable if mode == "packed" else packed_linear.disable)(s.model)
+                fn()
+                tic = time.perf_counter()
+                fn()
+                times[mode] = min(times.get(mode, math.inf), time.perf_counter() - tic)
+        packed_linear.enable(s.model)
+        forwards[name] = {"packed_seconds": times["packed"], "f_linear_seconds": times["f_linear"],
+                          "packed_speedup": times["f_linear"] / times["packed"]}
+    forwards["prompts"]["shape"] = list(prompts["input_ids"].shape)
+    forwards["one_token_rows"]["shape"] = list(step.shape)
+    return {"available": True, "by_shape": by_shape, "model_forward": forwards}
 
 
 def training_flops(s: Setup, count: bool = True) -> dict:
@@ -353,7 +377,6 @@ def job_parallelism(profile: str, records: int, backbone: str | None) -> dict:
 def generation_speedup(s: Setup, matmul_flops_per_s: float) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from mscl import packed_linear
     from mscl.sampling import sample_responses
 
     pbl = s.params.pbl
@@ -370,17 +393,7 @@ def generation_speedup(s: Setup, matmul_flops_per_s: float) -> dict:
         for q in questions:
             sample_responses(s.model, s.tokenizer, [q], batch_size=pbl.k, backend=backend, **kw)
         loops[backend] = time.perf_counter() - tic
-    plain_linear = None
-    if packed_linear.count(s.model):  # the same batched run with F.linear (MKL) instead of packed oneDNN
-        packed_linear.disable(s.model)
-        try:
-            tic = time.perf_counter()
-            sample_responses(s.model, s.tokenizer, questions, batch_size=s.params.eval.batch_size, **kw)
-            plain_linear = time.perf_counter() - tic
-        finally:
-            packed_linear.enable(s.model)
     out = {"questions": len(questions), "k": pbl.k, "max_new_tokens": pbl.max_new_tokens,
-           "batched_seconds_with_f_linear": plain_linear,
            "rows_per_pass": s.params.eval.batch_size,
            "batched_seconds": batched, "one_at_a_time_seconds": loops["auto"],
            "stock_generate_one_at_a_time_seconds": loops["hf"], "speedup_vs_stock_loop": loops["hf"] / batched,
@@ -503,7 +516,10 @@ def render(results: dict) -> str:
         "`pbl_vs_cit_cost_ratio` is a whole stage as the pipeline runs it (evaluation included), one run "
         "each, PBL first; `pbl_vs_cit_train_stage_ratio` is the training part alone (sampling, reference "
         "scoring, training), medians of the repeats. `parallel_jobs_throughput`: the training work two "
-        "1-thread processes do side by side per second over one process using every core.", "",
+        "1-thread processes do side by side per second over one process using every core. "
+        "`packed_linear_*_forward_speedup`: a forward pass of the backbone with its linears through "
+        "packed oneDNN over the same pass through `F.linear` (the bench prompts; one token for each of "
+        "`eval.batch_size` rows).", "",
         "## Details", "", "```json", detail, "```", "",
         "## Machine", "", "```json", json.dumps(m, indent=2), "```", ""])
 
@@ -545,6 +561,10 @@ def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: 
     extra = {"pbl_vs_cit_train_stage_ratio": details["PBL vs CIT training"]["train_stage_ratio"],
              "batched_generation_ceiling": details["batched generation"]["batched_generation_ceiling"],
              "parallel_jobs_throughput": details["two 1-thread jobs against one"]["parallel_jobs_throughput"]}
+    if details["linear backends"]["available"]:
+        forward = details["linear backends"]["model_forward"]
+        extra["packed_linear_prompt_forward_speedup"] = forward["prompts"]["packed_speedup"]
+        extra["packed_linear_step_forward_speedup"] = forward["one_token_rows"]["packed_speedup"]
     results = {"profile": profile, "backbone": s.params.backbone, "records": records, "machine": machine(),
                "seconds": time.perf_counter() - tic, "figures": figures, "extra": extra,
                "met": {k: meets(k, v) for k, v in figures.items()}, "details": details}

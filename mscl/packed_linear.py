@@ -15,10 +15,14 @@ before). While its weight needs no gradient (every base weight under LoRA; any w
 copy of the weight packed once for the kernel, and with a packed transpose for the input gradient
 in training; in every other case it is ``F.linear``.
 
-The packed copy follows the weight: it is packed again when the weight's storage, its version
-counter (any in-place operation on it), or a sample of its values changes (``w.data += delta``,
-which PEFT's merge does, bumps no version counter), and :func:`refresh` drops every copy after a
-merge. ``$MSCL_PACKED_LINEAR=0`` turns the whole thing off.
+The packed copy follows the weight: it is packed again when the weight's storage or its version
+counter (any in-place operation on it) changes. A write through ``w.data`` bumps no version
+counter; 32 of the weight's values, spread over its rows and columns, are compared on every call
+to notice one, and :func:`refresh` drops every copy: call it after such a write (``merge_lora`` does,
+after PEFT's merge). A weight changed in place between a forward and its backward makes the
+backward fail, as with ``F.linear``; double backward is refused. The copies cost memory: one
+packed weight per layer, and in training a packed transpose for the input gradient (for
+SmolLM2-135M about 0.5 GB each). ``$MSCL_PACKED_LINEAR=0`` turns the whole thing off.
 
 ``torch.utils.flop_counter.FlopCounterMode`` counts the packed matmuls as it counts ``aten.mm``
 (:func:`_register_flops`), so FLOP figures are the same either way.
@@ -31,8 +35,9 @@ import os
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
-_SAMPLES = 64   # values of the weight compared on every call to notice an untracked change
+_SAMPLES = 32   # values of the weight compared on every call to notice an untracked change
 
 
 def available() -> bool:
@@ -59,16 +64,28 @@ def _register_flops() -> None:
         return
 
     @flop_counter.register_flop_formula(op)
-    def _linear_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    def _linear_flops(x_shape, *args, out_shape=None, **kwargs) -> int:
+        # (X, W, B, attr, ...) or, for the binary overload, (X, other, W, B, attr, ...): the weight
+        # comes two places before the first string argument
+        attr = next(i for i, a in enumerate(args) if isinstance(a, str))
+        w_shape = args[attr - 2]
         return 2 * math.prod(x_shape[:-1]) * w_shape[0] * w_shape[1]
 
 
 _register_flops()
 
 
-def _fingerprint(weight: torch.Tensor) -> torch.Tensor:
-    flat = weight.detach().view(-1)
-    return flat[:: max(1, flat.numel() // _SAMPLES)].clone()
+def _sample_view(weight: torch.Tensor) -> torch.Tensor:
+    """A view of ``_SAMPLES`` of ``weight``'s values spread over its rows and columns: every
+    ``step``-th value of the flattened weight, ``step`` coprime with the row length, so that
+    consecutive samples fall in different rows and different columns. A view, not a copy: it sees
+    every later write to the weight."""
+    flat = weight.view(-1)
+    n = min(_SAMPLES, flat.numel())
+    step = max(1, flat.numel() // n)
+    while step > 1 and math.gcd(step, weight.shape[-1]) != 1:
+        step -= 1
+    return flat.as_strided((n,), (step,))
 
 
 class _FrozenLinear(torch.autograd.Function):
@@ -78,10 +95,15 @@ class _FrozenLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, layer):
         ctx.layer = layer
+        ctx.save_for_backward(layer.weight)  # autograd refuses the backward if it changes in place
         return packed_linear(x, layer._packed(), layer.bias)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        if ctx.layer.weight is not weight:  # replaced since the forward: use the forward's weight
+            return F.linear(grad, weight.t()), None
         return packed_linear(grad, ctx.layer._packed(transposed=True)), None
 
 
@@ -89,32 +111,39 @@ class PackedLinear(nn.Linear):
     """An ``nn.Linear`` that computes through oneDNN while its weight is frozen (see the module
     docstring). Made by :func:`enable`, never constructed directly."""
 
-    def _usable(self, x: torch.Tensor) -> bool:
-        w, grad = self.weight, torch.is_grad_enabled()
-        return (not (grad and w.requires_grad) and not (grad and self.bias is not None and self.bias.requires_grad)
-                and x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32
-                and w.device.type == "cpu" and w.is_contiguous() and x.numel() > 0
-                and not torch.is_autocast_enabled("cpu"))
-
-    def _packed(self, transposed: bool = False) -> torch.Tensor:
-        w = self.weight
+    def _packed(self, transposed: bool = False) -> torch.Tensor | None:
+        """The packed weight (or its transpose); None when the weight cannot be packed (not fp32 on
+        the CPU, not contiguous, an inference tensor)."""
+        w = self.weight.detach()
+        if w.is_inference():  # it has no version counter
+            return None
         key = (w.data_ptr(), w._version, w.shape)
         cache = self.__dict__.get("_mscl_packs")
-        if cache is None or cache["key"] != key or not torch.equal(cache["fingerprint"], _fingerprint(w)):
-            cache = {"key": key, "fingerprint": _fingerprint(w), "w": pack(w)}
+        if cache is None or cache["key"] != key or not torch.equal(cache["samples"], cache["values"]):
+            usable = w.dtype == torch.float32 and w.device.type == "cpu" and w.is_contiguous()
+            samples = _sample_view(w) if usable else None
+            # the samples view keeps the storage alive, so its address cannot be reused by another weight
+            cache = {"key": key, "samples": samples, "values": samples.clone() if usable else None,
+                     "w": pack(w) if usable else None}
             self.__dict__["_mscl_packs"] = cache
-        if not transposed:
+        if not transposed or cache["w"] is None:
             return cache["w"]
         if "wt" not in cache:
-            cache["wt"] = pack(w.detach().t())
+            cache["wt"] = pack(w.t())
         return cache["wt"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._usable(x):
+        grad = torch.is_grad_enabled()
+        if ((grad and (self.weight.requires_grad or (self.bias is not None and self.bias.requires_grad)))
+                or x.dtype != torch.float32 or x.device.type != "cpu" or not x.numel()
+                or torch.is_autocast_enabled("cpu")):
             return F.linear(x, self.weight, self.bias)
-        if torch.is_grad_enabled() and x.requires_grad:
+        packed = self._packed()
+        if packed is None:
+            return F.linear(x, self.weight, self.bias)
+        if grad and x.requires_grad:
             return _FrozenLinear.apply(x, self)
-        return packed_linear(x, self._packed(), self.bias)
+        return packed_linear(x, packed, self.bias)
 
     def drop_packs(self) -> None:
         self.__dict__.pop("_mscl_packs", None)

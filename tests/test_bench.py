@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from mscl import bench
+from mscl import bench, packed_linear
 
 
 def test_bench_measures_and_writes_every_figure(tmp_path, monkeypatch):
@@ -26,6 +26,16 @@ def test_bench_measures_and_writes_every_figure(tmp_path, monkeypatch):
     gen = details["batched generation"]
     assert gen["batched_matmul_flops"] > 0 and saved["batched_generation_ceiling"] == pytest.approx(
         gen["one_at_a_time_seconds"] / (gen["batched_matmul_flops"] / details["matmul peak"]["matmul_flops_per_s"]))
+    peak = details["matmul peak"]
+    assert peak["matmul_flops_per_s"] == max(peak["best_by_backend"].values()) > 0
+    if packed_linear.available():  # both backends, each shape at both row counts, whole forwards both ways
+        assert set(peak["best_by_backend"]) == {"torch.mm", "onednn packed"}
+        by_shape = details["linear backends"]["by_shape"]
+        assert by_shape and all(e["packed_flops_per_s"] > 0 and e["f_linear_flops_per_s"] > 0
+                                for e in by_shape.values())
+        forward = details["linear backends"]["model_forward"]["one_token_rows"]
+        assert saved["packed_linear_step_forward_speedup"] == pytest.approx(
+            forward["f_linear_seconds"] / forward["packed_seconds"])
     assert 0 < saved["peak_rss_gib"] < 24
     report = (tmp_path / "reports" / "benchmarks.md").read_text()
     assert "`train_throughput_ratio_vs_trl`" in report and saved["machine"]["cpu_count"] >= 1

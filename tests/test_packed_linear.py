@@ -153,3 +153,58 @@ def test_flop_counter_counts_packed_matmuls():
             m(x).sum().backward()
         counts.append(counter.get_total_flops())
     assert counts[0] == counts[1] == 2 * (2 * 10 * 48 * 40)  # forward and input gradient
+
+
+def test_untracked_write_that_spares_column_zero_is_noticed():
+    layer, plain = _layer(n_in=64, n_out=128, bias=False)  # a stride of numel/64 would see column 0 only
+    x = torch.randn(4, 64)
+    with torch.no_grad():
+        layer(x)
+        layer.weight.data[:, 1:] *= 0.5
+        plain.weight.data[:, 1:] *= 0.5
+        torch.testing.assert_close(layer(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+def test_weight_changed_between_forward_and_backward_fails_loudly():
+    layer, _ = _layer(bias=False)
+    layer.weight.requires_grad_(False)
+    x = torch.randn(3, 48, requires_grad=True)
+    y = layer(x).sum()
+    with torch.no_grad():
+        layer.weight.mul_(2.0)
+    with pytest.raises(RuntimeError, match="inplace"):
+        y.backward()
+
+
+def test_double_backward_is_refused():
+    layer, _ = _layer(bias=False)
+    layer.weight.requires_grad_(False)
+    x = torch.randn(3, 48, requires_grad=True)
+    (g,) = torch.autograd.grad(layer(x).pow(2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        g.sum().backward()
+
+
+def test_inference_mode_weights_fall_back():
+    with torch.inference_mode():
+        layer, plain = _layer()
+    x = torch.randn(2, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), plain(x))
+    assert "_mscl_packs" not in layer.__dict__
+
+
+def test_model_flops_are_counted_the_same_packed_or_not(tiny):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, tokenizer = tiny
+    ids = torch.tensor([tokenizer("Which river flows through Paris?")["input_ids"]] * 3)
+    counts = []
+    for enabled in (True, False):
+        m = copy.deepcopy(model)
+        if not enabled:
+            packed_linear.disable(m)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            m(input_ids=ids)
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] > 0
