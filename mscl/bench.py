@@ -24,9 +24,9 @@ training parameters, because these machines are noisy and only figures taken tog
     Training FLOP/s achieved by our loss (forward + backward + AdamW step, the FLOPs counted by
     ``torch.utils.flop_counter.FlopCounterMode`` over one pass, then the pass timed without the
     counter) as a share of the machine's dense fp32 matmul peak, measured in the same run (the best
-    of square ``torch.mm`` and square oneDNN packed-linear sizes: on AMD CPUs MKL's sgemm reaches
-    about half of what oneDNN does, see :mod:`mscl.packed_linear`). Aim: at least 0.4 on CPU. The
-    details (``linear backends``) give each linear shape of the backbone through both.
+    of square ``torch.mm`` and square oneDNN packed-linear sizes: on this repo's AMD CPU MKL's sgemm
+    reaches less than half of what oneDNN does, see :mod:`mscl.packed_linear`). Aim: at least 0.4
+    on CPU. The details (``linear backends``) give each linear shape of the backbone through both.
 ``batched_generation_speedup``
     K sampled responses (``pbl.k``, ``pbl.max_new_tokens``) to every record: batched as the stage
     loop does it (``eval.batch_size`` rows a forward pass) against a loop that asks the same

@@ -1,12 +1,12 @@
 """Frozen fp32 linear layers on the CPU through oneDNN's prepacked matmul.
 
-PyTorch computes an fp32 ``nn.Linear`` on the CPU with MKL's sgemm. On AMD processors MKL takes
-its AVX2 code path even where the CPU has AVX-512, so it reaches about half of what the cores can
-do; oneDNN (shipped inside PyTorch) generates its kernels for the CPU it finds. On this repo's
-2-core AMD EPYC (AVX-512), a 576-wide SmolLM2 projection runs at ~180 GFLOP/s through MKL and
-~430 through oneDNN at 128 rows, and ~45 against ~110-170 at 4 rows (``make bench`` measures both
-on the machine it runs on: ``matmul peak`` and ``packed linear``). The arithmetic is fp32 either
-way: only the summation order differs.
+PyTorch computes an fp32 ``nn.Linear`` on the CPU with MKL's sgemm. On this repo's 2-core AMD
+EPYC (AVX-512) that reaches about 190 GFLOP/s, about what AVX2 code can do on two cores (MKL is
+widely reported to dispatch its AVX2 kernels on non-Intel processors); oneDNN, which ships inside
+PyTorch and generates its kernels for the CPU it finds, reaches about 450 on the same cores. For
+SmolLM2's 576-wide projections that is roughly 2.3x at 128 rows and 2.5-4x at 4 rows (``make
+bench`` measures both on the machine it runs on: ``matmul peak`` and ``linear backends``). The
+arithmetic is fp32 either way: only the summation order differs.
 
 :func:`enable` turns every plain ``nn.Linear`` of a model into a :class:`PackedLinear` (the same
 module, parameters and state dict; ``isinstance(m, nn.Linear)`` still holds, so PEFT wraps it as
