@@ -76,10 +76,10 @@ _register_flops()
 
 
 def _sample_view(weight: torch.Tensor) -> torch.Tensor:
-    """A view of ``_SAMPLES`` of ``weight``'s values spread over its rows and columns: every
-    ``step``-th value of the flattened weight, ``step`` coprime with the row length, so that
-    consecutive samples fall in different rows and different columns. A view, not a copy: it sees
-    every later write to the weight."""
+    """A view of ``_SAMPLES`` of ``weight``'s values spread over the whole of it: every ``step``-th
+    value of the flattened weight, ``step`` coprime with the row length, so that the samples fall in
+    different columns (a multiple of the row length would put them all in column 0). A view, not a
+    copy: it sees every later write to the weight."""
     flat = weight.view(-1)
     n = min(_SAMPLES, flat.numel())
     step = max(1, flat.numel() // n)
@@ -119,7 +119,8 @@ class PackedLinear(nn.Linear):
             return None
         key = (w.data_ptr(), w._version, w.shape)
         cache = self.__dict__.get("_mscl_packs")
-        if cache is None or cache["key"] != key or not torch.equal(cache["samples"], cache["values"]):
+        if (cache is None or cache["key"] != key
+                or (cache["samples"] is not None and not torch.equal(cache["samples"], cache["values"]))):
             usable = w.dtype == torch.float32 and w.device.type == "cpu" and w.is_contiguous()
             samples = _sample_view(w) if usable else None
             # the samples view keeps the storage alive, so its address cannot be reused by another weight

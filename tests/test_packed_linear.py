@@ -208,3 +208,14 @@ def test_model_flops_are_counted_the_same_packed_or_not(tiny):
             m(input_ids=ids)
         counts.append(counter.get_total_flops())
     assert counts[0] == counts[1] > 0
+
+
+def test_non_contiguous_weight_falls_back_on_every_call():
+    layer, plain = _layer(bias=False)
+    weight = torch.randn(48, 40).t()  # 40 x 48, not contiguous
+    layer.weight = nn.Parameter(weight, requires_grad=False)
+    plain.weight = nn.Parameter(weight.clone(), requires_grad=False)
+    x = torch.randn(3, 48)
+    with torch.no_grad():
+        for _ in range(2):  # the second call reads the cache the first left
+            torch.testing.assert_close(layer(x), plain(x))
