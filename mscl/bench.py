@@ -32,7 +32,9 @@ training parameters, because these machines are noisy and only figures taken tog
     loop does it (``eval.batch_size`` rows a forward pass) against a loop that asks the same
     function one question (its K samples) at a time. Both use :func:`mscl.sampling.generate`'s own
     decoding loop; the details add the same loop through stock ``model.generate``
-    (``speedup_vs_stock_loop``). Bar: at least 8. Beside it, without a bar,
+    (``speedup_vs_stock_loop``). The batched run is timed ``--repeats`` times after one untimed run
+    at its own shapes (the first run at a new size pays for fresh memory), the median taken; the loop
+    (a call a record, all at the same shapes, after a warm-up call) once. Bar: at least 8. Beside it, without a bar,
     ``batched_generation_ceiling``, an upper bound on what batching could give on this machine: the
     loop's time over the batched run's matmul FLOPs (counted by ``FlopCounterMode`` in a second,
     untimed batched run with the same seed and batches, so the same tokens; attention, sampling and
@@ -374,7 +376,7 @@ def job_parallelism(profile: str, records: int, backbone: str | None) -> dict:
 
 
 # --------------------------------------------------------------------------- generation
-def generation_speedup(s: Setup, matmul_flops_per_s: float) -> dict:
+def generation_speedup(s: Setup, matmul_flops_per_s: float, repeats: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from mscl.sampling import sample_responses
@@ -383,10 +385,17 @@ def generation_speedup(s: Setup, matmul_flops_per_s: float) -> dict:
     questions = [r.question for r in s.records]
     kw = dict(k=pbl.k, temperature=pbl.temperature, top_p=pbl.top_p, max_new_tokens=pbl.max_new_tokens,
               seed=s.params.seed)
-    sample_responses(s.model, s.tokenizer, questions[:2], batch_size=pbl.k, **kw)  # warm-up
-    tic = time.perf_counter()
-    sample_responses(s.model, s.tokenizer, questions, batch_size=s.params.eval.batch_size, **kw)
-    batched = time.perf_counter() - tic
+    def batched_run():
+        sample_responses(s.model, s.tokenizer, questions, batch_size=s.params.eval.batch_size, **kw)
+
+    sample_responses(s.model, s.tokenizer, questions[:2], batch_size=pbl.k, **kw)  # warm-up, the loop's shapes
+    batched_run()                                                                  # and the batched ones
+    batched_times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        batched_run()
+        batched_times.append(time.perf_counter() - tic)
+    batched = statistics.median(batched_times)
     loops = {}
     for backend in ("auto", "hf"):
         tic = time.perf_counter()
@@ -395,7 +404,7 @@ def generation_speedup(s: Setup, matmul_flops_per_s: float) -> dict:
         loops[backend] = time.perf_counter() - tic
     out = {"questions": len(questions), "k": pbl.k, "max_new_tokens": pbl.max_new_tokens,
            "rows_per_pass": s.params.eval.batch_size,
-           "batched_seconds": batched, "one_at_a_time_seconds": loops["auto"],
+           "batched_seconds": batched, "batched_runs_seconds": batched_times, "one_at_a_time_seconds": loops["auto"],
            "stock_generate_one_at_a_time_seconds": loops["hf"], "speedup_vs_stock_loop": loops["hf"] / batched,
            "batched_generation_speedup": loops["auto"] / batched}
     # An upper bound on what batching could give here: the loop's time over the batched run's counted
@@ -539,7 +548,7 @@ def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: 
                  ("linear backends", lambda: linear_backends(s)),
                  ("training FLOP/s", lambda: training_flops(s)),
                  ("batched generation", lambda: generation_speedup(
-                     s, details["matmul peak"]["matmul_flops_per_s"])),
+                     s, details["matmul peak"]["matmul_flops_per_s"], repeats)),
                  ("two 1-thread jobs against one", lambda: job_parallelism(profile, records, s.params.backbone))]
         if stage_method:
             steps.append(("peak memory of a stage", lambda: stage_peak_rss(profile, stage_method, stage_number,

@@ -9,16 +9,20 @@ this workload, rather than by ``model.generate``:
 
 - *Shared prefix.* Every prompt of a batch starts with the same chat template (and system prompt):
   that common prefix is run once, for one row, and its keys and values are copied to the batch.
-- *Shared prompt.* The K samples of one question share its prompt: each prompt is run once and its
-  cache repeated K times (``generate(num_return_sequences=K)`` runs it K times).
+- *Shared prompt.* The K samples of one question share its prompt: each prompt is run once and
+  its keys and values written into all K samples' cache slots (``generate(num_return_sequences=K)``
+  runs it K times).
+- *Length groups.* Prompts of similar length run their pass together, each group padded only to
+  its own longest (:func:`length_groups` weighs the pads saved against one more pass).
 - *Finished rows leave.* A row that emits an end-of-sequence token (or, under the plain
   ``Question: ... Answer:`` format, finishes its first line, the only part kept) is dropped from
   the batch at once, so the remaining steps compute only the rows still generating.
-- *Reserved cache.* After the prompt pass each layer's keys and values move into a buffer with
-  room for every token still to come; a step writes its token in place (``DynamicLayer`` would
-  copy the whole cache at every step to append one token).
-- *Cheap nucleus.* The top-p nucleus is looked for among a row's 64, then 1024 most likely tokens
-  (:func:`pick_tokens`); only the few rows with a wider nucleus sort the vocabulary.
+- *Reserved cache.* Each layer's keys and values live in a buffer with room for every token to come
+  (:class:`_Arena`, :class:`_ReservedLayer`); the prompt passes and every step write their tokens
+  in place (``DynamicLayer`` would copy the whole cache at every step to append one token).
+- *Cheap nucleus.* Top-p sampling sorts no vocabulary (short of a row failing 8 draws): a row's
+  nucleus is looked for among its 64 most likely tokens, and a row with a wider one draws from the
+  whole vocabulary until the draw lands in the nucleus (:func:`pick_tokens`).
 
 With vLLM installed and the model on a GPU, the ``auto`` backend hands the prompts to vLLM instead
 (:mod:`mscl.vllm_backend`; ``$MSCL_GENERATION_BACKEND`` forces a choice).
@@ -33,11 +37,12 @@ shared prefix and a prompt would count against the window) use ``model.generate`
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from mscl.models import format_prompt
 
@@ -114,20 +119,40 @@ def _nucleus(sorted_probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return sorted_probs.masked_fill(mass_before >= top_p, 0.0)
 
 
-# Nucleus search widths: most rows' nucleus lies in their 64 most likely tokens, most of the rest in
-# 1024; only the few wider rows sort the whole vocabulary.
-_NUCLEUS_CAPS = (64, 1024)
+# A row's nucleus is looked for among its most likely tokens first; a row whose nucleus is wider
+# draws from the whole vocabulary and keeps the draw if it falls inside the nucleus (rejection),
+# redrawing at most _NUCLEUS_ROUNDS times before it sorts the vocabulary.
+_NUCLEUS_CAP = 64
+_NUCLEUS_ROUNDS = 8
+
+
+def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Index drawn from each row of (unnormalized, non-negative) ``probs`` by the uniforms ``u`` in
+    [0, 1): the first index whose cumulative mass exceeds ``u`` times the row's total."""
+    cdf = probs.cumsum(-1)
+    index = torch.searchsorted(cdf, (u.to(cdf.dtype) * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
+    return index.clamp_(max=probs.shape[-1] - 1)
 
 
 def pick_tokens(logits: torch.Tensor, *, do_sample: bool, temperature: float = 1.0, top_p: float = 1.0,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """Next token of each row: the argmax, or a draw from softmax(logits / temperature) restricted to
-    the smallest set of most likely tokens whose probability reaches ``top_p``.
+    the smallest set of most likely tokens whose probability reaches ``top_p`` (the nucleus).
 
-    A row's nucleus is looked for among its 64 most likely tokens first, then its 1024: when their
-    mass reaches ``top_p`` the nucleus lies inside them and the draw is the same distribution as over
-    the sorted vocabulary, without sorting 50k-260k probabilities; only the rows wider than that
-    sort everything.
+    Nothing sorts the vocabulary (50k-260k probabilities a row) unless it must:
+
+    - a row whose 64 most likely tokens reach ``top_p`` draws from their nucleus, which is then the
+      nucleus over the whole vocabulary;
+    - any other row draws from the whole vocabulary (inverse CDF, in float64) and keeps the token
+      when the mass of the tokens strictly more likely than it is below ``top_p``, which is when it
+      lies in the nucleus; else it draws again. A draw conditioned on landing in a set is a draw from
+      that set in proportion to the probabilities, and the nucleus holds at least ``top_p`` of the
+      mass, so at ``top_p`` = 0.95 about one row in twenty draws twice. A row still without a token
+      after 8 draws (a small ``top_p`` over a flat distribution) sorts its vocabulary.
+
+    One difference from sorting, only for exact ties: a token tied in probability with the nucleus's
+    last member is in the nucleus when drawn by the second rule (sorting would keep whichever of the
+    tied tokens the sort put first).
     """
     if not do_sample:
         return logits.argmax(-1)
@@ -137,50 +162,59 @@ def pick_tokens(logits: torch.Tensor, *, do_sample: bool, temperature: float = 1
     if temperature != 1.0:
         scaled = scaled / temperature
     probs = scaled.softmax(-1)
+    n, vocab = probs.shape
+    u = torch.rand(n, generator=generator, device=probs.device)
     if top_p >= 1.0:
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-    tokens = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
-    rows = None                                    # None: every row is still looking
-    for cap in (*_NUCLEUS_CAPS, None):
-        p = probs if rows is None else probs[rows]
-        if cap is None or cap >= p.shape[-1]:
-            top_probs, top_ids = p.sort(-1, descending=True)
-            inside = torch.ones(p.shape[0], dtype=torch.bool, device=p.device)
-        else:
-            top_probs, top_ids = p.topk(cap, dim=-1)
-            inside = top_probs.cumsum(-1)[:, -1] >= top_p   # the cumsum _nucleus cuts at
-        if bool(inside.any()):
-            choice = torch.multinomial(_nucleus(top_probs[inside], top_p), 1, generator=generator)
-            picked = top_ids[inside].gather(-1, choice).squeeze(-1)
-            if rows is None:
-                tokens[inside] = picked
-            else:
-                tokens[rows[inside]] = picked
-        left = (~inside).nonzero().squeeze(-1)
-        if not left.numel():
-            break
-        rows = left if rows is None else rows[left]
+        return _inverse_cdf(probs.double(), u)
+    tokens = torch.empty(n, dtype=torch.long, device=probs.device)
+    top_probs, top_ids = probs.topk(min(_NUCLEUS_CAP, vocab), dim=-1)
+    inside = top_probs.cumsum(-1)[:, -1] >= top_p          # the cumsum _nucleus cuts at
+    if bool(inside.any()):
+        choice = _inverse_cdf(_nucleus(top_probs[inside], top_p), u[inside])
+        tokens[inside] = top_ids[inside].gather(-1, choice.unsqueeze(-1)).squeeze(-1)
+    rows = (~inside).nonzero().squeeze(-1)
+    u = u[rows]
+    for _ in range(_NUCLEUS_ROUNDS):
+        if not rows.numel():
+            return tokens
+        p = probs[rows]
+        drawn = _inverse_cdf(p.double(), u)
+        mass_before = torch.where(p > p.gather(-1, drawn.unsqueeze(-1)), p, 0.0).sum(-1)
+        kept = mass_before < top_p
+        tokens[rows[kept]] = drawn[kept]
+        rows = rows[~kept]
+        u = torch.rand(rows.numel(), generator=generator, device=probs.device)
+    if rows.numel():
+        sorted_probs, order = probs[rows].sort(-1, descending=True)
+        choice = _inverse_cdf(_nucleus(sorted_probs, top_p), u)
+        tokens[rows] = order.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
     return tokens
 
 
 class _ReservedLayer(DynamicLayer):
-    """A layer's keys and values in a buffer reserved for the whole decoding: each step writes its
-    token in place and attention reads a view, instead of ``DynamicLayer`` concatenating (copying
-    the whole cache) at every step. Only what :func:`decode_batch` needs is supported: appending
-    within the reserved room, and repeating or selecting rows."""
+    """A layer's keys and values in buffers (``[rows, heads, capacity, dim]``) reserved for the whole
+    decoding: each step writes its token in place and attention reads a view, instead of
+    ``DynamicLayer`` concatenating (copying the whole cache) at every step. Only what
+    :func:`decode_batch` needs is supported: appending within the reserved room, and repeating or
+    selecting rows."""
 
     is_croppable = False
 
-    def __init__(self, layer: DynamicLayer, capacity: int):
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int):
         super().__init__()
-        keys, values = layer.keys, layer.values
+        self._keys, self._values, self.length = keys, values, length
         self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
-        self.length = keys.shape[-2]
-        shape = (*keys.shape[:-2], capacity, keys.shape[-1])
-        self._keys, self._values = keys.new_empty(shape), values.new_empty(shape[:-1] + values.shape[-1:])
-        self._keys[..., : self.length, :] = keys
-        self._values[..., : self.length, :] = values
         self._views()
+
+    @classmethod
+    def holding(cls, layer: DynamicLayer, capacity: int) -> "_ReservedLayer":
+        """The contents of ``layer`` moved into buffers with room for ``capacity`` tokens."""
+        keys, values = layer.keys, layer.values
+        length = keys.shape[-2]
+        reserved = [t.new_empty((*t.shape[:-2], capacity, t.shape[-1])) for t in (keys, values)]
+        reserved[0][..., :length, :] = keys
+        reserved[1][..., :length, :] = values
+        return cls(*reserved, length)
 
     def _views(self) -> None:
         self.keys = self._keys[..., : self.length, :]
@@ -219,7 +253,107 @@ def _reserve(cache, extra: int) -> None:
         return
     for i, layer in enumerate(layers):
         if type(layer) is DynamicLayer and layer.is_initialized:
-            layers[i] = _ReservedLayer(layer, layer.keys.shape[-2] + extra)
+            layers[i] = _ReservedLayer.holding(layer, layer.keys.shape[-2] + extra)
+
+
+class _Arena:
+    """One layer's keys and values for a whole decoding of ``n`` prompts, ``k`` samples each:
+    ``[n, k, heads, capacity, dim]`` buffers, allocated at the first write. They start as zeros, so
+    the slots attention masks out (the pads) hold finite values."""
+
+    def __init__(self, n: int, k: int, capacity: int):
+        self.n, self.k, self.capacity = n, k, capacity
+        self.keys = self.values = None
+
+    def write(self, lo: int, hi: int, start: int, key_states: torch.Tensor, value_states: torch.Tensor) -> int:
+        """Write the keys and values of prompts ``lo..hi`` (or of one row, for all of them) at
+        positions ``start..``, into every sample's slot; return the end position."""
+        if self.keys is None:
+            self.keys, self.values = (t.new_zeros((self.n, self.k, t.shape[1], self.capacity, t.shape[-1]))
+                                      for t in (key_states, value_states))
+        end = start + key_states.shape[-2]
+        self.keys[lo:hi, :, :, start:end] = key_states.unsqueeze(1)
+        self.values[lo:hi, :, :, start:end] = value_states.unsqueeze(1)
+        return end
+
+    def decoding_layer(self, length: int) -> _ReservedLayer:
+        """The arena as one cache of ``n * k`` rows (prompt-major), ``length`` tokens long."""
+        rows = self.n * self.k
+        return _ReservedLayer(self.keys.view(rows, *self.keys.shape[2:]),
+                              self.values.view(rows, *self.values.shape[2:]), length)
+
+
+class _PromptLayer(DynamicLayer):
+    """Prompts ``lo..hi`` of an arena during their prompt pass, which starts at position ``start``:
+    the pass's keys and values go straight to every sample's slot (no cache to copy K times
+    afterwards); attention reads the first sample's."""
+
+    is_croppable = False
+
+    def __init__(self, arena: _Arena, lo: int, hi: int, start: int):
+        super().__init__()
+        self.arena, self.lo, self.hi, self.start = arena, lo, hi, start
+        self.is_initialized = True
+
+    def get_seq_length(self) -> int:
+        return self.start
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        end = self.arena.write(self.lo, self.hi, self.start, key_states, value_states)
+        self.dtype, self.device = key_states.dtype, key_states.device
+        self.keys = self.arena.keys[self.lo : self.hi, 0, :, :end]
+        self.values = self.arena.values[self.lo : self.hi, 0, :, :end]
+        return self.keys, self.values
+
+    def _unsupported(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} supports only one prompt pass")
+
+    crop = reorder_cache = offload = prefetch = reset = batch_repeat_interleave = batch_select_indices = _unsupported
+
+
+# About what one more forward pass costs, in prompt tokens: reading every weight once more (a
+# one-row pass of 16 tokens takes as long as ~60 tokens' share of a many-row pass on the cpu profile).
+_GROUP_OVERHEAD_TOKENS = 64
+
+
+def length_groups(widths: Sequence[int], overhead: int = _GROUP_OVERHEAD_TOKENS) -> list[tuple[int, int]]:
+    """Split ascending ``widths`` into contiguous groups ``(lo, hi)``, each to be run padded to its
+    widest, minimizing the padded tokens plus ``overhead`` per group (dynamic programming)."""
+    n = len(widths)
+    cost, cut = [0.0] + [math.inf] * n, [0] * (n + 1)
+    for hi in range(1, n + 1):
+        for lo in range(hi):
+            c = cost[lo] + (hi - lo) * widths[hi - 1] + overhead
+            if c < cost[hi]:
+                cost[hi], cut[hi] = c, lo
+    groups, hi = [], n
+    while hi:
+        groups.append((cut[hi], hi))
+        hi = cut[hi]
+    return groups[::-1]
+
+
+def _plain_layers(model):
+    """A fresh cache for ``model`` when every layer of it is a plain ``DynamicLayer``, else None."""
+    cache = DynamicCache(config=model.config)
+    layers = getattr(cache, "layers", None)
+    return cache if layers and all(type(layer) is DynamicLayer for layer in layers) else None
+
+
+def _prompt_batch(prompt_ids, c: int, width: int, pad_token_id: int, device):
+    """Prompts after their shared prefix of ``c`` tokens, left-padded to ``width``: ids, positions
+    (continuing the prefix's) and the attention mask over prefix + ``width``."""
+    n = len(prompt_ids)
+    ids = torch.full((n, width), pad_token_id, dtype=torch.long, device=device)
+    mask = torch.zeros((n, c + width), dtype=torch.long, device=device)
+    mask[:, :c] = 1
+    positions = torch.full((n, width), c, dtype=torch.long, device=device)
+    for i, p in enumerate(prompt_ids):
+        s = len(p) - c
+        ids[i, width - s :] = torch.tensor(list(p[c:]), device=device)
+        mask[i, c + width - s :] = 1
+        positions[i, width - s :] = torch.arange(c, c + s, device=device)
+    return ids, positions, mask
 
 
 @torch.no_grad()
@@ -235,35 +369,50 @@ def decode_batch(model, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: 
     """
     device = next(model.parameters()).device
     n = len(prompt_ids)
-    lengths = torch.tensor([len(p) for p in prompt_ids], device=device)
+    order = sorted(range(n), key=lambda i: len(prompt_ids[i]))       # rows run shortest prompt first
+    prompts = [prompt_ids[i] for i in order]
+    lengths = torch.tensor([len(p) for p in prompts], device=device)
     # the shared prefix, run once; every prompt keeps at least one token of its own, whose
     # position predicts the first generated token
-    c = min(common_prefix_length(prompt_ids), int(lengths.min()) - 1)
-    cache = None
-    if c > 0:
-        out = model(input_ids=torch.tensor([list(prompt_ids[0][:c])], device=device), use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(n)
-    # the rest of each prompt, left-padded after the prefix (pads masked out, positions continue)
+    c = min(common_prefix_length(prompts), int(lengths.min()) - 1)
     width = int(lengths.max()) - c
-    ids = torch.full((n, width), pad_token_id, dtype=torch.long, device=device)
-    mask = torch.zeros((n, c + width), dtype=torch.long, device=device)
-    mask[:, :c] = 1
-    positions = torch.full((n, width), c, dtype=torch.long, device=device)
-    for i, p in enumerate(prompt_ids):
-        s = len(p) - c
-        ids[i, width - s :] = torch.tensor(list(p[c:]), device=device)
-        mask[i, c + width - s :] = 1
-        positions[i, width - s :] = torch.arange(c, c + s, device=device)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
-                logits_to_keep=1)
-    cache, logits = out.past_key_values, out.logits[:, -1]
+    cache = _plain_layers(model)
+    if c > 0:
+        prefix = model(input_ids=torch.tensor([list(prompts[0][:c])], device=device), use_cache=True,
+                       logits_to_keep=1).past_key_values
+    ids, positions, mask = _prompt_batch(prompts, c, width, pad_token_id, device)
+    if cache is not None:
+        # Every layer is plain: prompts of similar length run together (less padding), each pass
+        # writing its keys and values straight into the K samples' reserved slots.
+        arenas = [_Arena(n, k, c + width + max_new_tokens) for _ in cache.layers]
+        if c > 0:
+            for arena, layer in zip(arenas, prefix.layers):
+                arena.write(0, n, 0, layer.keys, layer.values)
+        logits = []
+        for lo, hi in length_groups([len(p) - c for p in prompts], _GROUP_OVERHEAD_TOKENS):
+            w = len(prompts[hi - 1]) - c
+            cache.layers = [_PromptLayer(arena, lo, hi, c + width - w) for arena in arenas]
+            out = model(input_ids=ids[lo:hi, width - w :], attention_mask=mask[lo:hi],
+                        position_ids=positions[lo:hi, width - w :], past_key_values=cache, use_cache=True,
+                        logits_to_keep=1)
+            logits.append(out.logits[:, -1])
+        cache.layers = [arena.decoding_layer(c + width) for arena in arenas]
+        logits = torch.cat(logits)
+    else:
+        # Sliding-window layers: one pass, then the cache repeated K times and its plain layers reserved.
+        if c > 0:
+            prefix.batch_repeat_interleave(n)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=prefix if c > 0 else None,
+                    use_cache=True, logits_to_keep=1)
+        cache, logits = out.past_key_values, out.logits[:, -1]
+        if k > 1:
+            cache.batch_repeat_interleave(k)
+        _reserve(cache, max_new_tokens)
     next_pos = lengths.clone()
-    if k > 1:  # the K samples of a prompt share its cache
-        cache.batch_repeat_interleave(k)
+    if k > 1:  # the K samples of a prompt share its prompt
         logits, mask, next_pos = (t.repeat_interleave(k, dim=0) for t in (logits, mask, next_pos))
-    _reserve(cache, max_new_tokens)
-    rows = torch.arange(n * k, device=device)          # the output row of each active row
+    # the output row of each active row
+    rows = (torch.tensor(order, device=device).unsqueeze(-1) * k + torch.arange(k, device=device)).flatten()
     tokens_out = torch.full((n * k, max_new_tokens), -1, dtype=torch.long)
     stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
     if first_line_only:

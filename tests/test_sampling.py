@@ -66,6 +66,35 @@ def test_k_samples_share_the_prompt(varied):
     assert three == [row for row in one for _ in range(3)]  # greedy: K identical rows, prompt-major
 
 
+def test_length_groups_trade_padding_against_passes():
+    from mscl.sampling import length_groups
+
+    assert length_groups([3, 3, 3, 20], overhead=0) == [(0, 3), (3, 4)]
+    assert length_groups([3, 3, 3, 20], overhead=100) == [(0, 4)]      # 51 pads cost less than a pass
+    assert length_groups([1, 2, 3], overhead=0) == [(0, 1), (1, 2), (2, 3)]
+    assert length_groups([5], overhead=64) == [(0, 1)]
+
+
+def test_grouped_prompt_passes_and_the_one_pass_path_give_the_same_tokens(varied, monkeypatch):
+    """Prompts given longest first (decode_batch sorts them) run as one pass per length, as one pass,
+    and through the path for caches with sliding layers: the same greedy tokens, in input order."""
+    from mscl import sampling
+
+    model, tok = varied
+    ids = sorted(_ids(tok, QUESTIONS), key=len, reverse=True)
+    assert len({len(i) for i in ids}) >= 3
+    kw = dict(max_new_tokens=6, k=2, pad_token_id=tok.pad_token_id)
+    default = decode_batch(model, ids, **kw)
+    monkeypatch.setattr(sampling, "_GROUP_OVERHEAD_TOKENS", 0)           # a pass for every prompt length
+    assert decode_batch(model, ids, **kw) == default
+    monkeypatch.setattr(sampling, "_GROUP_OVERHEAD_TOKENS", 10_000)      # one pass
+    assert decode_batch(model, ids, **kw) == default
+    monkeypatch.setattr(sampling, "_plain_layers", lambda model: None)   # repeat-and-reserve path
+    assert decode_batch(model, ids, **kw) == default
+    alone = [decode_batch(model, [i], max_new_tokens=6, pad_token_id=tok.pad_token_id)[0] for i in ids]
+    assert default == [row for row in alone for _ in range(2)]
+
+
 def test_finished_rows_leave_without_changing_the_others(varied):
     model, tok = varied
     ids = _ids(tok, QUESTIONS)
@@ -84,6 +113,7 @@ class _Scripted(torch.nn.Module):
     def __init__(self, inner, script):
         super().__init__()
         self.inner, self.script, self.step = inner, script, 0
+        self.config = inner.config
 
     def forward(self, **kwargs):
         out = self.inner(**kwargs)
@@ -137,9 +167,13 @@ def _first_half_share(probs: torch.Tensor, nucleus: set[int]) -> float:
     return float(probs[ranked[: len(ranked) // 2]].sum() / probs[ranked].sum())
 
 
-def test_top_p_draws_from_the_nucleus_only():
-    """One batch mixes rows whose nucleus lies in the top 64, in the top 1024, and beyond (the sorted
-    path); every row draws from its own nucleus only, in proportion to its probabilities."""
+@pytest.mark.parametrize("rounds", [8, 0])   # wide rows by rejection; by sorting the vocabulary
+def test_top_p_draws_from_the_nucleus_only(rounds, monkeypatch):
+    """One batch mixes rows whose nucleus lies in the top 64 and wider ones (277 and 2266 tokens); every
+    row draws from its own nucleus only, in proportion to its probabilities."""
+    from mscl import sampling
+
+    monkeypatch.setattr(sampling, "_NUCLEUS_ROUNDS", rounds)
     vocab, top_p, n = 4096, 0.8, 3000
     narrow = torch.zeros(vocab)
     narrow[[7, 300, 2000, 5]] = torch.tensor([0.5, 0.3, 0.15, 0.05])        # nucleus {7, 300}
@@ -193,7 +227,7 @@ def test_reserved_cache_layer_behaves_as_the_dynamic_layer():
     k, v = torch.randn(3, 2, 5, 4, generator=g), torch.randn(3, 2, 5, 4, generator=g)
     plain = DynamicLayer()
     plain.update(k, v)
-    reserved = _ReservedLayer(plain, capacity=9)
+    reserved = _ReservedLayer.holding(plain, capacity=9)
     for layer in (plain, reserved):
         layer.batch_repeat_interleave(2)
     for step in range(3):
