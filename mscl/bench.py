@@ -595,12 +595,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
     parser.add_argument("--records", type=int, default=32, help="training records every benchmark uses")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the trainer comparison")
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each trainer (medians compared)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="runs of each trainer, and of the batched generation (medians compared)")
     parser.add_argument("--stage-method", default="ours", help="the stage whose peak memory is measured; '' skips it")
     parser.add_argument("--stage-number", type=int, default=2)
     parser.add_argument("--backbone", default=None, help="override the profile's backbone")
     parser.add_argument("--timed-pass", action="store_true", help=argparse.SUPPRESS)  # job_parallelism's worker
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     if args.timed_pass:
         print(_timed_pass(args.profile, args.records, args.backbone))
         return 0

@@ -143,11 +143,12 @@ def pick_tokens(logits: torch.Tensor, *, do_sample: bool, temperature: float = 1
 
     - a row whose 64 most likely tokens reach ``top_p`` draws from their nucleus, which is then the
       nucleus over the whole vocabulary;
-    - any other row draws from the whole vocabulary (inverse CDF, in float64) and keeps the token
+    - draws are by inverse CDF in float64, cumulative sums and uniforms both;
+    - any other row draws from the whole vocabulary and keeps the token
       when the mass of the tokens strictly more likely than it is below ``top_p``, which is when it
       lies in the nucleus; else it draws again. A draw conditioned on landing in a set is a draw from
       that set in proportion to the probabilities, and the nucleus holds at least ``top_p`` of the
-      mass, so at ``top_p`` = 0.95 about one row in twenty draws twice. A row still without a token
+      mass, so at ``top_p`` = 0.95 at most one row in twenty draws twice. A row still without a token
       after 8 draws (a small ``top_p`` over a flat distribution) sorts its vocabulary.
 
     One difference from sorting, only for exact ties: a token tied in probability with the nucleus's
@@ -163,14 +164,14 @@ def pick_tokens(logits: torch.Tensor, *, do_sample: bool, temperature: float = 1
         scaled = scaled / temperature
     probs = scaled.softmax(-1)
     n, vocab = probs.shape
-    u = torch.rand(n, generator=generator, device=probs.device)
+    u = torch.rand(n, generator=generator, device=probs.device, dtype=torch.float64)
     if top_p >= 1.0:
         return _inverse_cdf(probs.double(), u)
     tokens = torch.empty(n, dtype=torch.long, device=probs.device)
     top_probs, top_ids = probs.topk(min(_NUCLEUS_CAP, vocab), dim=-1)
     inside = top_probs.cumsum(-1)[:, -1] >= top_p          # the cumsum _nucleus cuts at
     if bool(inside.any()):
-        choice = _inverse_cdf(_nucleus(top_probs[inside], top_p), u[inside])
+        choice = _inverse_cdf(_nucleus(top_probs[inside], top_p).double(), u[inside])
         tokens[inside] = top_ids[inside].gather(-1, choice.unsqueeze(-1)).squeeze(-1)
     rows = (~inside).nonzero().squeeze(-1)
     u = u[rows]
@@ -183,10 +184,10 @@ def pick_tokens(logits: torch.Tensor, *, do_sample: bool, temperature: float = 1
         kept = mass_before < top_p
         tokens[rows[kept]] = drawn[kept]
         rows = rows[~kept]
-        u = torch.rand(rows.numel(), generator=generator, device=probs.device)
+        u = torch.rand(rows.numel(), generator=generator, device=probs.device, dtype=torch.float64)
     if rows.numel():
         sorted_probs, order = probs[rows].sort(-1, descending=True)
-        choice = _inverse_cdf(_nucleus(sorted_probs, top_p), u)
+        choice = _inverse_cdf(_nucleus(sorted_probs, top_p).double(), u)
         tokens[rows] = order.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
     return tokens
 
@@ -258,8 +259,10 @@ def _reserve(cache, extra: int) -> None:
 
 class _Arena:
     """One layer's keys and values for a whole decoding of ``n`` prompts, ``k`` samples each:
-    ``[n, k, heads, capacity, dim]`` buffers, allocated at the first write. They start as zeros, so
-    the slots attention masks out (the pads) hold finite values."""
+    ``[n, k, heads, capacity, dim]`` buffers, allocated at the first write. A group of prompts
+    narrower than the widest never writes the slots between the shared prefix and its own start;
+    attention masks them out, but a masked weight of 0 times a NaN left in fresh memory is NaN,
+    so the buffers start as zeros."""
 
     def __init__(self, n: int, k: int, capacity: int):
         self.n, self.k, self.capacity = n, k, capacity
@@ -397,6 +400,7 @@ def decode_batch(model, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: 
                         logits_to_keep=1)
             logits.append(out.logits[:, -1])
         cache.layers = [arena.decoding_layer(c + width) for arena in arenas]
+        del arenas  # the decoding layers hold the buffers, and free them when rows leave
         logits = torch.cat(logits)
     else:
         # Sliding-window layers: one pass, then the cache repeated K times and its plain layers reserved.

@@ -95,6 +95,24 @@ def test_grouped_prompt_passes_and_the_one_pass_path_give_the_same_tokens(varied
     assert default == [row for row in alone for _ in range(2)]
 
 
+def test_prompts_without_a_shared_prefix_group_and_leave_like_single_prompts(varied, monkeypatch):
+    """No common prefix (c = 0), a pass for every prompt length, K = 2, and rows leaving at a stop
+    token: each prompt's rows are what it gives decoded alone."""
+    from mscl import sampling
+
+    model, tok = varied
+    ids = [[5, 9, 14, 3], [7, 2], [11, 4, 8], [6, 10, 12, 13, 1]]
+    assert common_prefix_length(ids) == 0
+    monkeypatch.setattr(sampling, "_GROUP_OVERHEAD_TOKENS", 0)
+    kw = dict(max_new_tokens=8, pad_token_id=tok.pad_token_id)
+    alone = [decode_batch(model, [i], **kw)[0] for i in ids]
+    stop = alone[0][2]
+    kw["stop_ids"] = [stop]
+    alone = [decode_batch(model, [i], **kw)[0] for i in ids]
+    assert decode_batch(model, ids, k=2, **kw) == [row for row in alone for _ in range(2)]
+    assert len(alone[0]) == 2 and {len(a) for a in alone} != {8}     # rows left at different steps
+
+
 def test_finished_rows_leave_without_changing_the_others(varied):
     model, tok = varied
     ids = _ids(tok, QUESTIONS)
@@ -117,7 +135,8 @@ class _Scripted(torch.nn.Module):
 
     def forward(self, **kwargs):
         out = self.inner(**kwargs)
-        if "position_ids" in kwargs:  # the prompt's (suffix) pass and every generation step
+        # one prompt only: its one prompt pass (after the shared prefix's) and every generation step
+        if "position_ids" in kwargs:
             forced = torch.full_like(out.logits[:, -1:], -1e9)
             forced[..., self.script[self.step]] = 0.0
             out.logits = forced
@@ -199,7 +218,7 @@ def test_top_p_draws_from_the_nucleus_only(rounds, monkeypatch):
     assert torch.equal(pick_tokens(logits[:3], do_sample=False), logits[:3].argmax(-1))
 
 
-@pytest.mark.parametrize("vocab", [16, 4096])   # smaller than every cap (sorted at once), and only the top 64
+@pytest.mark.parametrize("vocab", [16, 4096])   # smaller than the 64-token cap, and larger
 def test_top_p_on_a_small_vocabulary_and_on_rows_all_in_the_first_cap(vocab):
     probs = torch.zeros(vocab)
     probs[[3, 1, 9, 0]] = torch.tensor([0.5, 0.3, 0.15, 0.05])
