@@ -8,18 +8,23 @@ A plain transformers causal LM is decoded by :func:`decode_batch`, a KV-cache lo
 this workload, rather than by ``model.generate``:
 
 - *Shared prefix.* Every prompt of a batch starts with the same chat template (and system prompt):
-  that common prefix is run once, for one row, and its keys and values are copied to the batch.
-- *Shared prompt.* The K samples of one question share its prompt: each prompt is run once and
-  its keys and values written into all K samples' cache slots (``generate(num_return_sequences=K)``
-  runs it K times).
+  that common prefix is run once, for one row, and its keys and values are copied to the batch
+  (when it saves more tokens than one more pass costs: not for a single prompt).
+- *Shared prompt.* The K samples of one question share its prompt: each prompt is run once
+  (``generate(num_return_sequences=K)`` runs it K times) and its keys and values are stored once
+  (:class:`_PromptStore`). With 16 rows or more, on the architectures whose attention is plain
+  softmax attention (Llama, Mistral, Qwen 2/3), every decoding step reads them once per prompt for
+  all K samples (:func:`_shared_prompt_attention`); a step's attention otherwise reads the prompt
+  K times, once per row. Other models, and fewer rows, decode from a K-fold copy with the model's
+  own attention.
 - *Length groups.* Prompts of similar length run their pass together, each group padded only to
   its own longest (:func:`length_groups` weighs the pads saved against one more pass).
 - *Finished rows leave.* A row that emits an end-of-sequence token (or, under the plain
   ``Question: ... Answer:`` format, finishes its first line, the only part kept) is dropped from
   the batch at once, so the remaining steps compute only the rows still generating.
-- *Reserved cache.* Each layer's keys and values live in a buffer with room for every token to come
-  (:class:`_Arena`, :class:`_ReservedLayer`); the prompt passes and every step write their tokens
-  in place (``DynamicLayer`` would copy the whole cache at every step to append one token).
+- *Reserved cache.* Each layer's keys and values live in buffers with room for every token to come
+  (:class:`_PromptStore`, :class:`_GeneratedLayer`, :class:`_ReservedLayer`); the prompt passes and
+  every step write their tokens in place (``DynamicLayer`` would copy the whole cache at every step to append one token).
 - *Cheap nucleus.* Top-p sampling sorts no vocabulary (short of a row failing 8 draws): a row's
   nucleus is looked for among its 64 most likely tokens, and a row with a wider one draws from the
   whole vocabulary until the draw lands in the nucleus (:func:`pick_tokens`).
@@ -37,11 +42,13 @@ shared prefix and a prompt would count against the window) use ``model.generate`
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Sequence
 
 import torch
 from tqdm.auto import tqdm
+from transformers import AttentionInterface
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from mscl.models import format_prompt
@@ -257,55 +264,59 @@ def _reserve(cache, extra: int) -> None:
             layers[i] = _ReservedLayer.holding(layer, layer.keys.shape[-2] + extra)
 
 
-class _Arena:
-    """One layer's keys and values for a whole decoding of ``n`` prompts, ``k`` samples each:
-    ``[n, k, heads, capacity, dim]`` buffers, allocated at the first write. A group of prompts
-    narrower than the widest never writes the slots between the shared prefix and its own start;
-    attention masks them out, but a masked weight of 0 times a NaN left in fresh memory is NaN,
-    so the buffers start as zeros."""
+class _PromptStore:
+    """One layer's prompt keys and values for a whole decoding of ``n`` prompts, one copy per prompt
+    however many samples continue it: ``[n, heads, width, dim]`` buffers, allocated at the first
+    write. A group of prompts narrower than the widest never writes the slots between the shared
+    prefix and its own start; attention masks them out, but a masked weight of 0 times a NaN left in
+    fresh memory is NaN, so the buffers start as zeros."""
 
-    def __init__(self, n: int, k: int, capacity: int):
-        self.n, self.k, self.capacity = n, k, capacity
+    def __init__(self, n: int, width: int):
+        self.n, self.width = n, width
         self.keys = self.values = None
 
     def write(self, lo: int, hi: int, start: int, key_states: torch.Tensor, value_states: torch.Tensor) -> int:
         """Write the keys and values of prompts ``lo..hi`` (or of one row, for all of them) at
-        positions ``start..``, into every sample's slot; return the end position."""
+        positions ``start..``; return the end position."""
         if self.keys is None:
-            self.keys, self.values = (t.new_zeros((self.n, self.k, t.shape[1], self.capacity, t.shape[-1]))
+            self.keys, self.values = (t.new_zeros((self.n, t.shape[1], self.width, t.shape[-1]))
                                       for t in (key_states, value_states))
         end = start + key_states.shape[-2]
-        self.keys[lo:hi, :, :, start:end] = key_states.unsqueeze(1)
-        self.values[lo:hi, :, :, start:end] = value_states.unsqueeze(1)
+        self.keys[lo:hi, :, start:end] = key_states
+        self.values[lo:hi, :, start:end] = value_states
         return end
 
-    def decoding_layer(self, length: int) -> _ReservedLayer:
-        """The arena as one cache of ``n * k`` rows (prompt-major), ``length`` tokens long."""
-        rows = self.n * self.k
-        return _ReservedLayer(self.keys.view(rows, *self.keys.shape[2:]),
-                              self.values.view(rows, *self.values.shape[2:]), length)
+    def expanded(self, k: int, extra: int) -> _ReservedLayer:
+        """The prompts as one cache of ``n * k`` rows (prompt-major) with room for ``extra`` more
+        tokens, for models decoded with their own attention."""
+        n, heads, width, dim = self.keys.shape
+        reserved = []
+        for t in (self.keys, self.values):
+            buffer = t.new_empty((n, k, heads, width + extra, dim))
+            buffer[:, :, :, :width] = t.unsqueeze(1)
+            reserved.append(buffer.view(n * k, heads, width + extra, dim))
+        return _ReservedLayer(*reserved, width)
 
 
 class _PromptLayer(DynamicLayer):
-    """Prompts ``lo..hi`` of an arena during their prompt pass, which starts at position ``start``:
-    the pass's keys and values go straight to every sample's slot (no cache to copy K times
-    afterwards); attention reads the first sample's."""
+    """Prompts ``lo..hi`` of a store during their prompt pass, which starts at position ``start``:
+    the pass's keys and values go straight into the store."""
 
     is_croppable = False
 
-    def __init__(self, arena: _Arena, lo: int, hi: int, start: int):
+    def __init__(self, store: _PromptStore, lo: int, hi: int, start: int):
         super().__init__()
-        self.arena, self.lo, self.hi, self.start = arena, lo, hi, start
+        self.store, self.lo, self.hi, self.start = store, lo, hi, start
         self.is_initialized = True
 
     def get_seq_length(self) -> int:
         return self.start
 
     def update(self, key_states, value_states, *args, **kwargs):
-        end = self.arena.write(self.lo, self.hi, self.start, key_states, value_states)
+        end = self.store.write(self.lo, self.hi, self.start, key_states, value_states)
         self.dtype, self.device = key_states.dtype, key_states.device
-        self.keys = self.arena.keys[self.lo : self.hi, 0, :, :end]
-        self.values = self.arena.values[self.lo : self.hi, 0, :, :end]
+        self.keys = self.store.keys[self.lo : self.hi, :, :end]
+        self.values = self.store.values[self.lo : self.hi, :, :end]
         return self.keys, self.values
 
     def _unsupported(self, *args, **kwargs):
@@ -314,9 +325,128 @@ class _PromptLayer(DynamicLayer):
     crop = reorder_cache = offload = prefetch = reset = batch_repeat_interleave = batch_select_indices = _unsupported
 
 
+class _SharedPrompt:
+    """What :func:`_shared_prompt_attention` needs besides the step's own keys and values: each
+    layer's prompt store, the additive mask over the prompt positions (``[n, 1, 1, width]``: 0, or
+    -inf on pads), K, and the sample slot (``prompt * k + sample``) of each active row, ascending."""
+
+    def __init__(self, stores: list[_PromptStore], prompt_mask: torch.Tensor, k: int):
+        self.stores, self.k = stores, k
+        self.bias = torch.zeros(prompt_mask.shape, dtype=stores[0].keys.dtype, device=prompt_mask.device)
+        self.bias = self.bias.masked_fill(~prompt_mask.bool(), -math.inf)[:, None, None, :]
+        self.slots = torch.arange(prompt_mask.shape[0] * k, device=prompt_mask.device)
+
+
+class _GeneratedLayer(DynamicLayer):
+    """A layer's keys and values of the generated tokens only (``[rows, heads, max_new, dim]``
+    buffers, written in place); the prompt's are read from its :class:`_PromptStore` by
+    :func:`_shared_prompt_attention`."""
+
+    is_croppable = False
+
+    def __init__(self, prompt_width: int, capacity: int):
+        super().__init__()
+        self.prompt_width, self.capacity, self.length = prompt_width, capacity, 0
+        self._keys = self._values = None
+        self.is_initialized = True
+
+    def get_seq_length(self) -> int:
+        return self.prompt_width + self.length
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if self._keys is None:
+            self._keys, self._values = (t.new_empty((t.shape[0], t.shape[1], self.capacity, t.shape[-1]))
+                                        for t in (key_states, value_states))
+            self.dtype, self.device = key_states.dtype, key_states.device
+        end = self.length + key_states.shape[-2]
+        if end > self.capacity:
+            raise RuntimeError(f"reserved cache full: {end} tokens asked, room for {self.capacity}")
+        self._keys[:, :, self.length : end] = key_states
+        self._values[:, :, self.length : end] = value_states
+        self.length = end
+        self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self._keys is not None:
+            self._keys, self._values = self._keys[indices], self._values[indices]
+
+    def _unsupported(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} supports only decode_batch's appending and row changes")
+
+    crop = reorder_cache = offload = prefetch = reset = batch_repeat_interleave = _unsupported
+
+
+def _shared_prompt_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, *,
+                             shared_prompt: _SharedPrompt, **kwargs):
+    """Attention of one decoding step (a query token per row) over the row's prompt, read once per
+    prompt for all its samples, and its own generated tokens (``key``, ``value``: ``[rows, kv_heads,
+    t, dim]``): softmax over both together, as plain attention over the concatenation.
+
+    The prompt's keys and values are the bulk of a step's attention reads; a cache of ``n * k``
+    rows holds each prompt K times. Registered with transformers as ``"mscl_shared_prompt"``; the
+    mask argument is unused (the prompt's pads are in ``shared_prompt.bias``, and a row sees all its
+    generated tokens)."""
+    store = shared_prompt.stores[module.layer_idx]
+    prompt_keys, prompt_values = store.keys, store.values              # [n, kv_heads, width, dim]
+    n, kv_heads, width, dim = prompt_keys.shape
+    rows, heads, q_len, _ = query.shape
+    if q_len != 1:
+        raise ValueError(f"shared-prompt attention takes one query token a row, got {q_len}")
+    k, g, slots = shared_prompt.k, heads // kv_heads, shared_prompt.slots
+    full = rows == n * k                                               # no row has left yet
+    q_rows = (query * scaling).reshape(rows, kv_heads, g, dim)
+    q = q_rows if full else q_rows.new_zeros((n * k, kv_heads, g, dim)).index_copy_(0, slots, q_rows)
+    # a prompt's K samples x g query heads against its keys, per kv head
+    q = q.view(n, k, kv_heads, g, dim).transpose(1, 2).reshape(n, kv_heads, k * g, dim)
+    scores = torch.matmul(q, prompt_keys.transpose(-1, -2)) + shared_prompt.bias   # [n, kv, k*g, width]
+    scores = scores.view(n, kv_heads, k, g, width).transpose(1, 2).reshape(n * k, kv_heads, g, width)
+    if not full:
+        scores = scores.index_select(0, slots)
+    own = torch.matmul(q_rows, key.transpose(-1, -2))                 # [rows, kv, g, t]
+    weights = torch.cat([scores, own], dim=-1).softmax(-1, dtype=torch.float32).to(query.dtype)
+    on_prompt = weights[..., :width]
+    if not full:
+        on_prompt = on_prompt.new_zeros((n * k, kv_heads, g, width)).index_copy_(0, slots, on_prompt)
+    on_prompt = on_prompt.reshape(n, k, kv_heads, g, width).transpose(1, 2).reshape(n, kv_heads, k * g, width)
+    out = torch.matmul(on_prompt, prompt_values)                       # [n, kv, k*g, dim]
+    out = out.view(n, kv_heads, k, g, dim).transpose(1, 2).reshape(n * k, kv_heads, g, dim)
+    if not full:
+        out = out.index_select(0, slots)
+    out = out + torch.matmul(weights[..., width:], value)
+    return out.reshape(rows, 1, heads, dim), None
+
+
+SHARED_PROMPT_ATTENTION = "mscl_shared_prompt"
+AttentionInterface.register(SHARED_PROMPT_ATTENTION, _shared_prompt_attention)
+# Architectures whose attention is plain softmax attention over the cache (no logit soft-capping,
+# no sink logits) and calls the registered attention function: decoded with the shared prompt.
+_SHARED_PROMPT_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+
+
+def shares_prompt(model) -> bool:
+    """Whether :func:`decode_batch` decodes ``model`` with :func:`_shared_prompt_attention`."""
+    return getattr(model.config, "model_type", None) in _SHARED_PROMPT_MODEL_TYPES
+
+
+@contextlib.contextmanager
+def _attention_implementation(model, name: str):
+    """``model`` computes attention with the registered function ``name`` inside the block."""
+    config = model.config
+    before = config._attn_implementation
+    config._attn_implementation = name
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
+
+
 # About what one more forward pass costs, in prompt tokens: reading every weight once more (a
 # one-row pass of 16 tokens takes as long as ~60 tokens' share of a many-row pass on the cpu profile).
 _GROUP_OVERHEAD_TOKENS = 64
+# Rows below which decoding reads the prompt from a K-fold copy with the model's own attention:
+# a few rows read little, and the shared-prompt attention's extra small operations cost more.
+_SHARED_PROMPT_MIN_ROWS = 16
 
 
 def length_groups(widths: Sequence[int], overhead: int = _GROUP_OVERHEAD_TOKENS) -> list[tuple[int, int]]:
@@ -378,30 +508,38 @@ def decode_batch(model, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: 
     # the shared prefix, run once; every prompt keeps at least one token of its own, whose
     # position predicts the first generated token
     c = min(common_prefix_length(prompts), int(lengths.min()) - 1)
+    if c * (n - 1) < _GROUP_OVERHEAD_TOKENS:  # the pass would cost more than the prefix tokens it saves
+        c = 0
     width = int(lengths.max()) - c
     cache = _plain_layers(model)
     if c > 0:
         prefix = model(input_ids=torch.tensor([list(prompts[0][:c])], device=device), use_cache=True,
                        logits_to_keep=1).past_key_values
     ids, positions, mask = _prompt_batch(prompts, c, width, pad_token_id, device)
+    shared = None
     if cache is not None:
         # Every layer is plain: prompts of similar length run together (less padding), each pass
-        # writing its keys and values straight into the K samples' reserved slots.
-        arenas = [_Arena(n, k, c + width + max_new_tokens) for _ in cache.layers]
+        # writing its keys and values straight into the prompt store, one copy per prompt.
+        stores = [_PromptStore(n, c + width) for _ in cache.layers]
         if c > 0:
-            for arena, layer in zip(arenas, prefix.layers):
-                arena.write(0, n, 0, layer.keys, layer.values)
+            for store, layer in zip(stores, prefix.layers):
+                store.write(0, n, 0, layer.keys, layer.values)
         logits = []
         for lo, hi in length_groups([len(p) - c for p in prompts], _GROUP_OVERHEAD_TOKENS):
             w = len(prompts[hi - 1]) - c
-            cache.layers = [_PromptLayer(arena, lo, hi, c + width - w) for arena in arenas]
+            cache.layers = [_PromptLayer(store, lo, hi, c + width - w) for store in stores]
             out = model(input_ids=ids[lo:hi, width - w :], attention_mask=mask[lo:hi],
                         position_ids=positions[lo:hi, width - w :], past_key_values=cache, use_cache=True,
                         logits_to_keep=1)
             logits.append(out.logits[:, -1])
-        cache.layers = [arena.decoding_layer(c + width) for arena in arenas]
-        del arenas  # the decoding layers hold the buffers, and free them when rows leave
         logits = torch.cat(logits)
+        if shares_prompt(model) and n * k >= _SHARED_PROMPT_MIN_ROWS:
+            # the K samples read their prompt's keys and values from the one copy
+            shared = _SharedPrompt(stores, mask, k)
+            cache.layers = [_GeneratedLayer(c + width, max_new_tokens) for _ in stores]
+        else:
+            cache.layers = [store.expanded(k, max_new_tokens) for store in stores]
+        del stores
     else:
         # Sliding-window layers: one pass, then the cache repeated K times and its plain layers reserved.
         if c > 0:
@@ -422,27 +560,35 @@ def decode_batch(model, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: 
     if first_line_only:
         newline, before, content = (t.to(device) for t in _line_tables(tokenizer))
         seen = torch.zeros(n * k, dtype=torch.bool, device=device)
-    for step in range(max_new_tokens):
-        tokens = pick_tokens(logits, do_sample=do_sample, temperature=temperature, top_p=top_p, generator=generator)
-        done = torch.isin(tokens, stops)
-        tokens_out[rows[~done].cpu(), step] = tokens[~done].cpu()
-        if first_line_only:
-            safe = tokens.clamp(max=newline.numel() - 1)
-            done |= newline[safe] & (seen | before[safe])
-            seen |= content[safe]
-        if step == max_new_tokens - 1 or bool(done.all()):
-            break
-        if bool(done.any()):  # finished rows leave the batch
-            keep = (~done).nonzero().squeeze(-1)
-            cache.batch_select_indices(keep)
-            rows, mask, next_pos, tokens = rows[keep], mask[keep], next_pos[keep], tokens[keep]
+    with _attention_implementation(model, SHARED_PROMPT_ATTENTION) if shared else contextlib.nullcontext():
+        for step in range(max_new_tokens):
+            tokens = pick_tokens(logits, do_sample=do_sample, temperature=temperature, top_p=top_p,
+                                 generator=generator)
+            done = torch.isin(tokens, stops)
+            tokens_out[rows[~done].cpu(), step] = tokens[~done].cpu()
             if first_line_only:
-                seen = seen[keep]
-        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-        out = model(input_ids=tokens.unsqueeze(-1), attention_mask=mask, position_ids=next_pos.unsqueeze(-1),
-                    past_key_values=cache, use_cache=True)
-        cache, logits = out.past_key_values, out.logits[:, -1]
-        next_pos = next_pos + 1
+                safe = tokens.clamp(max=newline.numel() - 1)
+                done |= newline[safe] & (seen | before[safe])
+                seen |= content[safe]
+            if step == max_new_tokens - 1 or bool(done.all()):
+                break
+            if bool(done.any()):  # finished rows leave the batch
+                keep = (~done).nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                rows, mask, next_pos, tokens = rows[keep], mask[keep], next_pos[keep], tokens[keep]
+                if shared:
+                    shared.slots = shared.slots[keep]
+                if first_line_only:
+                    seen = seen[keep]
+            if shared:  # the prompt's pads are in shared.bias; a row sees all its generated tokens
+                step_kwargs = dict(shared_prompt=shared)
+            else:
+                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+                step_kwargs = dict(attention_mask=mask)
+            out = model(input_ids=tokens.unsqueeze(-1), position_ids=next_pos.unsqueeze(-1), past_key_values=cache,
+                        use_cache=True, **step_kwargs)
+            cache, logits = out.past_key_values, out.logits[:, -1]
+            next_pos = next_pos + 1
     return [[t for t in row if t >= 0] for row in tokens_out.tolist()]
 
 

@@ -34,7 +34,17 @@ def _ids(tok, questions):
     return tok([format_prompt(tok, q) for q in questions])["input_ids"]
 
 
-def test_greedy_matches_transformers_generate(varied):
+@pytest.fixture(params=["shared prompt", "k-fold copy"])
+def decoding(request, monkeypatch):
+    """Decode every batch with the shared-prompt attention, or every batch from a K-fold copy of the
+    prompts with the model's own attention."""
+    from mscl import sampling
+
+    monkeypatch.setattr(sampling, "_SHARED_PROMPT_MIN_ROWS", 1 if request.param == "shared prompt" else 10**9)
+    return request.param
+
+
+def test_greedy_matches_transformers_generate(varied, decoding):
     model, tok = varied
     ours = answer_questions(model, tok, QUESTIONS, max_new_tokens=8, batch_size=3, backend="loop")
     # transformers, one prompt at a time (no padding at all)
@@ -77,7 +87,8 @@ def test_length_groups_trade_padding_against_passes():
 
 def test_grouped_prompt_passes_and_the_one_pass_path_give_the_same_tokens(varied, monkeypatch):
     """Prompts given longest first (decode_batch sorts them) run as one pass per length, as one pass,
-    and through the path for caches with sliding layers: the same greedy tokens, in input order."""
+    and through the path for caches with sliding layers, decoded with the shared prompt or from a
+    K-fold copy: the same greedy tokens, in input order."""
     from mscl import sampling
 
     model, tok = varied
@@ -85,6 +96,8 @@ def test_grouped_prompt_passes_and_the_one_pass_path_give_the_same_tokens(varied
     assert len({len(i) for i in ids}) >= 3
     kw = dict(max_new_tokens=6, k=2, pad_token_id=tok.pad_token_id)
     default = decode_batch(model, ids, **kw)
+    monkeypatch.setattr(sampling, "_SHARED_PROMPT_MIN_ROWS", 1)
+    assert decode_batch(model, ids, **kw) == default
     monkeypatch.setattr(sampling, "_GROUP_OVERHEAD_TOKENS", 0)           # a pass for every prompt length
     assert decode_batch(model, ids, **kw) == default
     monkeypatch.setattr(sampling, "_GROUP_OVERHEAD_TOKENS", 10_000)      # one pass
@@ -95,7 +108,7 @@ def test_grouped_prompt_passes_and_the_one_pass_path_give_the_same_tokens(varied
     assert default == [row for row in alone for _ in range(2)]
 
 
-def test_prompts_without_a_shared_prefix_group_and_leave_like_single_prompts(varied, monkeypatch):
+def test_prompts_without_a_shared_prefix_group_and_leave_like_single_prompts(varied, monkeypatch, decoding):
     """No common prefix (c = 0), a pass for every prompt length, K = 2, and rows leaving at a stop
     token: each prompt's rows are what it gives decoded alone."""
     from mscl import sampling
@@ -113,7 +126,7 @@ def test_prompts_without_a_shared_prefix_group_and_leave_like_single_prompts(var
     assert len(alone[0]) == 2 and {len(a) for a in alone} != {8}     # rows left at different steps
 
 
-def test_finished_rows_leave_without_changing_the_others(varied):
+def test_finished_rows_leave_without_changing_the_others(varied, decoding):
     model, tok = varied
     ids = _ids(tok, QUESTIONS)
     full = decode_batch(model, ids, max_new_tokens=10, pad_token_id=tok.pad_token_id)
@@ -123,6 +136,79 @@ def test_finished_rows_leave_without_changing_the_others(varied):
         expected = before[: before.index(stop)] if stop in before else before
         assert after == expected
     assert len(pruned[0]) == 3
+
+
+def test_shared_prompt_attention_is_attention_over_each_rows_prompt_and_own_tokens():
+    """The shared-prompt attention of one step, with rows gone from the middle of a prompt's samples
+    and pads in the prompts, against scaled dot-product attention over each row's own whole cache."""
+    from types import SimpleNamespace
+
+    from mscl.sampling import _PromptStore, _SharedPrompt, _shared_prompt_attention
+
+    g = torch.Generator().manual_seed(0)
+    n, k, kv_heads, heads, width, t, dim = 3, 3, 2, 6, 5, 4, 8
+    store = _PromptStore(n, width)
+    store.write(0, n, 0, torch.randn(n, kv_heads, width, dim, generator=g),
+                torch.randn(n, kv_heads, width, dim, generator=g))
+    prompt_mask = torch.ones(n, width, dtype=torch.long)
+    prompt_mask[1, 1:3] = 0                        # pads between a shared prefix and the prompt
+    prompt_mask[2, 1] = 0
+    shared = _SharedPrompt([store], prompt_mask, k)
+    for slots in (torch.arange(n * k), torch.tensor([0, 2, 3, 4, 5, 8])):   # every row, then some left
+        shared.slots = slots
+        rows = len(slots)
+        query = torch.randn(rows, heads, 1, dim, generator=g)
+        key, value = (torch.randn(rows, kv_heads, t, dim, generator=g) for _ in range(2))
+        out, _ = _shared_prompt_attention(SimpleNamespace(layer_idx=0), query, key, value, None, scaling=0.3,
+                                          shared_prompt=shared)
+        assert out.shape == (rows, 1, heads, dim)
+        for r, slot in enumerate(slots.tolist()):
+            p = slot // k
+            seen = prompt_mask[p].bool()
+            keys = torch.cat([store.keys[p][:, seen], key[r]], dim=1).repeat_interleave(heads // kv_heads, 0)
+            values = torch.cat([store.values[p][:, seen], value[r]], dim=1).repeat_interleave(heads // kv_heads, 0)
+            expected = torch.nn.functional.scaled_dot_product_attention(query[r], keys, values, scale=0.3)
+            torch.testing.assert_close(out[r, 0], expected[:, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_sampled_rows_leave_one_by_one_alike_with_and_without_the_shared_prompt(varied, monkeypatch):
+    """Sampled K = 3 continuations whose rows stop at different steps, some of a prompt's samples
+    before the others: the same tokens with the shared prompt as from a K-fold copy."""
+    from mscl import sampling
+
+    model, tok = varied
+    ids = _ids(tok, QUESTIONS)
+    kw = dict(max_new_tokens=8, k=3, do_sample=True, temperature=1.5, pad_token_id=tok.pad_token_id)
+    probe = decode_batch(model, ids, generator=torch.Generator().manual_seed(3), **kw)
+    stop = max(set(sum(probe, [])), key=sum(probe, []).count)        # the most frequent sampled token
+    runs = {}
+    for min_rows in (1, 10**9):
+        monkeypatch.setattr(sampling, "_SHARED_PROMPT_MIN_ROWS", min_rows)
+        runs[min_rows] = decode_batch(model, ids, generator=torch.Generator().manual_seed(3), stop_ids=[stop], **kw)
+    assert runs[1] == runs[10**9]
+    lengths = [[len(runs[1][i * 3 + j]) for j in range(3)] for i in range(len(ids))]
+    assert any(len(set(row)) > 1 for row in lengths)                  # a prompt's samples left apart
+    assert any(0 < min(row) for row in lengths) and any(min(row) < 8 for row in lengths)
+
+
+def test_a_single_prompt_runs_in_one_pass(varied):
+    """One prompt has no prefix to share: its prompt is one forward pass, not a prefix pass and a
+    one-token pass."""
+    model, tok = varied
+
+    class Counting(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.config, self.widths = inner, inner.config, []
+
+        def forward(self, **kwargs):
+            self.widths.append(kwargs["input_ids"].shape[1])
+            return self.inner(**kwargs)
+
+    ids = _ids(tok, QUESTIONS[:1])
+    counting = Counting(model)
+    out = decode_batch(counting, ids, max_new_tokens=4, k=2, pad_token_id=tok.pad_token_id)
+    assert counting.widths == [len(ids[0])] + [1] * (len(out[0]) - 1)
 
 
 class _Scripted(torch.nn.Module):
@@ -135,7 +221,7 @@ class _Scripted(torch.nn.Module):
 
     def forward(self, **kwargs):
         out = self.inner(**kwargs)
-        # one prompt only: its one prompt pass (after the shared prefix's) and every generation step
+        # one prompt only: its prompt pass and every generation step
         if "position_ids" in kwargs:
             forced = torch.full_like(out.logits[:, -1:], -1e9)
             forced[..., self.script[self.step]] = 0.0
