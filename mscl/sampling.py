@@ -9,11 +9,12 @@ this workload, rather than by ``model.generate``:
 
 - *Shared prefix.* Every prompt of a batch starts with the same chat template (and system prompt):
   that common prefix is run once, for one row, and its keys and values are copied to the batch
-  (when it saves more tokens than one more pass costs: not for a single prompt).
+  (unless it saves fewer prompt tokens than one more pass costs, as for a single prompt).
 - *Shared prompt.* The K samples of one question share its prompt: each prompt is run once
   (``generate(num_return_sequences=K)`` runs it K times) and its keys and values are stored once
-  (:class:`_PromptStore`). With 16 rows or more, on the architectures whose attention is plain
-  softmax attention (Llama, Mistral, Qwen 2/3), every decoding step reads them once per prompt for
+  (:class:`_PromptStore`; caches with sliding-window layers take the repeat path below, K copies).
+  With 16 rows or more, on the architectures whose attention is plain softmax attention (Llama,
+  Mistral, Qwen 2/3, without sliding windows), every decoding step reads them once per prompt for
   all K samples (:func:`_shared_prompt_attention`); a step's attention otherwise reads the prompt
   K times, once per row. Other models, and fewer rows, decode from a K-fold copy with the model's
   own attention.
@@ -22,9 +23,10 @@ this workload, rather than by ``model.generate``:
 - *Finished rows leave.* A row that emits an end-of-sequence token (or, under the plain
   ``Question: ... Answer:`` format, finishes its first line, the only part kept) is dropped from
   the batch at once, so the remaining steps compute only the rows still generating.
-- *Reserved cache.* Each layer's keys and values live in buffers with room for every token to come
-  (:class:`_PromptStore`, :class:`_GeneratedLayer`, :class:`_ReservedLayer`); the prompt passes and
-  every step write their tokens in place (``DynamicLayer`` would copy the whole cache at every step to append one token).
+- *Reserved cache.* Each layer's keys and values live in buffers sized for the prompts
+  (:class:`_PromptStore`) and for every token to come (:class:`_GeneratedLayer`,
+  :class:`_ReservedLayer`); the prompt passes and every step write their tokens in place (``DynamicLayer`` would copy the whole cache at every step
+  to append one token).
 - *Cheap nucleus.* Top-p sampling sorts no vocabulary (short of a row failing 8 draws): a row's
   nucleus is looked for among its 64 most likely tokens, and a row with a wider one draws from the
   whole vocabulary until the draw lands in the nucleus (:func:`pick_tokens`).
@@ -384,15 +386,24 @@ def _shared_prompt_attention(module, query, key, value, attention_mask, scaling,
     t, dim]``): softmax over both together, as plain attention over the concatenation.
 
     The prompt's keys and values are the bulk of a step's attention reads; a cache of ``n * k``
-    rows holds each prompt K times. Registered with transformers as ``"mscl_shared_prompt"``; the
-    mask argument is unused (the prompt's pads are in ``shared_prompt.bias``, and a row sees all its
-    generated tokens)."""
+    rows holds each prompt K times. Registered with transformers as ``"mscl_shared_prompt"``
+    (:func:`decode_batch` switches the model to it for the decoding steps only); the mask argument
+    is unused (the prompt's pads are in ``shared_prompt.bias``, and a row sees all its generated
+    tokens). With K = 1 nothing is shared, but at many rows it is still no slower than ``torch``'s
+    CPU attention over the cache (``README.md``, Generation) and skips building the mask.
+
+    Precision: the query is scaled before the products and the softmax weights are cast back to
+    the query's dtype, as transformers' eager attention does; in bf16 or fp16 that is less exact
+    than fused kernels, so on a GPU in half precision the sampled tokens can differ from the model's
+    own attention's (in fp32 they agree, ``tests/test_sampling.py``)."""
     store = shared_prompt.stores[module.layer_idx]
     prompt_keys, prompt_values = store.keys, store.values              # [n, kv_heads, width, dim]
     n, kv_heads, width, dim = prompt_keys.shape
     rows, heads, q_len, _ = query.shape
     if q_len != 1:
         raise ValueError(f"shared-prompt attention takes one query token a row, got {q_len}")
+    if dropout:
+        raise ValueError("shared-prompt attention is for inference: put the model in eval mode (dropout > 0)")
     k, g, slots = shared_prompt.k, heads // kv_heads, shared_prompt.slots
     full = rows == n * k                                               # no row has left yet
     q_rows = (query * scaling).reshape(rows, kv_heads, g, dim)

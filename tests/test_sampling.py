@@ -34,14 +34,34 @@ def _ids(tok, questions):
     return tok([format_prompt(tok, q) for q in questions])["input_ids"]
 
 
-@pytest.fixture(params=["shared prompt", "k-fold copy"])
-def decoding(request, monkeypatch):
-    """Decode every batch with the shared-prompt attention, or every batch from a K-fold copy of the
-    prompts with the model's own attention."""
+@pytest.fixture
+def shared_attention_calls():
+    """Counts the calls of the registered shared-prompt attention during a test."""
+    from transformers import AttentionInterface
+
     from mscl import sampling
 
-    monkeypatch.setattr(sampling, "_SHARED_PROMPT_MIN_ROWS", 1 if request.param == "shared prompt" else 10**9)
-    return request.param
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return sampling._shared_prompt_attention(*args, **kwargs)
+
+    AttentionInterface.register(sampling.SHARED_PROMPT_ATTENTION, counting)
+    yield calls
+    AttentionInterface.register(sampling.SHARED_PROMPT_ATTENTION, sampling._shared_prompt_attention)
+
+
+@pytest.fixture(params=["shared prompt", "k-fold copy"])
+def decoding(request, monkeypatch, shared_attention_calls):
+    """Decode every batch with the shared-prompt attention, or every batch from a K-fold copy of the
+    prompts with the model's own attention (and check that the test used the one it names)."""
+    from mscl import sampling
+
+    shared = request.param == "shared prompt"
+    monkeypatch.setattr(sampling, "_SHARED_PROMPT_MIN_ROWS", 1 if shared else 10**9)
+    yield request.param
+    assert bool(shared_attention_calls) == shared
 
 
 def test_greedy_matches_transformers_generate(varied, decoding):
@@ -98,9 +118,12 @@ def test_grouped_prompt_passes_and_the_one_pass_path_give_the_same_tokens(varied
     default = decode_batch(model, ids, **kw)
     monkeypatch.setattr(sampling, "_SHARED_PROMPT_MIN_ROWS", 1)
     assert decode_batch(model, ids, **kw) == default
+    monkeypatch.setattr(sampling, "_GROUP_OVERHEAD_TOKENS", 1)           # the prefix pass, then the shared prompt
+    assert common_prefix_length(ids) > 0
+    assert decode_batch(model, ids, **kw) == default
     monkeypatch.setattr(sampling, "_GROUP_OVERHEAD_TOKENS", 0)           # a pass for every prompt length
     assert decode_batch(model, ids, **kw) == default
-    monkeypatch.setattr(sampling, "_GROUP_OVERHEAD_TOKENS", 10_000)      # one pass
+    monkeypatch.setattr(sampling, "_GROUP_OVERHEAD_TOKENS", 10_000)      # one pass (and no prefix pass)
     assert decode_batch(model, ids, **kw) == default
     monkeypatch.setattr(sampling, "_plain_layers", lambda model: None)   # repeat-and-reserve path
     assert decode_batch(model, ids, **kw) == default
@@ -118,10 +141,13 @@ def test_prompts_without_a_shared_prefix_group_and_leave_like_single_prompts(var
     assert common_prefix_length(ids) == 0
     monkeypatch.setattr(sampling, "_GROUP_OVERHEAD_TOKENS", 0)
     kw = dict(max_new_tokens=8, pad_token_id=tok.pad_token_id)
+    under_test = sampling._SHARED_PROMPT_MIN_ROWS
+    monkeypatch.setattr(sampling, "_SHARED_PROMPT_MIN_ROWS", 10**9)      # the references: the model's own attention
     alone = [decode_batch(model, [i], **kw)[0] for i in ids]
     stop = alone[0][2]
     kw["stop_ids"] = [stop]
     alone = [decode_batch(model, [i], **kw)[0] for i in ids]
+    monkeypatch.setattr(sampling, "_SHARED_PROMPT_MIN_ROWS", under_test)
     assert decode_batch(model, ids, k=2, **kw) == [row for row in alone for _ in range(2)]
     assert len(alone[0]) == 2 and {len(a) for a in alone} != {8}     # rows left at different steps
 
@@ -171,7 +197,8 @@ def test_shared_prompt_attention_is_attention_over_each_rows_prompt_and_own_toke
             torch.testing.assert_close(out[r, 0], expected[:, 0], atol=1e-5, rtol=1e-5)
 
 
-def test_sampled_rows_leave_one_by_one_alike_with_and_without_the_shared_prompt(varied, monkeypatch):
+def test_sampled_rows_leave_one_by_one_alike_with_and_without_the_shared_prompt(varied, monkeypatch,
+                                                                                shared_attention_calls):
     """Sampled K = 3 continuations whose rows stop at different steps, some of a prompt's samples
     before the others: the same tokens with the shared prompt as from a K-fold copy."""
     from mscl import sampling
@@ -186,6 +213,7 @@ def test_sampled_rows_leave_one_by_one_alike_with_and_without_the_shared_prompt(
         monkeypatch.setattr(sampling, "_SHARED_PROMPT_MIN_ROWS", min_rows)
         runs[min_rows] = decode_batch(model, ids, generator=torch.Generator().manual_seed(3), stop_ids=[stop], **kw)
     assert runs[1] == runs[10**9]
+    assert shared_attention_calls
     lengths = [[len(runs[1][i * 3 + j]) for j in range(3)] for i in range(len(ids))]
     assert any(len(set(row)) > 1 for row in lengths)                  # a prompt's samples left apart
     assert any(0 < min(row) for row in lengths) and any(min(row) < 8 for row in lengths)
