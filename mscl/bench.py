@@ -39,7 +39,10 @@ training parameters, because these machines are noisy and only figures taken tog
     loop's time over the batched run's matmul FLOPs (counted by ``FlopCounterMode`` in a second,
     untimed batched run with the same seed and batches, so the same tokens; attention, sampling and
     elementwise work are not counted) done at the square-matmul peak measured in the same run. The
-    details give the batched run's share of that peak (``batched_matmul_peak_share``).
+    details give the batched run's share of that peak (``batched_matmul_peak_share``). And
+    ``batched_generation_linear_bound``: the loop's time over the time a third batched run spends
+    inside the backbone's linear layers (timed by hooks, :class:`LinearTimer`; the details give their
+    share of that run and their FLOP/s), the speedup were attention, sampling, norms and Python free.
 Also measured, without a bar (it is why ``make reproduce`` runs two 1-thread stage jobs at a time
 on a 2-core machine): ``parallel_jobs_throughput``, the training work two 1-thread processes do
 side by side per second over what one process with every core does (the same training pass in
@@ -376,6 +379,38 @@ def job_parallelism(profile: str, records: int, backbone: str | None) -> dict:
 
 
 # --------------------------------------------------------------------------- generation
+class LinearTimer:
+    """Wall time spent inside a model's linear layers (every ``nn.Linear``, the LM head included),
+    measured by forward hooks while the block runs; a linear inside another (LoRA's inside the layer
+    it adapts) is counted once, in the outer one."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model, self.seconds, self.calls = model, 0.0, 0
+        self._depth, self._start, self._handles = 0, 0.0, []
+
+    def _enter(self, module, args) -> None:
+        if self._depth == 0:
+            self._start = time.perf_counter()
+        self._depth += 1
+
+    def _leave(self, module, args, output) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self.seconds += time.perf_counter() - self._start
+            self.calls += 1
+
+    def __enter__(self) -> "LinearTimer":
+        for m in self.model.modules():
+            if isinstance(m, torch.nn.Linear):
+                self._handles += [m.register_forward_pre_hook(self._enter), m.register_forward_hook(self._leave)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
 def generation_speedup(s: Setup, matmul_flops_per_s: float, repeats: int) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -417,6 +452,17 @@ def generation_speedup(s: Setup, matmul_flops_per_s: float, repeats: int) -> dic
     out.update(batched_matmul_flops=flops, batched_matmul_flops_per_s=flops / batched,
                batched_matmul_peak_share=flops / batched / matmul_flops_per_s,
                batched_generation_ceiling=loops["auto"] / (flops / matmul_flops_per_s))
+    # How much of the batched run is its linear layers, timed by hooks in a third run (same tokens):
+    # the loop's time over theirs is the speedup if everything else (attention, sampling, norms,
+    # Python) took no time at all.
+    with LinearTimer(s.model) as linears:
+        tic = time.perf_counter()
+        batched_run()
+        hooked = time.perf_counter() - tic
+    out.update(batched_linear_seconds=linears.seconds, batched_linear_calls=linears.calls,
+               batched_linear_share=linears.seconds / hooked,
+               batched_linear_flops_per_s=flops / linears.seconds,
+               batched_generation_linear_bound=loops["auto"] / linears.seconds)
     return out
 
 
@@ -569,6 +615,7 @@ def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: 
         figures["peak_rss_gib"] = details["peak memory of a stage"]["peak_rss_gib"]
     extra = {"pbl_vs_cit_train_stage_ratio": details["PBL vs CIT training"]["train_stage_ratio"],
              "batched_generation_ceiling": details["batched generation"]["batched_generation_ceiling"],
+             "batched_generation_linear_bound": details["batched generation"]["batched_generation_linear_bound"],
              "parallel_jobs_throughput": details["two 1-thread jobs against one"]["parallel_jobs_throughput"]}
     if details["linear backends"]["available"]:
         forward = details["linear backends"]["model_forward"]

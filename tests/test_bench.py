@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
+import torch
 
 from mscl import bench, packed_linear
 
@@ -26,6 +28,9 @@ def test_bench_measures_and_writes_every_figure(tmp_path, monkeypatch):
     gen = details["batched generation"]
     assert gen["batched_matmul_flops"] > 0 and saved["batched_generation_ceiling"] == pytest.approx(
         gen["one_at_a_time_seconds"] / (gen["batched_matmul_flops"] / details["matmul peak"]["matmul_flops_per_s"]))
+    assert 0 < gen["batched_linear_share"] < 1 and gen["batched_linear_calls"] > 0
+    assert saved["batched_generation_linear_bound"] == pytest.approx(
+        gen["one_at_a_time_seconds"] / gen["batched_linear_seconds"])
     peak = details["matmul peak"]
     assert peak["matmul_flops_per_s"] == max(peak["best_by_backend"].values()) > 0
     if packed_linear.available():  # both backends, each shape at both row counts, whole forwards both ways
@@ -44,3 +49,23 @@ def test_bench_measures_and_writes_every_figure(tmp_path, monkeypatch):
 def test_bars():
     assert bench.meets("train_throughput_ratio_vs_trl", 1.0) and not bench.meets("train_throughput_ratio_vs_trl", 0.99)
     assert bench.meets("peak_rss_gib", 5.9) and not bench.meets("peak_rss_gib", 6.1)
+
+
+def test_linear_timer_counts_outer_linears_once():
+    class Adapted(torch.nn.Linear):  # a linear computing through another, as LoRA's layers do
+        def __init__(self):
+            super().__init__(4, 4)
+            self.inner = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            time.sleep(0.02)
+            return super().forward(x) + self.inner(x)
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), Adapted())
+    x = torch.randn(2, 4)
+    with bench.LinearTimer(model) as timer:
+        model(x)
+        model(x)
+    assert timer.calls == 4 and 0.04 <= timer.seconds < 1
+    model(x)  # hooks removed on leaving
+    assert timer.calls == 4 and all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
