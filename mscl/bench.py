@@ -37,12 +37,14 @@ training parameters, because these machines are noisy and only figures taken tog
     (a call a record, all at the same shapes, after a warm-up call) once. Bar: at least 8. Beside it, without a bar,
     ``batched_generation_ceiling``, an upper bound on what batching could give on this machine: the
     loop's time over the batched run's matmul FLOPs (counted by ``FlopCounterMode`` in a second,
-    untimed batched run with the same seed and batches, so the same tokens; attention, sampling and
-    elementwise work are not counted) done at the square-matmul peak measured in the same run. The
-    details give the batched run's share of that peak (``batched_matmul_peak_share``). And
-    ``batched_generation_linear_bound``: the loop's time over the time a third batched run spends
-    inside the backbone's linear layers (timed by hooks, :class:`LinearTimer`; the details give their
-    share of that run and their FLOP/s), the speedup were attention, sampling, norms and Python free.
+    untimed batched run with the same seed and batches, so the same tokens; the linear layers' and
+    the decoding attention's matmuls are counted, ``torch``'s fused CPU attention in the prompt
+    passes, softmax, sampling and elementwise work are not) done at the square-matmul peak measured
+    in the same run. The details give the batched run's share of that peak
+    (``batched_matmul_peak_share``). And ``batched_generation_linear_bound``: the loop's time over
+    the time a third batched run spends inside the backbone's linear layers (timed by hooks,
+    :class:`LinearTimer`; the details give their share of that run, and their own FLOPs over their
+    time), the speedup were attention, sampling, norms and Python free.
 Also measured, without a bar (it is why ``make reproduce`` runs two 1-thread stage jobs at a time
 on a 2-core machine): ``parallel_jobs_throughput``, the training work two 1-thread processes do
 side by side per second over what one process with every core does (the same training pass in
@@ -380,29 +382,47 @@ def job_parallelism(profile: str, records: int, backbone: str | None) -> dict:
 
 # --------------------------------------------------------------------------- generation
 class LinearTimer:
-    """Wall time spent inside a model's linear layers (every ``nn.Linear``, the LM head included),
-    measured by forward hooks while the block runs; a linear inside another (LoRA's inside the layer
-    it adapts) is counted once, in the outer one."""
+    """Wall time spent inside a model's linear layers while the block runs, timed by forward hooks:
+    every ``nn.Linear`` (the LM head included) and every PEFT adapter layer (a LoRA layer and the
+    linears it computes through are one call, the outer one). ``flops`` adds up the matmul FLOPs of
+    the ``nn.Linear`` calls, inner ones included (2 x rows x in x out). On a GPU each hook
+    synchronises first, so the time is the kernels', not their launches'."""
 
     def __init__(self, model: torch.nn.Module):
-        self.model, self.seconds, self.calls = model, 0.0, 0
-        self._depth, self._start, self._handles = 0, 0.0, []
+        self.model, self.seconds, self.calls, self.flops = model, 0.0, 0, 0
+        self._depth, self._start, self._handles, self._cuda = 0, 0.0, [], False
+
+    def _sync(self) -> None:
+        if self._cuda:
+            torch.cuda.synchronize()
 
     def _enter(self, module, args) -> None:
+        if isinstance(module, torch.nn.Linear) and args and torch.is_tensor(args[0]):
+            self.flops += 2 * args[0].numel() * module.out_features
         if self._depth == 0:
+            self._sync()
             self._start = time.perf_counter()
         self._depth += 1
 
     def _leave(self, module, args, output) -> None:
         self._depth -= 1
         if self._depth == 0:
+            self._sync()
             self.seconds += time.perf_counter() - self._start
             self.calls += 1
 
     def __enter__(self) -> "LinearTimer":
+        try:
+            from peft.tuners.tuners_utils import BaseTunerLayer
+            kinds: tuple = (torch.nn.Linear, BaseTunerLayer)
+        except ImportError:
+            kinds = (torch.nn.Linear,)
+        self._depth = 0
+        self._cuda = any(p.is_cuda for p in self.model.parameters())
         for m in self.model.modules():
-            if isinstance(m, torch.nn.Linear):
-                self._handles += [m.register_forward_pre_hook(self._enter), m.register_forward_hook(self._leave)]
+            if isinstance(m, kinds):  # the post-hook runs even when the forward raises
+                self._handles += [m.register_forward_pre_hook(self._enter),
+                                  m.register_forward_hook(self._leave, always_call=True)]
         return self
 
     def __exit__(self, *exc) -> None:
@@ -449,9 +469,10 @@ def generation_speedup(s: Setup, matmul_flops_per_s: float, repeats: int) -> dic
     with FlopCounterMode(display=False) as counter:
         sample_responses(s.model, s.tokenizer, questions, batch_size=s.params.eval.batch_size, **kw)
     flops = counter.get_total_flops()
-    out.update(batched_matmul_flops=flops, batched_matmul_flops_per_s=flops / batched,
-               batched_matmul_peak_share=flops / batched / matmul_flops_per_s,
-               batched_generation_ceiling=loops["auto"] / (flops / matmul_flops_per_s))
+    if flops:  # none counted when generation runs outside torch (vLLM)
+        out.update(batched_matmul_flops=flops, batched_matmul_flops_per_s=flops / batched,
+                   batched_matmul_peak_share=flops / batched / matmul_flops_per_s,
+                   batched_generation_ceiling=loops["auto"] / (flops / matmul_flops_per_s))
     # How much of the batched run is its linear layers, timed by hooks in a third run (same tokens):
     # the loop's time over theirs is the speedup if everything else (attention, sampling, norms,
     # Python) took no time at all.
@@ -459,10 +480,11 @@ def generation_speedup(s: Setup, matmul_flops_per_s: float, repeats: int) -> dic
         tic = time.perf_counter()
         batched_run()
         hooked = time.perf_counter() - tic
-    out.update(batched_linear_seconds=linears.seconds, batched_linear_calls=linears.calls,
-               batched_linear_share=linears.seconds / hooked,
-               batched_linear_flops_per_s=flops / linears.seconds,
-               batched_generation_linear_bound=loops["auto"] / linears.seconds)
+    if linears.calls:  # none when generation bypasses the model's modules (vLLM)
+        out.update(batched_linear_seconds=linears.seconds, batched_linear_calls=linears.calls,
+                   batched_linear_share=linears.seconds / hooked, batched_linear_flops=linears.flops,
+                   batched_linear_flops_per_s=linears.flops / linears.seconds,
+                   batched_generation_linear_bound=loops["auto"] / linears.seconds)
     return out
 
 
@@ -614,9 +636,10 @@ def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: 
     if stage_method:
         figures["peak_rss_gib"] = details["peak memory of a stage"]["peak_rss_gib"]
     extra = {"pbl_vs_cit_train_stage_ratio": details["PBL vs CIT training"]["train_stage_ratio"],
-             "batched_generation_ceiling": details["batched generation"]["batched_generation_ceiling"],
-             "batched_generation_linear_bound": details["batched generation"]["batched_generation_linear_bound"],
              "parallel_jobs_throughput": details["two 1-thread jobs against one"]["parallel_jobs_throughput"]}
+    for key in ("batched_generation_ceiling", "batched_generation_linear_bound"):
+        if key in details["batched generation"]:
+            extra[key] = details["batched generation"][key]
     if details["linear backends"]["available"]:
         forward = details["linear backends"]["model_forward"]
         extra["packed_linear_prompt_forward_speedup"] = forward["prompts"]["packed_speedup"]

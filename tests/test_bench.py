@@ -51,21 +51,59 @@ def test_bars():
     assert bench.meets("peak_rss_gib", 5.9) and not bench.meets("peak_rss_gib", 6.1)
 
 
-def test_linear_timer_counts_outer_linears_once():
-    class Adapted(torch.nn.Linear):  # a linear computing through another, as LoRA's layers do
-        def __init__(self):
-            super().__init__(4, 4)
-            self.inner = torch.nn.Linear(4, 4)
+class _Sleep(torch.nn.Module):
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
 
-        def forward(self, x):
-            time.sleep(0.02)
-            return super().forward(x) + self.inner(x)
+    def forward(self, x):
+        time.sleep(self.seconds)
+        return x
 
-    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), Adapted())
+
+class _Nested(torch.nn.Linear):
+    """A linear computing through another one inside it."""
+
+    def __init__(self, fail: bool = False):
+        super().__init__(4, 4)
+        self.inner, self.fail = torch.nn.Linear(4, 4), fail
+
+    def forward(self, x):
+        time.sleep(0.02)
+        if self.fail:
+            raise RuntimeError("boom")
+        return super().forward(x) + self.inner(x)
+
+
+def test_linear_timer_times_linears_only_counting_nested_ones_once():
+    nested = _Nested()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), _Sleep(0.03), nested)
     x = torch.randn(2, 4)
     with bench.LinearTimer(model) as timer:
         model(x)
         model(x)
-    assert timer.calls == 4 and 0.04 <= timer.seconds < 1
-    model(x)  # hooks removed on leaving
-    assert timer.calls == 4 and all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+        nested.fail = True
+        with pytest.raises(RuntimeError):
+            model(x)
+        nested.fail = False
+        model(x)
+    # 2 calls a forward, the nested linear counted once, the failed forward's too (its interval
+    # ends); 0.02 s a forward inside the linears, and the 0.03 s a forward outside them not counted
+    assert timer.calls == 8
+    assert 0.08 <= timer.seconds < 0.08 + 0.08
+    # 2 x rows x in x out for every nn.Linear entered, inner ones too: 3 a forward, the failed one 2
+    one = 2 * 2 * 4 * 4
+    assert timer.flops == 3 * 3 * one + 2 * one
+    model(x)
+    assert timer.calls == 8 and all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_linear_timer_counts_a_lora_layer_once():
+    from peft import LoraConfig, inject_adapter_in_model
+
+    model = inject_adapter_in_model(LoraConfig(r=2, target_modules=["0"]),
+                                    torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3)))
+    with bench.LinearTimer(model) as timer:
+        model(torch.randn(5, 4))
+    # LoRA's layer (base, A and B inside) and the plain linear; FLOPs of base, A, B and the plain one
+    assert timer.calls == 2 and timer.flops == 2 * 5 * (4 * 4 + 4 * 2 + 2 * 4 + 4 * 3)
