@@ -1,12 +1,12 @@
 """Frozen fp32 linear layers on the CPU through oneDNN's prepacked matmul.
 
 PyTorch computes an fp32 ``nn.Linear`` on the CPU with MKL's sgemm. On this repo's 2-core AMD
-EPYC (AVX-512) that reached 192 GFLOP/s in the committed bench run, about what AVX2 code can do
+EPYC (AVX-512) that reached 204 GFLOP/s in the bench run at 9c1fd7a, about what AVX2 code can do
 on two cores (MKL is widely reported to dispatch its AVX2 kernels on non-Intel processors);
-oneDNN, which ships inside PyTorch and generates its kernels for the CPU it finds, reached 462 on
-the same cores. Over SmolLM2's linear shapes that run measured 1.9-2.6x at 128 rows and 1.3-3.8x
+oneDNN, which ships inside PyTorch and generates its kernels for the CPU it finds, reached 474 on
+the same cores. Over SmolLM2's linear shapes that run measured 2.0-3.0x at 128 rows and 1.4-6.5x
 at 4 rows (``make bench`` measures both on the machine it runs on: ``matmul peak`` and ``linear
-backends``). The arithmetic is fp32 either way: only the summation order differs.
+backends``; ``reports/benchmarks.json``). The arithmetic is fp32 either way: only the summation order differs.
 
 :func:`enable` turns every plain ``nn.Linear`` of a model into a :class:`PackedLinear` (the same
 module, parameters and state dict; ``isinstance(m, nn.Linear)`` still holds, so PEFT wraps it as
