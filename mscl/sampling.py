@@ -25,8 +25,8 @@ this workload, rather than by ``model.generate``:
   the batch at once, so the remaining steps compute only the rows still generating.
 - *Reserved cache.* Each layer's keys and values live in buffers sized for the prompts
   (:class:`_PromptStore`) and for every token to come (:class:`_GeneratedLayer`,
-  :class:`_ReservedLayer`); the prompt passes and every step write their tokens in place (``DynamicLayer`` would copy the whole cache at every step
-  to append one token).
+  :class:`_ReservedLayer`); the prompt passes and every step write their tokens in place
+  (``DynamicLayer`` would copy the whole cache at every step to append one token).
 - *Cheap nucleus.* Top-p sampling sorts no vocabulary (short of a row failing 8 draws): a row's
   nucleus is looked for among its 64 most likely tokens, and a row with a wider one draws from the
   whole vocabulary until the draw lands in the nucleus (:func:`pick_tokens`).
