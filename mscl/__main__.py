@@ -1,5 +1,8 @@
 """Command line: ``python -m mscl run --profile cpu --stream domain_independent --method pbl [--stage N]``.
 
+``python -m mscl sweep --profile cpu [--setting NAME]`` runs the pilot's budget sweep (every setting,
+or one; :mod:`mscl.pilot`) and prints its table.
+
 Runs one stage of one method (and any earlier stage not finished yet) through the same code path
 the notebooks call (:func:`mscl.stages.run_stage`); without ``--stage`` it runs the whole stream.
 Finished stages are reused, so the command can be repeated after a kill. ``--seed`` picks the
@@ -22,7 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--backbone", default=None, help="override the profile's backbone")
     run.add_argument("--seed", type=int, default=None,
                      help="training seed (default: training.yaml's seed; the data keeps its data_seed)")
+    sweep = sub.add_parser("sweep", help="run (or reuse) the pilot's budget sweep (mscl/pilot.py)")
+    sweep.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
+    sweep.add_argument("--setting", default=None, nargs="+", help="only these settings (names as in the table)")
+    sweep.add_argument("--backbone", default=None, help="override the profile's backbone")
     args = parser.parse_args(argv)
+    if args.command == "sweep":
+        return _sweep(args)
 
     from mscl.params import load_params
     from mscl.stages import results_table, run_stage, run_stream
@@ -42,6 +51,24 @@ def main(argv: list[str] | None = None) -> int:
 
     if dist.is_main():
         print(results_table(manifests).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    return 0
+
+
+def _sweep(args) -> int:
+    from mscl import pilot
+    from mscl.params import load_params
+
+    grid = pilot.settings(load_params(args.profile, "02_pilot"))
+    names = [s.name for s in grid]
+    unknown = sorted(set(args.setting or []) - set(names))
+    if unknown:
+        raise SystemExit(f"unknown sweep setting(s) {', '.join(unknown)}; params/{args.profile}/02_pilot.yaml "
+                         f"gives {', '.join(names)}")
+    for setting in grid:
+        if args.setting is None or setting.name in args.setting:
+            pilot.run_setting(args.profile, setting, args.backbone)
+    if args.setting is None:
+        print(pilot.sweep_table(args.profile, args.backbone).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     return 0
 
 

@@ -52,6 +52,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -949,14 +950,15 @@ def _sizes(profile: str):
 
 
 def _records(fact: Fact, *, stream: str, stage: int, domain: str, answer: str, previous: str | None,
-             shared_with: str | None, templates: tuple[str, ...], seed: int) -> list[Record]:
-    """The training question and one evaluation question (a different wording) of one fact."""
-    eval_template = _rng(seed, "wording", stream, stage, fact.fact_id).choice(templates[1:])
+             shared_with: str | None, templates: tuple[str, ...]) -> list[Record]:
+    """The training question (``templates[0]``) and one evaluation question per other wording of one
+    fact: every held-out wording is asked, more items at no training cost."""
     out = []
-    for split, template in (("train", templates[0]), ("eval", eval_template)):
+    for w, template in enumerate(templates):
+        split = "train" if w == 0 else "eval"
         out.append(Record(
-            id=f"{stream}/{stage}/{split}/{fact.fact_id}", fact_id=fact.fact_id, stream=stream,
-            stage=stage, domain=domain, split=split, question=template.format(label=fact.label),
+            id=f"{stream}/{stage}/{split}/{fact.fact_id}" + (f"#{w}" if w else ""), fact_id=fact.fact_id,
+            stream=stream, stage=stage, domain=domain, split=split, question=template.format(label=fact.label),
             answer=answer, previous_answer=previous, edited=previous is not None,
             shared_with=shared_with, source=fact.source))
     return out
@@ -973,6 +975,7 @@ class _Plan:
     def __init__(self) -> None:
         self.reserved: set[str] = set()
         self.shortfalls: list[str] = []
+        self.known_in_base = 0
 
     def pool(self, relations: Iterable[str], exclude: set[str] = frozenset()) -> list[Fact]:
         return [f for f in _interleave(candidate_facts(r) for r in relations)
@@ -987,7 +990,7 @@ def _domain_relations(domain: str) -> list[str]:
     return [r.name for r in RELATIONS if r.domain == domain]
 
 
-def _general(plan: _Plan, n: int, seed: int) -> list[Record]:
+def _general(plan: _Plan, n: int) -> list[Record]:
     # At most the best-known half of each relation, so the streams keep facts of every relation
     # (at paper scale the general set would otherwise take every country's capital).
     heads = [candidate_facts(r)[:(len(candidate_facts(r)) + 1) // 2] for r in GENERAL_RELATIONS]
@@ -997,64 +1000,95 @@ def _general(plan: _Plan, n: int, seed: int) -> list[Record]:
     recs = []
     for f in facts:
         recs += _records(f, stream="general", stage=0, domain=GENERAL_DOMAIN, answer=f.answer, previous=None,
-                         shared_with=None, templates=relation_of(f.fact_id).templates, seed=seed)
+                         shared_with=None, templates=relation_of(f.fact_id).templates)
     return _by_split(recs)
 
 
-def _domain_independent(plan: _Plan, sizes, seed: int) -> list[Record]:
-    """Stage 1 learns a base set mixing all domains; stages 2..5 add new facts and edit old answers."""
-    stream = "domain_independent"
-    per_stage = [sizes.stage1_facts] + [sizes.new_facts_per_stage] * (DOMAIN_INDEPENDENT_STAGES - 1)
-    wanted = sum(per_stage)
-    # Take the best-known facts of each domain in turn, so every domain gives about wanted / 7.
-    pools = [plan.pool(_domain_relations(d)) for d in DOMAINS]
-    taken: list[list[Fact]] = [[] for _ in DOMAINS]
+def _spread(pools: list[list[Fact]], n: int) -> list[Fact]:
+    """Up to ``n`` facts taken from the pools in turn (one per pool per round, best-known first), so
+    every pool (domain) gives about ``n / len(pools)``."""
+    taken: list[list[Fact]] = [[] for _ in pools]
     total, i = 0, 0
-    while total < wanted and any(len(t) < len(p) for t, p in zip(taken, pools)):
-        d = i % len(DOMAINS)
+    while total < n and any(len(t) < len(p) for t, p in zip(taken, pools)):
+        d = i % len(pools)
         if len(taken[d]) < len(pools[d]):
             taken[d].append(pools[d][len(taken[d])])
             total += 1
         i += 1
-    plan.note("domain_independent stream, all stages", total, wanted)
-    # The seed decides which of the chosen facts come in which stage; the round-robin over domains
-    # keeps every stage mixed.
-    for d, facts in enumerate(taken):
-        _rng(seed, stream, "order", DOMAINS[d]).shuffle(facts)
-    order = _interleave(taken)
-    stages, start = [], 0
-    for n in per_stage:
-        stages.append(order[start:start + n])
-        start += n
-    # Half of stage 1 is never edited: the knowledge-retention set (KRR) must not be empty.
-    protected = set(f.fact_id for f in _rng(seed, stream, "retention").sample(stages[0], len(stages[0]) // 2))
-    history: dict[str, list[str]] = {}
-    learned: list[Fact] = []
+    return _interleave(taken)
+
+
+def probe_candidates(sizes) -> list[Fact]:
+    """The facts a backbone is asked about before the build (:func:`build_benchmark`'s ``known``):
+    the best-known ``sizes.probe_pool`` facts of the seven domains, taken in turn, outside the general
+    set (the same facts the domain-independent stream chooses from)."""
+    plan = _Plan()
+    _general(plan, sizes.general)   # reserves the general set's facts
+    return _spread([plan.pool(_domain_relations(d)) for d in DOMAINS], sizes.probe_pool)
+
+
+def revision_chain(fact: Fact, revisions: int, seed: int, stream: str) -> list[str] | None:
+    """The fact's answers stage after stage, ``[true answer, B, C, ...]`` with ``revisions`` edits:
+    each edit a real answer of the same relation that is none of the earlier ones, contains none and
+    is contained in none (:func:`edited_answer`); ``None`` when the relation runs out of answers."""
+    chain = [fact.answer]
+    for stage in range(2, revisions + 2):
+        answer = edited_answer(fact, chain, _rng(seed, stream, stage, "edit", fact.fact_id))
+        if answer is None:
+            return None
+        chain.append(answer)
+    return chain
+
+
+def _domain_independent(plan: _Plan, sizes, seed: int, known: set[str] | None) -> list[Record]:
+    """The paper's revised dataset: stage 1 learns a base set of ``sizes.stage1_facts`` facts from all
+    seven domains; every later stage retrains the same facts, ``sizes.revised_share`` of them with a
+    new answer (each revised fact's answers form a chain A -> B -> C -> D -> E), the rest with their
+    unchanged answer (the retention set, KRR). ``known`` (facts the backbone answers before any
+    training) supplies ``sizes.known_share`` of the base set, so that revisions also fight
+    pre-trained knowledge, as the paper's stage-1 KGR below its ACC implies."""
+    stream = "domain_independent"
+    n = sizes.stage1_facts
+    revisions = DOMAIN_INDEPENDENT_STAGES - 1
+    pools = [plan.pool(_domain_relations(d)) for d in DOMAINS]
+    chains: dict[str, list[str] | None] = {}
+
+    def chain(f: Fact) -> list[str] | None:
+        if f.fact_id not in chains:
+            chains[f.fact_id] = revision_chain(f, revisions, seed, stream)
+        return chains[f.fact_id]
+
+    n_known = round(sizes.known_share * n) if known else 0
+    # Known facts must carry a full chain (a known fact is meant to be revised against its prior).
+    known_pools = [[f for f in p if f.fact_id in known and chain(f)] for p in pools] if n_known else [[] for _ in pools]
+    base = _spread(known_pools, n_known)
+    plan.note("domain_independent base set: facts the backbone knows", len(base), n_known)
+    chosen = {f.fact_id for f in base}
+    unknown_pools = [[f for f in p if f.fact_id not in chosen and not (known and f.fact_id in known)] for p in pools]
+    base += _spread(unknown_pools, n - len(base))
+    plan.note("domain_independent base set", len(base), n)
+    _rng(seed, stream, "order").shuffle(base)
+    wanted_revised = math.ceil(sizes.revised_share * n)
+    # A fact whose relation runs out of fresh answers keeps its answer; the others that keep theirs
+    # are drawn with the seed, known and unknown facts alike.
+    must_keep = [f for f in base if not chain(f)]
+    n_keep = max(len(base) - wanted_revised, len(must_keep))
+    free = [f for f in base if chain(f)]
+    kept = {f.fact_id for f in must_keep + _rng(seed, stream, "retention").sample(free, n_keep - len(must_keep))}
+    plan.note("domain_independent revised facts", len(base) - len(kept), wanted_revised)
     records: list[Record] = []
-    for stage, new in enumerate(stages, start=1):
+    for stage in range(1, DOMAIN_INDEPENDENT_STAGES + 1):
         recs = []
-        edits = 0
-        if stage > 1:
-            candidates = [f for f in learned if f.fact_id not in protected]
-            _rng(seed, stream, stage, "edit-choice").shuffle(candidates)
-            for f in candidates:
-                if edits == sizes.edits_per_stage:
-                    break
-                answer = edited_answer(f, history[f.fact_id], _rng(seed, stream, stage, "edit", f.fact_id))
-                if answer is None:
-                    continue
-                recs += _records(f, stream=stream, stage=stage, domain=relation_of(f.fact_id).domain, answer=answer,
-                                 previous=history[f.fact_id][-1], shared_with=None,
-                                 templates=relation_of(f.fact_id).templates, seed=seed)
-                history[f.fact_id].append(answer)
-                edits += 1
-            plan.note(f"domain_independent stage {stage} edits", edits, sizes.edits_per_stage)
-        for f in new:
-            recs += _records(f, stream=stream, stage=stage, domain=relation_of(f.fact_id).domain, answer=f.answer,
-                             previous=None, shared_with=None, templates=relation_of(f.fact_id).templates, seed=seed)
-            history[f.fact_id] = [f.answer]
-        learned += new
+        for f in base:
+            rel = relation_of(f.fact_id)
+            if stage == 1 or f.fact_id in kept:
+                answer, previous = f.answer, None
+            else:
+                answer, previous = chains[f.fact_id][stage - 1], chains[f.fact_id][stage - 2]
+            recs += _records(f, stream=stream, stage=stage, domain=rel.domain, answer=answer, previous=previous,
+                             shared_with=None, templates=rel.templates)
         records += _by_split(recs)
+    plan.known_in_base = sum(1 for f in base if known and f.fact_id in known)
     return records
 
 
@@ -1073,7 +1107,7 @@ def _cross_domain(plan: _Plan, sizes, seed: int) -> list[Record]:
             if answer is None:
                 continue
             recs += _records(f, stream=stream, stage=stage, domain=domain, answer=answer, previous=f.answer,
-                             shared_with=rel.domain, templates=rel.shared_templates, seed=seed)
+                             shared_with=rel.domain, templates=rel.shared_templates)
         if stage > 1:
             plan.note(f"cross_domain stage {stage} ({domain}) conflicts", len(recs) // 2, sizes.cross_conflict_per_stage)
         # Domain-independent examples: first the facts this domain shares with the next one (they
@@ -1091,7 +1125,7 @@ def _cross_domain(plan: _Plan, sizes, seed: int) -> list[Record]:
         used.update(f.fact_id for f in independent)
         for f in independent:
             recs += _records(f, stream=stream, stage=stage, domain=domain, answer=f.answer, previous=None,
-                             shared_with=None, templates=relation_of(f.fact_id).templates, seed=seed)
+                             shared_with=None, templates=relation_of(f.fact_id).templates)
         records += _by_split(recs)
     return records
 
@@ -1102,20 +1136,29 @@ def default_data_dir(profile: str) -> Path:
     return artifacts_dir() / "data" / profile
 
 
-def build_benchmark(profile: str, seed: int, out_dir: str | Path | None = None) -> Path:
+def build_benchmark(profile: str, seed: int, out_dir: str | Path | None = None,
+                    known: Iterable[str] | None = None, known_by: str | None = None) -> Path:
     """Build the three streams for ``profile`` (sizes from ``params/<profile>/01_data_build.yaml``)
     and write them, with ``manifest.json``, to ``out_dir`` (default :func:`default_data_dir`).
 
-    The same ``seed`` gives byte-identical files; another seed gives other edits, other evaluation
-    wordings and another assignment of facts to the domain-independent stages. Returns the folder.
+    ``known``: the fact ids, among :func:`probe_candidates`, that the backbone ``known_by`` already
+    answers (``mscl.stages.ensure_benchmark`` asks it); they make up ``sizes.known_share`` of the
+    domain-independent base set. Required when that share is above 0.
+
+    The same ``seed`` (and ``known``) gives byte-identical files; another seed gives other edits and
+    another order of the base set. Returns the folder.
     """
     sizes = _sizes(profile)
+    if sizes.known_share > 0 and known is None:
+        raise ValueError(f"params/{profile}/01_data_build.yaml asks for known_share {sizes.known_share}: pass "
+                         "the facts the backbone knows (`known=`, see mscl.stages.ensure_benchmark)")
+    known = set(known) if known is not None else None
     folder = Path(out_dir) if out_dir is not None else default_data_dir(profile)
     folder.mkdir(parents=True, exist_ok=True)
     plan = _Plan()
     streams = {
-        "general": _general(plan, sizes.general, seed),
-        "domain_independent": _domain_independent(plan, sizes, seed),
+        "general": _general(plan, sizes.general),
+        "domain_independent": _domain_independent(plan, sizes, seed, known),
         "cross_domain": _cross_domain(plan, sizes, seed),
     }
     files = {}
@@ -1129,6 +1172,9 @@ def build_benchmark(profile: str, seed: int, out_dir: str | Path | None = None) 
         "sizes": dataclasses.asdict(sizes),
         "packages": package_versions(),
         "files": files,
+        "known": {"backbone": known_by, "probed": sizes.probe_pool if known is not None else 0,
+                  "known_in_probe": len(known) if known is not None else 0,
+                  "known_in_base_set": plan.known_in_base, "base_set": sizes.stage1_facts},
         "relations": {r.name: {"domain": r.domain, "shared_with": r.shared_with, "description": r.description,
                                "available": len(candidate_facts(r.name))} for r in RELATIONS},
         "shortfalls": plan.shortfalls,
@@ -1250,12 +1296,16 @@ def stream_stages(folder: str | Path, stream: str) -> list[int]:
 def stage_sets(folder: str | Path, stream: str, stage: int) -> dict[str, list[Record]]:
     """What the stage loop trains and evaluates on at ``stage`` of ``stream``.
 
-    - ``train``: the stage's training questions (new facts, and edited facts with their new answers);
-    - ``eval``: the differently worded questions for the same facts and answers;
+    - ``train``: the stage's training questions (in the domain-independent stream every base fact,
+      revised or kept; in the cross-domain stream domain k's facts and its conflicts);
+    - ``eval``: every held-out wording of the same facts, with the stage's answers;
     - ``edited``: the evaluation records of facts whose answer was edited in this stage (empty in
       stage 1);
     - ``retention``: evaluation records of stage-1 facts whose answer no later stage edits, the same
       list at every stage (knowledge retention rate, KRR);
+    - ``history``: the evaluation records of earlier stages whose fact no stage up to this one asks
+      again, with their (still current) answers: the accuracy matrix R[k][j] of the cross-domain
+      stream (empty in the domain-independent stream, which asks every fact at every stage);
     - ``general``: the evaluation records of the general set.
     """
     records = read_stream(folder, stream)
@@ -1265,13 +1315,33 @@ def stage_sets(folder: str | Path, stream: str, stage: int) -> dict[str, list[Re
     first = stages[0]
     ever_edited = {r.fact_id for r in records if r.edited}
     at = [r for r in records if r.stage == stage]
+    last_asked: dict[str, int] = {}
+    for r in records:
+        if r.stage <= stage:
+            last_asked[r.fact_id] = max(last_asked.get(r.fact_id, 0), r.stage)
     return {
         "train": [r for r in at if r.split == "train"],
         "eval": [r for r in at if r.split == "eval"],
         "edited": [r for r in at if r.split == "eval" and r.edited],
         "retention": [r for r in records if r.stage == first and r.split == "eval" and r.fact_id not in ever_edited],
+        "history": [r for r in records if r.stage < stage and r.split == "eval" and last_asked[r.fact_id] == r.stage],
         "general": [r for r in read_stream(folder, "general") if r.split == "eval"],
     }
+
+
+def earlier_answers(records: Iterable[Record]) -> dict[tuple[str, int], list[str]]:
+    """For each (fact id, stage): the fact's answers at earlier stages that differ from its answer at
+    that stage, oldest first (the answers a model giving a *stale* answer falls back on)."""
+    answers: dict[str, dict[int, str]] = defaultdict(dict)
+    for r in records:
+        if r.split == "train":
+            answers[r.fact_id][r.stage] = r.answer
+    out = {}
+    for fact_id, by_stage in answers.items():
+        for stage, answer in by_stage.items():
+            earlier = [by_stage[s] for s in sorted(by_stage) if s < stage and by_stage[s] != answer]
+            out[(fact_id, stage)] = list(dict.fromkeys(earlier))
+    return out
 
 
 def edit_chain(records: Iterable[Record], fact_id: str) -> list[Record]:

@@ -14,7 +14,7 @@ bootstrap at once (shape ``(n_resamples, n)``): 1000 resamples of 6000 items tak
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -30,6 +30,10 @@ __all__ = [
     "knowledge_gain_ratio_ci",
     "knowledge_retention_rate_ci",
     "summarize",
+    "answer_source",
+    "ANSWER_SOURCES",
+    "accuracy_matrix",
+    "continual_summary",
 ]
 
 
@@ -49,6 +53,26 @@ def is_correct(prediction: str, answer: str) -> bool:
     if not gold:
         raise ValueError(f"empty gold answer {answer!r}: it would match every prediction")
     return gold in normalize(prediction)
+
+
+ANSWER_SOURCES = ("current", "stale", "neither")
+
+
+def answer_source(prediction: str, answer: str, earlier: Sequence[str] = ()) -> str:
+    """Where an answer comes from, the picture of knowledge conflict:
+
+    - ``"current"``: the gold answer of this stage is in it (:func:`is_correct`);
+    - ``"stale"``: otherwise, an earlier answer of the same fact (an answer an edit replaced) is;
+    - ``"neither"``: none of the fact's answers is.
+
+    A fact's answers never contain one another (the benchmark guarantees it), so a prediction
+    naming only one of them falls in exactly one class.
+    """
+    if is_correct(prediction, answer):
+        return "current"
+    if any(is_correct(prediction, e) for e in earlier):
+        return "stale"
+    return "neither"
 
 
 def _check_lengths(**sequences: Sequence) -> int:
@@ -246,3 +270,68 @@ def t_quantile_975(df: int) -> float:
     if df < 1:
         raise ValueError(f"degrees of freedom must be at least 1, got {df}")
     return _T975[df - 1] if df <= len(_T975) else 1.96 + 2.4 / df
+
+
+# --------------------------------------------------------------------------- continual learning (Chaudhry et al. 2018)
+def accuracy_matrix(correct_by_stage: Mapping[int, Sequence[tuple[int, bool]]],
+                    stages: Sequence[int]) -> np.ndarray:
+    """The accuracy matrix of continual learning, shape ``(T, T)``, rows and columns in the order of
+    ``stages`` (the training order):
+
+    R[k, j] = (1/n_kj) * sum_i 1[correct_i] over the n_kj items introduced at stage j and evaluated
+    after training stage k, for j <= k;
+
+    NaN above the diagonal (j > k) and where n_kj = 0 (a stage not in ``correct_by_stage``, or no item
+    of that origin). ``correct_by_stage[k]`` holds the (origin stage j, correct) pairs of the evaluation
+    after stage k. A stage not in ``stages``, or an item whose origin is later than k, is a ValueError.
+    """
+    position = {stage: i for i, stage in enumerate(stages)}
+    if len(position) != len(stages):
+        raise ValueError(f"stages repeat: {list(stages)}")
+    hits = np.zeros((len(stages), len(stages)))
+    counts = np.zeros_like(hits)
+    for stage, pairs in correct_by_stage.items():
+        if stage not in position:
+            raise ValueError(f"trained stage {stage!r} is not one of the stages {list(stages)}")
+        k = position[stage]
+        for origin, correct in pairs:
+            j = position.get(origin)
+            if j is None or j > k:
+                raise ValueError(f"after stage {stage!r}: an item of origin stage {origin!r}, which is "
+                                 f"not one of the stages up to it, {list(stages)[:k + 1]}")
+            counts[k, j] += 1
+            hits[k, j] += bool(correct)
+    return np.divide(hits, counts, out=np.full_like(hits, np.nan), where=counts > 0)
+
+
+def _nan_reduce(reduce: Callable[[np.ndarray], float], values: Sequence[float]) -> float:
+    """``reduce`` of the non-NaN values, NaN when there are none (without numpy's all-NaN warning)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    return float(reduce(values)) if values.size else float("nan")
+
+
+def continual_summary(R: np.ndarray) -> dict[str, float | list[float]]:
+    """Average accuracy, backward transfer and forgetting of an accuracy matrix R
+    (:func:`accuracy_matrix`), as defined by Chaudhry et al. 2018 ("Riemannian Walk for Incremental
+    Learning"), with T stages indexed 0..T-1:
+
+    - A_k = mean_{j <= k} R[k, j], the average accuracy after stage k; A = A_{T-1}
+    - BWT = 1/(T-1) * sum_{j < T-1} (R[T-1, j] - R[j, j])
+    - F   = 1/(T-1) * sum_{j < T-1} f_j,  f_j = max_{l in [j, T-2]} R[l, j] - R[T-1, j]
+
+    f_j is the drop from the best accuracy on stage j's items before the last stage to the final
+    one; it is negative when the final accuracy beats every earlier one. NaN cells are ignored: a
+    term with a NaN operand is dropped and each mean is over the remaining terms (NaN when none
+    remain, e.g. BWT and F with T = 1). Returns ``{"A", "BWT", "F", "A_by_stage"}`` (``A_by_stage``
+    lists A_0..A_{T-1}); values are in R's unit.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    if R.ndim != 2 or R.shape[0] != R.shape[1] or R.shape[0] == 0:
+        raise ValueError(f"R must be a non-empty square matrix, got shape {R.shape}")
+    last = R.shape[0] - 1
+    by_stage = [_nan_reduce(np.mean, R[k, :k + 1]) for k in range(last + 1)]
+    bwt = [R[last, j] - R[j, j] for j in range(last)]
+    forgetting = [_nan_reduce(np.max, R[j:last, j]) - R[last, j] for j in range(last)]
+    return {"A": by_stage[-1], "BWT": _nan_reduce(np.mean, bwt), "F": _nan_reduce(np.mean, forgetting),
+            "A_by_stage": by_stage}

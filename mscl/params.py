@@ -50,9 +50,10 @@ class BenchmarkSizes:
     domain) and ``cross_conflict_per_stage`` is also how many facts two consecutive domains share
     (paper: 1,000)."""
     general: int                       # general-purpose facts, stage 0 (paper: 6,000)
-    stage1_facts: int                  # domain-independent stream: facts learned in stage 1
-    new_facts_per_stage: int           # domain-independent stream: facts added in each of stages 2-5
-    edits_per_stage: int               # domain-independent stream: earlier answers edited in each of stages 2-5
+    stage1_facts: int                  # domain-independent stream: the base set, retrained at every stage
+    revised_share: float               # domain-independent stream: share of the base set revised at each of stages 2-5
+    known_share: float                 # domain-independent stream: share of the base set the backbone knows beforehand
+    probe_pool: int                    # facts the backbone is asked before the build, to find known ones
     cross_independent_per_stage: int   # cross-domain stream: domain-independent examples per stage (paper: 2,000)
     cross_conflict_per_stage: int      # cross-domain stream: conflict examples per stage (paper: 1,000)
 
@@ -183,10 +184,28 @@ class StageTrainingParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class SweepParams:
+    """notebooks/02_pilot.ipynb: CIT's training budget swept on a reduced stream (mscl/pilot.py)."""
+    facts: int                         # the first this many facts of the base set, at every stage
+    epochs: list[float]
+    learning_rates: list[float]
+    target_modules: dict[str, list[str]]   # named LoRA target sets
+    min_stage1_acc: float              # the rule: the lowest budget whose stage-1 ACC (%) reaches this
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.facts < 1:
+            return [("facts", f"at least 1, got {self.facts}")]
+        if not (self.epochs and self.learning_rates and self.target_modules):
+            return [("epochs", "non-empty lists of epochs, learning rates and target-module sets")]
+        return []
+
+
+@dataclasses.dataclass(frozen=True)
 class PilotParams:
-    """notebooks/02_pilot.ipynb: plain continual fine-tuning over a stream."""
+    """notebooks/02_pilot.ipynb: plain continual fine-tuning over a stream, and its budget sweep."""
     stream: str
     method: str
+    sweep: SweepParams
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,10 +5,13 @@ Every number in a report comes from saved run artifacts through these functions;
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from mscl.io import atomic_write_text
+from mscl.metrics import ANSWER_SOURCES
 from mscl.paths import reports_dir
 
 
@@ -69,3 +72,105 @@ def main_table(long: pd.DataFrame, baseline: str = "cit", metrics: tuple[str, ..
                 row[f"stage {r['stage']} {metric}"] = cell
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def answer_source_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per-item answer sources (columns ``method``, ``stage``, ``seed``, ``source`` in
+    :data:`~mscl.metrics.ANSWER_SOURCES`) to one row per (method, stage): for each source s,
+
+    s = mean over seeds of 100 * #(items of the seed with source s) / #(items of the seed)
+
+    and ``s_sd``, the across-seed standard deviation of those shares (ddof=1, NaN with one seed),
+    plus ``n_seeds``. Methods keep their first-seen order, stages are sorted.
+    """
+    unknown = set(rows["source"]) - set(ANSWER_SOURCES)
+    if unknown:
+        raise ValueError(f"unknown answer sources {sorted(unknown)}; expected {ANSWER_SOURCES}")
+    shares = (rows.groupby(["method", "stage", "seed"], sort=False)["source"]
+              .value_counts(normalize=True).unstack(fill_value=0.0)
+              .reindex(columns=list(ANSWER_SOURCES), fill_value=0.0) * 100)
+    by_stage = shares.groupby(level=["method", "stage"], sort=False)
+    table = pd.concat([by_stage.mean(), by_stage.std(ddof=1).add_suffix("_sd"),
+                       by_stage.size().rename("n_seeds")], axis=1).reset_index()
+    order = {method: i for i, method in enumerate(pd.unique(rows["method"]))}
+    table = table.sort_values(["method", "stage"], key=lambda c: c.map(order) if c.name == "method" else c)
+    return table.reset_index(drop=True).rename_axis(columns=None)
+
+
+def _source_colours() -> dict[str, tuple]:
+    """Fixed colour-blind-safe colours (seaborn "colorblind"): current green, stale orange, neither grey."""
+    import seaborn as sns
+
+    palette = sns.color_palette("colorblind")
+    return dict(zip(ANSWER_SOURCES, (palette[2], palette[1], palette[7])))
+
+
+def answer_source_figure(table: pd.DataFrame, *, methods: Sequence[str] | None = None, title: str = ""):
+    """Stacked bars of where the answers come from (:func:`answer_source_table`): one panel per
+    method (``methods``, default the table's in first-seen order), one bar per stage, segments
+    ``current`` / ``stale`` / ``neither`` from the bottom, in percent on a shared 0-100 axis. With
+    ``<source>_sd`` columns each segment carries a ±sd whisker at its top (the top segment's, on 100,
+    shows its lower half). Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    methods = list(pd.unique(table["method"])) if methods is None else list(methods)
+    missing = [m for m in methods if m not in set(table["method"])]
+    if missing:
+        raise ValueError(f"methods {missing} are not in the table")
+    colours = _source_colours()
+    fig, axes = plt.subplots(1, len(methods), sharey=True, squeeze=False, layout="constrained",
+                             figsize=(1.2 + 2.8 * len(methods), 3.6))
+    for ax, method in zip(axes[0], methods):
+        rows = table[table["method"] == method].sort_values("stage")
+        x = np.arange(len(rows))
+        bottom = np.zeros(len(rows))
+        for source in ANSWER_SOURCES:
+            height = rows[source].to_numpy(dtype=float)
+            sd = rows[f"{source}_sd"].to_numpy(dtype=float) if f"{source}_sd" in rows else None
+            ax.bar(x, height, bottom=bottom, width=0.7, color=colours[source], label=source,
+                   yerr=sd, error_kw={"ecolor": "black", "elinewidth": 1, "capsize": 3})
+            bottom += height
+        ax.set_xticks(x, [str(stage) for stage in rows["stage"]])
+        ax.set_xlabel("stage")
+        ax.set_title(method)
+    axes[0, 0].set_ylim(0, 100)
+    axes[0, 0].set_ylabel("% of evaluation items")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(ANSWER_SOURCES), frameon=False)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def accuracy_matrix_heatmap(R: np.ndarray, labels: Sequence[str], *, ax=None, title: str = "",
+                            sd: np.ndarray | None = None):
+    """Heatmap of an accuracy matrix (:func:`mscl.metrics.accuracy_matrix`, fractions) in percent,
+    100 * R[k, j] written in each cell (``"62.5±1.3"`` with an across-seed ``sd`` of the same shape,
+    also fractions), NaN cells blank; rows "after stage k", columns the domain whose facts are
+    evaluated, both labelled with ``labels``. Returns the Axes."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    percent = 100 * np.asarray(R, dtype=np.float64)
+    if percent.ndim != 2 or percent.shape[0] != percent.shape[1] or len(labels) != percent.shape[0]:
+        raise ValueError(f"R must be square with one label per stage, got shape {percent.shape} "
+                         f"and {len(labels)} labels")
+    sd_percent = None if sd is None else 100 * np.asarray(sd, dtype=np.float64)
+    if sd_percent is not None and sd_percent.shape != percent.shape:
+        raise ValueError(f"sd has shape {sd_percent.shape}, R has {percent.shape}")
+    annotations = np.full(percent.shape, "", dtype=object)
+    for (k, j), value in np.ndenumerate(percent):
+        if not np.isnan(value):
+            annotations[k, j] = f"{value:.1f}"
+            if sd_percent is not None and not np.isnan(sd_percent[k, j]):
+                annotations[k, j] += f"±{sd_percent[k, j]:.1f}"
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.5 + 1.1 * len(labels), 1.0 + 0.9 * len(labels)))
+    sns.heatmap(percent, mask=np.isnan(percent), annot=annotations, fmt="", vmin=0, vmax=100,
+                cmap="viridis", xticklabels=list(labels), yticklabels=list(labels), square=True,
+                cbar_kws={"label": "ACC (%)"}, ax=ax)
+    ax.set_xlabel("evaluated on: domain j's facts")
+    ax.set_ylabel("after stage k")
+    ax.tick_params(axis="y", labelrotation=0)
+    ax.set_title(title)
+    return ax

@@ -69,16 +69,25 @@ class StageJob:
     method: str
     stage: int
     seed: int = 0
+    sweep_setting: str | None = None   # a setting of the pilot's budget sweep (mscl/pilot.py) instead
+    sweep_cost: float = 0.0            # its relative cost (epochs x stages x its share of the base set)
 
     @property
     def name(self) -> str:
+        if self.sweep_setting:
+            return f"{self.backbone.replace('/', '__')}-sweep-{self.sweep_setting}"
         return f"{self.backbone.replace('/', '__')}-seed{self.seed}-{self.stream}-{self.method}-stage{self.stage}"
 
     def cost(self, first_own_stage: int) -> float:
+        if self.sweep_setting:
+            return self.sweep_cost
         per_stage = METHOD_COST.get(self.method, 3.0 if "+ca" in self.method else 2.2)
         return per_stage * max(1, self.stage - first_own_stage + 1) * (0.7 if self.stream == "cross_domain" else 1.0)
 
     def command(self, profile: str) -> list[str]:
+        if self.sweep_setting:
+            return [sys.executable, "-m", "mscl", "sweep", "--profile", profile, "--setting", self.sweep_setting,
+                    "--backbone", self.backbone]
         return [sys.executable, "-m", "mscl", "run", "--profile", profile, "--stream", self.stream,
                 "--method", self.method, "--stage", str(self.stage), "--backbone", self.backbone,
                 "--seed", str(self.seed)]
@@ -129,6 +138,15 @@ def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list
                 shared.append(StageJob(b, stream, SHARED_METHOD, stages[stream][n_shared - 1], seed))
             if stage > (stages[stream][n_shared - 1] if n_shared else 0):
                 own.append(StageJob(b, stream, method, stage, seed))
+    # the pilot's budget sweep: one job per setting, CIT on a reduced stream (its cost relative to a
+    # CIT stage of the full base set trained with training.yaml's epochs)
+    from mscl import pilot as budget_sweep
+
+    share = pilot.sweep.facts / load_params(profile, "01_data_build").sizes.stage1_facts
+    for setting in budget_sweep.settings(pilot):
+        own.append(StageJob(default, pilot.stream, pilot.method, stages[pilot.stream][-1], training.seeds[0],
+                            sweep_setting=setting.name,
+                            sweep_cost=len(stages[pilot.stream]) * share * setting.epochs / training.train.epochs))
     first_own = {stream: (s[training.shared_stages] if training.shared_stages < len(s) else s[-1])
                  for stream, s in stages.items()}
     own.sort(key=lambda j: -j.cost(first_own[j.stream]))
@@ -162,7 +180,9 @@ def run_jobs(jobs: list[StageJob], profile: str, workers: int, log_dir: Path, la
             del running[job]
             done += 1
             status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
-            print(f"  [{label} {done}/{len(jobs)}] seed {job.seed} {job.stream} {job.method} to stage {job.stage} "
+            what = (f"sweep {job.sweep_setting}" if job.sweep_setting else
+                    f"seed {job.seed} {job.stream} {job.method} to stage {job.stage}")
+            print(f"  [{label} {done}/{len(jobs)}] {what} "
                   f"{status} in {time.perf_counter() - tic:.0f}s ({time.perf_counter() - start:.0f}s elapsed)", flush=True)
             if proc.returncode != 0:
                 failed.append(job)

@@ -36,7 +36,7 @@ from mscl.params import TrainingParams, load_params, to_dict
 from mscl.sampling import answer_questions, resolve
 from mscl.training import ContextLengthError
 
-EVAL_SETS = ("eval", "edited", "retention", "general")
+EVAL_SETS = ("eval", "edited", "retention", "history", "general")
 SHARED_METHOD = "cit"  # trains the stages every method shares (training.yaml: shared_stages)
 
 
@@ -77,15 +77,41 @@ def finished_stage_dir(profile: str, backbone: str, stream: str, method: str, st
 
 
 def ensure_benchmark(profile: str, seed: int, data_dir: Path | None = None) -> Path:
-    """The benchmark folder of ``profile``, built first if it is not there (or not complete)."""
+    """The benchmark folder of ``profile``, built first if it is not there (or not complete).
+
+    When the profile asks for facts the backbone already knows (``known_share`` in
+    ``01_data_build.yaml``), the profile's backbone is asked :func:`mscl.data.probe_candidates`
+    first (:func:`known_facts`)."""
     folder = Path(data_dir) if data_dir else artifacts_dir() / "data" / profile
     if not (folder / "manifest.json").is_file():
-        benchmark.build_benchmark(profile, seed, folder)
+        sizes = load_params(profile, "01_data_build").sizes
+        known, known_by = None, None
+        if sizes.known_share > 0:
+            known_by = load_params(profile, "training").backbone
+            known = known_facts(known_by, benchmark.probe_candidates(sizes), load_params(profile, "training"))
+        benchmark.build_benchmark(profile, seed, folder, known=known, known_by=known_by)
     built = read_json(folder / "manifest.json").get("seed")
     if built != seed:
         raise ValueError(f"{folder} holds the benchmark built with seed {built}, but data_seed is {seed}; "
                          f"remove {folder} (and the runs trained on it) to rebuild it")
     return folder
+
+
+# a fact counts as known when the backbone answers at least this share of its wordings
+KNOWN_WORDINGS = 2 / 3
+
+
+def known_facts(backbone: str, facts: list, params: TrainingParams) -> set[str]:
+    """The ids of ``facts`` that ``backbone`` answers before any training: greedy answers (the
+    evaluation decoding) correct on at least ``KNOWN_WORDINGS`` of the fact's wordings."""
+    model, tokenizer = load_backbone(backbone, seed=params.data_seed)
+    model = model.to(_device())
+    asked = [(f, t.format(label=f.label)) for f in facts for t in benchmark.relation_of(f.fact_id).templates]
+    answers = _answers(model, tokenizer, [q for _, q in asked], params, "probe: facts the backbone knows")
+    right: dict[str, list[bool]] = {}
+    for (f, _), a in zip(asked, answers):
+        right.setdefault(f.fact_id, []).append(metrics.is_correct(a, f.answer))
+    return {fact_id for fact_id, flags in right.items() if np.mean(flags) >= KNOWN_WORDINGS - 1e-9}
 
 
 def library_versions() -> dict:
@@ -107,8 +133,8 @@ def _device() -> torch.device:
     return torch.device("cuda", dist.local_rank()) if torch.cuda.is_available() else torch.device("cpu")
 
 
-def _answers(model, tokenizer, records, params: TrainingParams, desc: str) -> list[str]:
-    return answer_questions(model, tokenizer, [r.question for r in records],
+def _answers(model, tokenizer, questions: list[str], params: TrainingParams, desc: str) -> list[str]:
+    return answer_questions(model, tokenizer, questions,
                             max_new_tokens=params.eval.max_new_tokens, batch_size=params.eval.batch_size,
                             desc=desc)
 
@@ -136,6 +162,10 @@ def stage_metrics(predictions: dict[str, list[dict]], first_correct: dict[str, b
             entry["kgr"] = metrics.knowledge_gain_ratio(old, new, answers)
             entry["kgr_lo"], entry["kgr_hi"] = metrics.knowledge_gain_ratio_ci(old, new, answers, n_resamples,
                                                                               seed=seed)
+        sources = [metrics.answer_source(r["new_prediction"], r["answer"], r.get("earlier_answers", []))
+                   for r in rows]
+        for source in metrics.ANSWER_SOURCES:  # current, stale (an answer an edit replaced), neither
+            entry[f"source_{source}"] = sources.count(source) / len(rows)
         if name == "edited":
             # still giving the answer the edit replaced: the conflict the paper is about
             entry["acc_previous"] = float(np.mean([metrics.is_correct(r["new_prediction"], r["previous_answer"])
@@ -242,7 +272,8 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
 
     tic = time.perf_counter()
     old_sets = ["eval", "edited"] + (["retention", "general"] if stage == stages[0] else [])
-    old = {name: _answers(model, tokenizer, sets[name], params, f"old model: {name}") for name in old_sets}
+    old = {name: _answers(model, tokenizer, [r.question for r in sets[name]], params, f"old model: {name}")
+           for name in old_sets}
     timings["eval_old"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
@@ -251,12 +282,14 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
 
     tic = time.perf_counter()
     predictions: dict[str, list[dict]] = {}
+    earlier = benchmark.earlier_answers(benchmark.read_stream(data_folder, stream))
     for name in EVAL_SETS:
-        new = _answers(model, tokenizer, sets[name], params, f"new model: {name}")
+        new = _answers(model, tokenizer, [r.question for r in sets[name]], params, f"new model: {name}")
         rows = []
         for i, (r, pred) in enumerate(zip(sets[name], new)):
-            rows.append({"set": name, "id": r.id, "fact_id": r.fact_id, "question": r.question, "answer": r.answer,
-                         "previous_answer": r.previous_answer,
+            rows.append({"set": name, "id": r.id, "fact_id": r.fact_id, "origin_stage": r.stage, "domain": r.domain,
+                         "question": r.question, "answer": r.answer, "previous_answer": r.previous_answer,
+                         "earlier_answers": earlier.get((r.fact_id, r.stage), []),
                          "old_prediction": old[name][i] if name in old else None,
                          "new_prediction": pred, "new_correct": metrics.is_correct(pred, r.answer)})
         predictions[name] = rows
@@ -301,7 +334,7 @@ def run_stream(profile: str, stream: str, method_name: str, *, seeds: list[int] 
             for s in benchmark.stream_stages(folder, stream)]
 
 
-METRICS = ("ACC", "KGR", "ACC_edited", "previous_answer_edited", "KRR", "ACC_general")
+METRICS = ("ACC", "KGR", "ACC_edited", "previous_answer_edited", "KRR", "ACC_general", "current", "stale", "neither")
 
 
 def results_table(manifests: list[dict], per_seed: bool = False):
@@ -326,6 +359,8 @@ def results_table(manifests: list[dict], per_seed: bool = False):
             "KRR_lo": 100 * r["retention"].get("krr_lo", float("nan")),
             "KRR_hi": 100 * r["retention"].get("krr_hi", float("nan")),
             "ACC_general": 100 * r["general"].get("acc", float("nan")),
+            # where the stage's evaluation answers come from (mscl.metrics.answer_source)
+            **{source: 100 * r["eval"].get(f"source_{source}", float("nan")) for source in metrics.ANSWER_SOURCES},
             "wall_s": m["timings_s"]["total"],
             "seed": m.get("run_seed", m["params"]["seed"]),
         })

@@ -90,15 +90,23 @@ def test_stage_counts(bench):
     assert stream_stages(bench, "cross_domain") == list(range(1, CROSS_DOMAIN_STAGES + 1))
 
 
-def test_every_fact_has_a_differently_worded_eval_question(bench):
+def test_every_fact_is_asked_in_every_held_out_wording(bench):
     for stream in data.STREAMS:
-        by_key = defaultdict(dict)
+        by_key = defaultdict(lambda: defaultdict(list))
         for r in read_stream(bench, stream):
-            by_key[(r.stage, r.fact_id)][r.split] = r
+            by_key[(r.stage, r.fact_id)][r.split].append(r)
         for pair in by_key.values():
-            assert set(pair) == {"train", "eval"}
-            assert pair["train"].question != pair["eval"].question
-            assert pair["train"].answer == pair["eval"].answer
+            (train,) = pair["train"]
+            evals = pair["eval"]
+            templates = relation_of(train.fact_id).templates
+            if train.shared_with is None:
+                assert len(evals) == len(templates) - 1
+            assert len({r.question for r in evals}) == len(evals)
+            assert all(r.answer == train.answer and r.question != train.question for r in evals)
+        # no evaluation question of a stage is one of its training questions
+        for stage in stream_stages(bench, stream):
+            at = [r for r in read_stream(bench, stream) if r.stage == stage]
+            assert not {r.question for r in at if r.split == "eval"} & {r.question for r in at if r.split == "train"}
 
 
 def test_domain_mix(bench):
@@ -122,11 +130,12 @@ def test_cross_domain_conflicts_overlap_the_previous_domain(bench):
     assert conflicts and not [r for r in cross if r.stage == 1 and r.edited]
     for r in conflicts:
         assert r.shared_with == DOMAINS[r.stage - 2]
-        before = [p for p in cross if p.fact_id == r.fact_id and p.stage == r.stage - 1 and p.split == r.split]
+        before = [p for p in cross if p.fact_id == r.fact_id and p.stage == r.stage - 1 and p.split == "train"]
         assert len(before) == 1, r
         assert before[0].domain == r.shared_with and not before[0].edited
         assert r.previous_answer == before[0].answer != r.answer
-        assert r.question != before[0].question   # asked in the newer domain's framing
+        older = {p.question for p in cross if p.fact_id == r.fact_id and p.stage == r.stage - 1}
+        assert r.question not in older   # asked in the newer domain's framing
     for k in range(2, CROSS_DOMAIN_STAGES + 1):
         assert [r for r in conflicts if r.stage == k], f"no conflicts in stage {k}"
 
@@ -167,7 +176,7 @@ def test_stage_sets(bench, stream):
     retention = None
     for stage in stream_stages(bench, stream):
         sets = stage_sets(bench, stream, stage)
-        assert set(sets) == {"train", "eval", "edited", "retention", "general"}
+        assert set(sets) == {"train", "eval", "edited", "retention", "history", "general"}
         assert sets["train"] and all(r.split == "train" and r.stage == stage for r in sets["train"])
         assert {r.fact_id for r in sets["eval"]} == {r.fact_id for r in sets["train"]}
         assert all(r.edited and r.split == "eval" and r.stage == stage for r in sets["edited"])
@@ -177,8 +186,89 @@ def test_stage_sets(bench, stream):
         assert retention is None or sets["retention"] == retention   # the same set at every stage
         retention = sets["retention"]
         assert sets["general"] and all(r.stream == "general" and r.split == "eval" for r in sets["general"])
+        # history: earlier stages' questions of facts not asked again since, on their current answers
+        later = {r.fact_id: r.stage for r in records if r.stage <= stage}
+        assert all(r.stage < stage and later[r.fact_id] == r.stage for r in sets["history"])
+        if stream == "domain_independent":
+            assert not sets["history"]   # every fact is asked again at every stage
+        else:
+            expected = {r.id for r in records if r.split == "eval" and r.stage < stage and later[r.fact_id] == r.stage}
+            assert {r.id for r in sets["history"]} == expected and bool(expected) == (stage > 1)
     with pytest.raises(ValueError):
         stage_sets(bench, stream, 99)
+
+
+def test_earlier_answers_are_the_chain_before_the_stage(bench):
+    records = read_stream(bench, "domain_independent")
+    earlier = data.earlier_answers(records)
+    for r in records:
+        chain = [c.answer for c in data.edit_chain(records, r.fact_id) if c.stage < r.stage]
+        assert earlier[(r.fact_id, r.stage)] == [a for a in dict.fromkeys(chain) if a != r.answer]
+
+
+# --------------------------------------------------------------------------- the cpu profile: the paper's protocol
+@pytest.fixture(scope="module")
+def cpu_bench(tmp_path_factory) -> Path:
+    """The cpu profile's benchmark, with every third probed fact standing in for what the backbone
+    knows (the structure does not depend on which facts the probe finds)."""
+    from mscl.params import load_params
+
+    candidates = data.probe_candidates(load_params("cpu", "01_data_build").sizes)
+    return build_benchmark("cpu", seed=0, out_dir=tmp_path_factory.mktemp("cpu"),
+                           known={f.fact_id for f in candidates[::3]}, known_by="every third (test)")
+
+
+def test_cpu_domain_independent_stream_is_the_revised_dataset(cpu_bench):
+    from mscl.params import load_params
+
+    sizes = load_params("cpu", "01_data_build").sizes
+    records = read_stream(cpu_bench, "domain_independent")
+    stage1 = {r.fact_id for r in records if r.stage == 1 and r.split == "train"}
+    assert len(stage1) == sizes.stage1_facts
+    for stage in range(2, DOMAIN_INDEPENDENT_STAGES + 1):
+        train = [r for r in records if r.stage == stage and r.split == "train"]
+        retrained = {r.fact_id for r in train} & stage1
+        assert len(retrained) >= 0.9 * len(stage1)
+        assert sum(r.edited for r in train) >= 0.8 * len(stage1)
+    # each fact's answers form a chain: previous_answer is the answer before, no answer overlaps an earlier one
+    for fact_id in stage1:
+        chain = data.edit_chain(records, fact_id)
+        assert [c.stage for c in chain] == list(range(1, DOMAIN_INDEPENDENT_STAGES + 1))
+        for before, now in zip(chain, chain[1:]):
+            if now.edited:
+                assert now.previous_answer == before.answer
+                for earlier in chain[:chain.index(now)]:
+                    a, b = now.answer.casefold(), earlier.answer.casefold()
+                    assert a not in b and b not in a, (now.id, now.answer, earlier.answer)
+            else:
+                assert now.answer == before.answer and now.previous_answer is None
+    # each stage evaluates every fact on its current answer, in held-out wordings only
+    for stage in stream_stages(cpu_bench, "domain_independent"):
+        sets = stage_sets(cpu_bench, "domain_independent", stage)
+        current = {r.fact_id: r.answer for r in sets["train"]}
+        assert {r.fact_id for r in sets["eval"]} == set(current) == stage1
+        assert all(r.answer == current[r.fact_id] for r in sets["eval"])
+        assert not {r.question for r in sets["eval"]} & {r.question for r in records if r.split == "train"}
+        assert len(sets["eval"]) >= 150
+    manifest = json.loads((cpu_bench / "manifest.json").read_text())
+    assert manifest["known"]["known_in_base_set"] == round(sizes.known_share * sizes.stage1_facts)
+    assert not manifest["shortfalls"]
+
+
+def test_cpu_cross_domain_stream_has_enough_items(cpu_bench):
+    for stage in stream_stages(cpu_bench, "cross_domain"):
+        assert len(stage_sets(cpu_bench, "cross_domain", stage)["eval"]) >= 100
+
+
+def test_cpu_profile_has_the_power_the_protocol_needs():
+    from mscl.params import load_params
+
+    assert len(load_params("cpu", "training").seeds) >= 3
+
+
+def test_known_share_needs_the_probe(tmp_path):
+    with pytest.raises(ValueError, match="known_share"):
+        build_benchmark("cpu", seed=0, out_dir=tmp_path)
 
 
 def test_load_benchmark(bench):

@@ -152,7 +152,8 @@ def test_training_seeds_run_apart_on_the_same_data(scratch):
     assert adapters[0] != adapters[1]  # another training seed, another run
     both = C.stage_predictions("smoke", "tiny-random", "domain_independent", "cit", 1, seeds=[0, 1])
     assert both.index.names == ["seed", "id"] and len(both) == 2 * len(both.loc[0])
-    assert C._clusters(both) is not None and C._clusters(both.loc[[0]]) is None  # one seed: rows are the units
+    weights = C.resample_weights(both.index.get_level_values("seed"), both["fact_id"], 10, np.random.default_rng(0))
+    assert weights.shape == (10, len(both))  # seeds, then facts within seeds
     point, lo, hi = C.paired_difference(both, both, "ACC", n_resamples=50)
     assert point == lo == hi == 0.0
     with pytest.raises(ValueError, match="seeds"):

@@ -1,0 +1,146 @@
+"""The pilot's budget sweep: how much training CIT gets, chosen by a rule stated before looking.
+
+Whether knowledge conflict shows at all depends on the training budget: a budget that overwrites
+everything a stage learned leaves no stale answer for any method to fight, and one too small learns
+nothing. Notebook 02 therefore runs CIT over the domain-independent stream at reduced size
+(``sweep.facts`` facts of the base set, every stage) for every setting of epochs x learning rate x
+LoRA target modules in ``params/<profile>/02_pilot.yaml``, and records for each its stage-1 ACC,
+its ACC at the later stages and its stale-answer rate (the share of evaluation answers that give an
+answer an edit replaced, :func:`mscl.metrics.answer_source`).
+
+The rule, fixed in the params file before the sweep ran: order the settings by budget (epochs, then
+learning rate, then the number of LoRA target modules) and take the first whose stage-1 ACC reaches
+``sweep.min_stage1_acc``: the lowest budget that learns the facts, as a practitioner would choose
+(close to the paper's LLaMA-Factory defaults of a few epochs at a small learning rate). The profile's
+``training.yaml`` cites the pick; :func:`check_regime` says whether it still matches.
+
+Each setting's stages live under ``artifacts/sweep/<profile>/<setting>/``, are resumable like every
+stage, and are reused by later runs of the notebook (``python -m mscl sweep`` runs one setting).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mscl import data as benchmark
+from mscl.io import atomic_write_text
+from mscl.models import artifacts_dir
+from mscl.params import PilotParams, TrainingParams, load_params
+from mscl.stages import ensure_benchmark, results_table, run_stream
+
+SWEEP_STREAM = "domain_independent"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One training budget of the sweep."""
+    epochs: float
+    learning_rate: float
+    targets: str                  # a name in ``sweep.target_modules``
+    target_modules: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"e{self.epochs:g}-lr{self.learning_rate:g}-{self.targets}"
+
+    def budget(self) -> tuple:
+        """The rule's order: epochs, then learning rate, then how many module kinds LoRA adapts."""
+        return (self.epochs, self.learning_rate, len(self.target_modules))
+
+    def apply(self, params: TrainingParams) -> TrainingParams:
+        """``params`` with this setting's epochs, learning rate and LoRA targets."""
+        lora = dataclasses.replace(params.train.lora, target_modules=list(self.target_modules))
+        train = dataclasses.replace(params.train, epochs=self.epochs, learning_rate=self.learning_rate, lora=lora)
+        return dataclasses.replace(params, train=train)
+
+
+def settings(pilot: PilotParams) -> list[Setting]:
+    """Every setting of the sweep's grid, in the rule's budget order (lowest first)."""
+    grid = [Setting(e, lr, name, tuple(modules)) for e in pilot.sweep.epochs for lr in pilot.sweep.learning_rates
+            for name, modules in pilot.sweep.target_modules.items()]
+    return sorted(grid, key=Setting.budget)
+
+
+def sweep_root(profile: str) -> Path:
+    return artifacts_dir() / "sweep" / profile
+
+
+def sweep_data(profile: str, facts: int, data_seed: int) -> Path:
+    """The benchmark reduced to the first ``facts`` facts of the domain-independent base set (file
+    order, which the data seed shuffles), every stage; the other streams are copied unchanged.
+    Written once under ``artifacts/sweep/<profile>/data``."""
+    source = ensure_benchmark(profile, data_seed)
+    folder = sweep_root(profile) / "data"
+    if (folder / benchmark.MANIFEST).is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    records = benchmark.read_stream(source, SWEEP_STREAM)
+    keep = list(dict.fromkeys(r.fact_id for r in records if r.stage == 1))[:facts]
+    manifest = json.loads((source / benchmark.MANIFEST).read_text(encoding="utf-8"))
+    for stream, name in benchmark.FILES.items():
+        lines = (source / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        if stream == SWEEP_STREAM:
+            kept = set(keep)
+            lines = [line for line, r in zip(lines, records) if r.fact_id in kept]
+        text = "".join(lines)
+        atomic_write_text(folder / name, text)
+        manifest["files"][name] = {"records": len(lines), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    manifest["sweep_facts"] = len(keep)
+    atomic_write_text(folder / benchmark.MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return folder
+
+
+def run_setting(profile: str, setting: Setting, backbone: str | None = None) -> list[dict]:
+    """CIT over the reduced stream under one setting, with the profile's first training seed; returns
+    the stage manifests (finished stages are reused)."""
+    pilot = load_params(profile, "02_pilot")
+    training = load_params(profile, "training")
+    params = setting.apply(training.with_seed(training.seeds[0]))
+    data_dir = sweep_data(profile, pilot.sweep.facts, training.data_seed)
+    return run_stream(profile, SWEEP_STREAM, pilot.method, params=params, seeds=[params.seed], backbone=backbone,
+                      runs_root=sweep_root(profile) / setting.name, data_dir=data_dir, verbose=False)
+
+
+def sweep_table(profile: str, backbone: str | None = None) -> pd.DataFrame:
+    """One row per setting, in budget order: stage-1 ACC, ACC and stale-answer rate (%) at every
+    later stage, the change of ACC from stage 1 to the last stage, and the wall time of its stages."""
+    pilot = load_params(profile, "02_pilot")
+    rows = []
+    for setting in settings(pilot):
+        table = results_table(run_setting(profile, setting, backbone)).set_index("stage")
+        row = {"setting": setting.name, "epochs": setting.epochs, "learning_rate": setting.learning_rate,
+               "targets": setting.targets}
+        for stage, r in table.iterrows():
+            row[f"ACC s{stage}"] = r["ACC"]
+        for stage, r in table.iloc[1:].iterrows():
+            row[f"stale s{stage}"] = r["stale"]
+        row["ACC change s1->last"] = table["ACC"].iloc[-1] - table["ACC"].iloc[0]
+        row["wall_s"] = table["wall_s"].sum()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pick_regime(table: pd.DataFrame, min_stage1_acc: float) -> pd.Series | None:
+    """The rule: the first row (budget order) whose stage-1 ACC reaches ``min_stage1_acc``; None if
+    no setting does."""
+    reached = table[table["ACC s1"] >= min_stage1_acc]
+    return None if reached.empty else reached.iloc[0]
+
+
+def check_regime(profile: str, pick: pd.Series | None) -> str:
+    """Whether ``training.yaml`` trains with the sweep's pick: a sentence for the notebook."""
+    pilot = load_params(profile, "02_pilot")
+    if pick is None:
+        return f"no setting reaches {pilot.sweep.min_stage1_acc:g}% stage-1 ACC; training.yaml keeps its budget"
+    train = load_params(profile, "training").train
+    chosen = next(s for s in settings(pilot) if s.name == pick["setting"])
+    ours = (train.epochs, train.learning_rate, tuple(train.lora.target_modules))
+    if ours == (chosen.epochs, chosen.learning_rate, chosen.target_modules):
+        return f"training.yaml trains with the pick, {chosen.name}"
+    return (f"training.yaml ({ours[0]:g} epochs, lr {ours[1]:g}, {list(ours[2])}) differs from the sweep's pick "
+            f"{chosen.name}: update params/{profile}/training.yaml")
