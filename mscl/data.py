@@ -15,15 +15,19 @@ Design, in the paper's words
   not the same strings"). Candidates are ordered best-known first (countries and cities by
   population, elements by atomic number, airports by the population of the city they serve), so a
   small model has a chance and a small profile takes the well-known head of each list.
+* Every fact is trained in its relation's first wording and evaluated in every other one.
 * Three streams, one JSONL file each, one :class:`Record` schema:
 
   - ``general`` (stage 0): well-known facts (capitals of the most populous countries, element
     symbols, ...) kept disjoint from every fact the two streams use; it checks that general
     knowledge survives the stages.
-  - ``domain_independent`` (5 stages): stage 1 learns a base set mixing all domains; each later
-    stage adds new facts and edits the answers of part of what was learned before (an answer may be
-    edited again, so ``previous_answer`` may itself be an earlier edit). At least half of the stage-1
-    facts are never edited, so the knowledge-retention set is never empty.
+  - ``domain_independent`` (5 stages), the paper's revised dataset ("manually edit the answers
+    and use the revised dataset for fine-tuning"): stage 1 learns a base set mixing all domains;
+    every later stage retrains the same facts, ``revised_share`` of them with a revised answer, so
+    a fact's answers form a chain A -> B -> C -> D -> E and ``previous_answer`` is the link before.
+    The other facts keep their answer at every stage: the knowledge-retention set (KRR). Part of the
+    base set (``known_share``) is facts the backbone answers before any training, found by asking
+    it (:func:`probe_candidates`, ``mscl.stages.known_facts``).
   - ``cross_domain`` (7 stages, stage k = domain k, in the paper's order): stage k holds
     domain-independent examples of domain k (true answers) and cross-domain conflict examples: facts
     shared by domains k-1 and k (the same underlying fact asked in domain k's framing, e.g. an
@@ -81,6 +85,9 @@ SPLITS = ("train", "eval")
 DOMAIN_INDEPENDENT_STAGES = 5
 CROSS_DOMAIN_STAGES = len(DOMAINS)
 FILES = {stream: f"{stream}.jsonl" for stream in STREAMS}
+# the stages every built benchmark has (what mscl.reproduce plans before any data exists)
+STREAM_STAGES = {"general": [0], "domain_independent": list(range(1, DOMAIN_INDEPENDENT_STAGES + 1)),
+                 "cross_domain": list(range(1, CROSS_DOMAIN_STAGES + 1))}
 MANIFEST = "manifest.json"
 # Single characters ("C", "8") are found in almost any generated text by a substring metric.
 MIN_ANSWER_CHARS = 2
@@ -1386,12 +1393,14 @@ def write_data_card(folder: str | Path, path: str | Path) -> Path:
     out += ["## Design", "",
             "- Facts are real entries of pinned packages; each record's `source` names package, version and key, "
             "and `mscl.data.rederive(source)` recomputes the real answer.",
-            "- Each fact has one training question (the relation's first template) and one evaluation question "
-            "(another wording, chosen with the seed).",
+            "- Each fact has one training question (the relation's first template) and is evaluated in every other "
+            "wording of the relation (never a training question).",
             "- `general` (stage 0): well-known facts, disjoint from both streams, to check general knowledge survives.",
-            "- `domain_independent` (5 stages): stage 1 learns a base set mixing all seven domains; stages 2-5 each "
-            "add new facts and edit earlier answers (`edited`, `previous_answer`); at least half of stage 1 is never "
-            "edited (the retention set).",
+            "- `domain_independent` (5 stages), the paper's revised dataset: stage 1 learns a base set mixing all "
+            "seven domains; every later stage retrains the same facts, `revised_share` of them with a revised answer "
+            "(`edited`, `previous_answer`: the fact's answers form a chain A -> B -> C -> D -> E), the rest with "
+            "their unchanged answer (the retention set, KRR). Part of the base set is facts the backbone already "
+            "answers before any training (below), so revisions also fight pre-trained knowledge.",
             "- `cross_domain` (7 stages, stage k = domain k): domain-independent examples of domain k plus conflicts: "
             "facts of domain k-1's shared relations asked in domain k's framing with an edited answer "
             "(`shared_with` = domain k-1). Stage 1 (natural_sciences) has no earlier domain: it holds only "
@@ -1405,6 +1414,17 @@ def write_data_card(folder: str | Path, path: str | Path) -> Path:
             "- Both streams draw the best-known facts of each domain, so they may share facts (they are trained "
             "separately); neither shares a fact with the general set.", ""]
     out += ["## Sizes", "", _md_table(["parameter", "value"], [[k, v] for k, v in manifest["sizes"].items()]), ""]
+    known = manifest.get("known", {})
+    out += ["## Facts the backbone knows before stage 1", ""]
+    if known.get("backbone"):
+        share = known["known_in_base_set"] / max(known["base_set"], 1)
+        out += [f"`{known['backbone']}` was asked the {known['probed']} best-known candidate facts in all their "
+                f"wordings (greedy, the evaluation decoding; known: right in at least two thirds of them, "
+                f"`mscl.stages.known_facts`): it knows {known['known_in_probe']}. The domain-independent base set "
+                f"holds {known['known_in_base_set']} of them among its {known['base_set']} facts "
+                f"({100 * share:.0f}%; `known_share` asks {100 * manifest['sizes']['known_share']:.0f}%).", ""]
+    else:
+        out += ["No probe (`known_share` is 0 in this profile): the base set is drawn without asking the backbone.", ""]
     out += ["## Sources", "", _md_table(["package", "version"], [[k, v] for k, v in manifest["packages"].items()]), ""]
     used = Counter(r.fact_id.split(":", 1)[0] for recs in streams.values() for r in recs if r.split == "train")
     rows = []

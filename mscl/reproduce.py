@@ -36,7 +36,7 @@ def planned_runs(profile: str, backbone: str | None) -> list[tuple[str, str, dic
     """(notebook name, executed-copy name, parameters) in the order they run."""
     from mscl import data
     from mscl.params import load_params
-    from mscl.stages import SHARED_METHOD, ensure_benchmark
+    from mscl.stages import SHARED_METHOD
 
     common = {"profile": profile, **({"backbone": backbone} if backbone else {})}
     runs = []
@@ -44,7 +44,7 @@ def planned_runs(profile: str, backbone: str | None) -> list[tuple[str, str, dic
         name = path.stem
         if name == STAGE_NOTEBOOK:
             training = load_params(profile, "training")
-            stages = data.stream_stages(ensure_benchmark(profile, training.data_seed), STAGE_STREAM)
+            stages = data.STREAM_STAGES[STAGE_STREAM]
             for method in STAGE_METHODS:
                 # a shared stage is CIT's: shown once, under cit
                 for stage in stages if method == SHARED_METHOD else stages[training.shared_stages:]:
@@ -101,12 +101,11 @@ def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list
     """
     from mscl import data
     from mscl.params import load_params
-    from mscl.stages import SHARED_METHOD, ensure_benchmark
+    from mscl.stages import SHARED_METHOD
 
     training = load_params(profile, "training")
     default = backbone or training.backbone
-    folder = ensure_benchmark(profile, training.data_seed)
-    stages = {s: data.stream_stages(folder, s) for s in ("domain_independent", "cross_domain")}
+    stages = {s: data.STREAM_STAGES[s] for s in ("domain_independent", "cross_domain")}
     wanted: dict[tuple[str, str, str], int] = {}
 
     def want(b: str, stream: str, method: str, stage: int | None = None) -> None:
@@ -153,12 +152,14 @@ def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list
     return list(dict.fromkeys(shared)), own
 
 
-def run_jobs(jobs: list[StageJob], profile: str, workers: int, log_dir: Path, label: str) -> None:
+def run_jobs(jobs: list[StageJob], profile: str, workers: int, log_dir: Path, label: str) -> list[dict]:
     """Run the jobs as ``python -m mscl run`` subprocesses, ``workers`` at a time, each with
-    ``cores // workers`` threads; print one line per finished job. A failed job stops the scheduling
-    of new ones and raises with its log's path and last lines (finished stages stay reusable)."""
+    ``cores // workers`` threads; print one line per finished job and return one timing row per job.
+    A failed job stops the scheduling of new ones and raises with its log's path and last lines
+    (finished stages stay reusable)."""
+    timings: list[dict] = []
     if not jobs:
-        return
+        return timings
     log_dir.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -184,22 +185,40 @@ def run_jobs(jobs: list[StageJob], profile: str, workers: int, log_dir: Path, la
                     f"seed {job.seed} {job.stream} {job.method} to stage {job.stage}")
             print(f"  [{label} {done}/{len(jobs)}] {what} "
                   f"{status} in {time.perf_counter() - tic:.0f}s ({time.perf_counter() - start:.0f}s elapsed)", flush=True)
+            timings.append({"phase": label, "job": what, "seconds": time.perf_counter() - tic, "threads": threads})
             if proc.returncode != 0:
                 failed.append(job)
     if failed:
         path = log_dir / f"{failed[0].name}.log"
         tail = "".join(path.read_text().splitlines(keepends=True)[-20:])
         raise RuntimeError(f"stage job {failed[0].name} failed; its log is {path}:\n{tail}")
+    return timings
 
 
-def train_stages(profile: str, backbone: str | None, workers: int) -> None:
-    """Train every stage the notebooks need: the shared stages first, then the methods' chains."""
+def train_stages(profile: str, backbone: str | None, workers: int) -> list[dict]:
+    """Train every stage the notebooks need: the shared stages first, then the methods' chains and
+    the pilot's sweep; returns one timing row per job."""
+    from mscl.params import load_params
+    from mscl.stages import ensure_benchmark
+
+    ensure_benchmark(profile, load_params(profile, "training").data_seed)  # once, before jobs that read it
     shared, own = stage_jobs(profile, backbone)
     log_dir = artifacts_dir() / "logs" / "reproduce"
     print(f"training {len(shared)} shared-stage job(s), then {len(own)} method job(s) on {workers} worker(s)",
           flush=True)
-    run_jobs(shared, profile, workers, log_dir, "shared")
-    run_jobs(own, profile, workers, log_dir, "methods")
+    return run_jobs(shared, profile, workers, log_dir, "shared") + run_jobs(own, profile, workers, log_dir, "methods")
+
+
+def write_timings(profile: str, rows: list[dict], total_s: float) -> Path:
+    """``tables/00_reproduce_timings.{md,csv}``: the wall time of every job and notebook of this run
+    (a job's stages already finished before the run count as the time to find them)."""
+    import pandas as pd
+
+    from mscl.report import save_table
+
+    table = pd.DataFrame(rows + [{"phase": "total", "job": "make reproduce (after setup)", "seconds": total_s}])
+    table["minutes"] = table["seconds"] / 60
+    return save_table(table, "00_reproduce_timings", profile, floatfmt=".1f")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         runs = [r for r in runs if any(r[0].startswith(prefix) for prefix in args.only)]
     start = time.perf_counter()
+    timings: list[dict] = []
     if not args.only:
         import torch
 
@@ -228,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         from mscl.params import load_params
 
         load_backbone(args.backbone or load_params(args.profile, "training").backbone)
-        train_stages(args.profile, args.backbone, workers)
+        timings += train_stages(args.profile, args.backbone, workers)
         print(f"stages trained in {time.perf_counter() - start:.0f}s; now the notebooks", flush=True)
     for i, (name, out_name, parameters) in enumerate(runs, 1):
         tic = time.perf_counter()
@@ -237,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
                             parameters=parameters, cwd=str(NOTEBOOKS_DIR), kernel_name="python3",
                             progress_bar=False, log_output=False)
         print(f"[{i}/{len(runs)}] {name} done in {time.perf_counter() - tic:.0f}s", flush=True)
+        timings.append({"phase": "notebooks", "job": out_name, "seconds": time.perf_counter() - tic})
+    if not args.only:
+        write_timings(args.profile, timings, time.perf_counter() - start)
     print(f"reproduce ({args.profile}): {len(runs)} notebook runs in {time.perf_counter() - start:.0f}s; "
           f"executed copies in {out_dir}")
     return 0

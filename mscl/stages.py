@@ -139,6 +139,15 @@ def _answers(model, tokenizer, questions: list[str], params: TrainingParams, des
                             desc=desc)
 
 
+def _answer_sets(model, tokenizer, sets: dict[str, list], names: list[str], params: TrainingParams,
+                 desc: str) -> dict[str, list[str]]:
+    """Greedy answers to the questions of each named set, every distinct question asked once (the
+    edited and retention sets are parts of the evaluation set)."""
+    questions = list(dict.fromkeys(r.question for name in names for r in sets[name]))
+    answers = dict(zip(questions, _answers(model, tokenizer, questions, params, desc)))
+    return {name: [answers[r.question] for r in sets[name]] for name in names}
+
+
 def stage_metrics(predictions: dict[str, list[dict]], first_correct: dict[str, bool] | None,
                   n_resamples: int, seed: int) -> dict:
     """ACC/KGR of the stage's questions, edited-knowledge, retention (KRR) and general metrics.
@@ -272,8 +281,7 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
 
     tic = time.perf_counter()
     old_sets = ["eval", "edited"] + (["retention", "general"] if stage == stages[0] else [])
-    old = {name: _answers(model, tokenizer, [r.question for r in sets[name]], params, f"old model: {name}")
-           for name in old_sets}
+    old = _answer_sets(model, tokenizer, sets, old_sets, params, "old model")
     timings["eval_old"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
@@ -283,10 +291,10 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
     tic = time.perf_counter()
     predictions: dict[str, list[dict]] = {}
     earlier = benchmark.earlier_answers(benchmark.read_stream(data_folder, stream))
+    new_answers = _answer_sets(model, tokenizer, sets, list(EVAL_SETS), params, "new model")
     for name in EVAL_SETS:
-        new = _answers(model, tokenizer, [r.question for r in sets[name]], params, f"new model: {name}")
         rows = []
-        for i, (r, pred) in enumerate(zip(sets[name], new)):
+        for i, (r, pred) in enumerate(zip(sets[name], new_answers[name])):
             rows.append({"set": name, "id": r.id, "fact_id": r.fact_id, "origin_stage": r.stage, "domain": r.domain,
                          "question": r.question, "answer": r.answer, "previous_answer": r.previous_answer,
                          "earlier_answers": earlier.get((r.fact_id, r.stage), []),

@@ -69,8 +69,13 @@ def test_paper_deltas_read_the_transcribed_tables():
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
 def test_reproduce_plan_trains_every_stage_the_notebooks_read(profile):
-    shared, own = stage_jobs(profile, None)
+    shared, jobs = stage_jobs(profile, None)
     training = load_params(profile, "training")
+    own = [j for j in jobs if not j.sweep_setting]
+    sweep = [j for j in jobs if j.sweep_setting]
+    from mscl import pilot
+    assert [j.sweep_setting for j in sorted(sweep, key=lambda j: j.sweep_setting)] == sorted(
+        s.name for s in pilot.settings(load_params(profile, "02_pilot")))  # one job per setting of the sweep
     assert {(j.stream, j.method, j.stage) for j in shared} == {("domain_independent", "cit", 1),
                                                               ("cross_domain", "cit", 1)}
     planned = {(j.stream, j.method): j.stage for j in own}

@@ -1,0 +1,72 @@
+"""The picture of knowledge conflict, read from the saved predictions of finished stages.
+
+- **Answer sources.** Each evaluation answer is the stage's *current* gold answer, a *stale* one (an
+  earlier answer of the fact's chain that an edit replaced) or *neither*
+  (:func:`mscl.metrics.answer_source`). A method that resolves the conflict moves mass from stale to
+  current; one that merely fails to learn leaves it in neither.
+- **The accuracy matrix** of the cross-domain stream: R[k][j] = ACC after stage k on the facts that
+  domain j introduced and no later stage up to k asked again, on their current answers (the stage's
+  ``eval`` set for j = k, its ``history`` set for j < k; :func:`mscl.data.stage_sets`). Average
+  accuracy, backward transfer and forgetting follow Chaudhry et al. (2018)
+  (:func:`mscl.metrics.continual_summary`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from mscl import metrics
+from mscl.io import read_jsonl
+from mscl.stages import finished_stage_dir
+
+
+def _predictions(profile: str, backbone: str, stream: str, method: str, stage: int, seed: int,
+                 runs_root: Path | None) -> list[dict]:
+    return read_jsonl(finished_stage_dir(profile, backbone, stream, method, stage, runs_root, seed=seed)
+                      / "predictions.jsonl")
+
+
+def answer_source_rows(profile: str, backbone: str, stream: str, methods: Sequence[str], stages: Sequence[int],
+                       seeds: Sequence[int], eval_set: str = "eval", runs_root: Path | None = None) -> pd.DataFrame:
+    """One row per (method, stage, seed, evaluation item of ``eval_set``) with its ``source``
+    (current, stale or neither), ready for :func:`mscl.report.answer_source_table`."""
+    rows = []
+    for method in methods:
+        for stage in stages:
+            for seed in seeds:
+                for r in _predictions(profile, backbone, stream, method, stage, seed, runs_root):
+                    if r["set"] == eval_set:
+                        source = metrics.answer_source(r["new_prediction"], r["answer"], r.get("earlier_answers", []))
+                        rows.append({"method": method, "stage": stage, "seed": seed, "id": r["id"], "source": source})
+    return pd.DataFrame(rows)
+
+
+def accuracy_matrices(profile: str, backbone: str, stream: str, method: str, stages: Sequence[int],
+                      seeds: Sequence[int], runs_root: Path | None = None) -> list[np.ndarray]:
+    """R (:func:`mscl.metrics.accuracy_matrix`) of ``method`` for each training seed, in order."""
+    out = []
+    for seed in seeds:
+        by_stage = {stage: [(r["origin_stage"], bool(r["new_correct"]))
+                            for r in _predictions(profile, backbone, stream, method, stage, seed, runs_root)
+                            if r["set"] in ("eval", "history")]
+                    for stage in stages}
+        out.append(metrics.accuracy_matrix(by_stage, stages))
+    return out
+
+
+def continual_table(matrices: dict[str, list[np.ndarray]]) -> pd.DataFrame:
+    """Per method, average accuracy A, backward transfer BWT and forgetting F at the last stage (in
+    points), each the mean over the seeds' matrices with its across-seed standard deviation."""
+    rows = []
+    for method, per_seed in matrices.items():
+        summaries = [metrics.continual_summary(R) for R in per_seed]
+        row = {"method": method, "seeds": len(per_seed)}
+        for key in ("A", "BWT", "F"):
+            values = 100 * np.array([s[key] for s in summaries], dtype=float)
+            row[key] = values.mean()
+            row[f"{key}_sd"] = values.std(ddof=1) if len(values) > 1 else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,59 @@
+"""The pilot's budget sweep (mscl/pilot.py) and the knowledge-conflict readers (mscl/conflict.py), on
+the smoke profile's tiny model."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mscl import conflict, data, pilot
+from mscl.params import load_params
+from mscl.stages import ensure_benchmark, run_stream
+
+
+def test_settings_come_in_the_rules_budget_order():
+    grid = pilot.settings(load_params("cpu", "02_pilot"))
+    assert len(grid) >= 9
+    assert [s.budget() for s in grid] == sorted(s.budget() for s in grid)
+    assert any(len(s.target_modules) == 7 for s in grid)   # all linear layers are in the sweep
+    assert len({s.name for s in grid}) == len(grid)
+
+
+def test_pick_regime_takes_the_lowest_budget_that_learns_stage_one():
+    table = pd.DataFrame({"setting": ["a", "b", "c", "d"], "ACC s1": [20.0, 59.9, 60.0, 90.0]})
+    assert pilot.pick_regime(table, 60.0)["setting"] == "c"
+    assert pilot.pick_regime(table, 95.0) is None
+
+
+def test_sweep_runs_every_setting_on_the_reduced_stream(scratch):
+    sweep = pilot.sweep_table("smoke")
+    params = load_params("smoke", "02_pilot")
+    assert list(sweep["setting"]) == [s.name for s in pilot.settings(params)]
+    stages = data.STREAM_STAGES["domain_independent"]
+    assert [c for c in sweep.columns if c.startswith("ACC s")] == [f"ACC s{s}" for s in stages]
+    assert [c for c in sweep.columns if c.startswith("stale s")] == [f"stale s{s}" for s in stages[1:]]
+    reduced = pilot.sweep_root("smoke") / "data"
+    facts = {r.fact_id for r in data.read_stream(reduced, "domain_independent")}
+    assert len(facts) == params.sweep.facts
+    # a setting's stages are its own: other epochs, another run folder, reused the second time
+    again = pilot.sweep_table("smoke")
+    pd.testing.assert_frame_equal(sweep.drop(columns="wall_s"), again.drop(columns="wall_s"))
+    message = pilot.check_regime("smoke", pilot.pick_regime(sweep, params.sweep.min_stage1_acc))
+    assert "training.yaml" in message
+
+
+def test_answer_sources_and_accuracy_matrix_read_the_saved_predictions(scratch):
+    params = load_params("smoke", "training")
+    manifests = run_stream("smoke", "cross_domain", "cit", params=params, verbose=False)
+    stages = data.stream_stages(ensure_benchmark("smoke", params.data_seed), "cross_domain")
+    rows = conflict.answer_source_rows("smoke", "tiny-random", "cross_domain", ["cit"], stages, [0])
+    assert set(rows["source"]) <= {"current", "stale", "neither"}
+    assert len(rows) == sum(m["metrics"]["eval"]["n"] for m in manifests)
+    (R,) = conflict.accuracy_matrices("smoke", "tiny-random", "cross_domain", "cit", stages, [0])
+    assert R.shape == (len(stages), len(stages))
+    assert np.isnan(R[np.triu_indices(len(stages), 1)]).all()
+    # the diagonal is each stage's own ACC; below it, earlier domains (smoke keeps only the first
+    # eval.max_items of the history, all from stage 1)
+    assert not np.isnan(np.diag(R)).any() and not np.isnan(R[:, 0]).any()
+    summary = conflict.continual_table({"cit": [R, R]})
+    assert list(summary.columns[:2]) == ["method", "seeds"] and summary["A_sd"].iloc[0] == pytest.approx(0.0)
