@@ -35,7 +35,7 @@ Design, in the paper's words
     from the answer learned in stage k-1 (``shared_with`` names domain k-1). **Stage 1** has no
     earlier domain, so it holds only natural-sciences domain-independent examples, of which
     ``cross_conflict_per_stage`` come from the relations it shares with medicine and are re-asked,
-    edited, in stage 2.
+    edited, in stage 2; it holds as many facts as every later stage (independent + conflict).
 
 * An edit replaces an answer by a real answer of *another* fact of the same relation (a city for a
   city, a currency code for a currency code), drawn from ``random.Random`` seeded with a string built
@@ -1116,7 +1116,8 @@ def _cross_domain(plan: _Plan, sizes, seed: int) -> list[Record]:
             recs += _records(f, stream=stream, stage=stage, domain=domain, answer=answer, previous=f.answer,
                              shared_with=rel.domain, templates=rel.shared_templates)
         if stage > 1:
-            plan.note(f"cross_domain stage {stage} ({domain}) conflicts", len(recs) // 2, sizes.cross_conflict_per_stage)
+            plan.note(f"cross_domain stage {stage} ({domain}) conflicts", sum(r.split == "train" for r in recs),
+                      sizes.cross_conflict_per_stage)
         # Domain-independent examples: first the facts this domain shares with the next one (they
         # come back, edited, in stage k+1), then the rest of the domain's best-known facts.
         handed_over = []
@@ -1126,9 +1127,11 @@ def _cross_domain(plan: _Plan, sizes, seed: int) -> list[Record]:
             plan.note(f"cross_domain stage {stage} ({domain}) facts shared with {DOMAINS[stage]}",
                       len(handed_over), sizes.cross_conflict_per_stage)
         chosen = {f.fact_id for f in handed_over}
-        rest = plan.pool(_domain_relations(domain), used | chosen)[:sizes.cross_independent_per_stage - len(handed_over)]
+        # stage 1 has no conflicts: it holds as many facts as every later stage, all independent
+        n_independent = sizes.cross_independent_per_stage + (sizes.cross_conflict_per_stage if stage == 1 else 0)
+        rest = plan.pool(_domain_relations(domain), used | chosen)[:n_independent - len(handed_over)]
         independent = handed_over + rest
-        plan.note(f"cross_domain stage {stage} ({domain}) independent", len(independent), sizes.cross_independent_per_stage)
+        plan.note(f"cross_domain stage {stage} ({domain}) independent", len(independent), n_independent)
         used.update(f.fact_id for f in independent)
         for f in independent:
             recs += _records(f, stream=stream, stage=stage, domain=domain, answer=f.answer, previous=None,
@@ -1403,8 +1406,9 @@ def write_data_card(folder: str | Path, path: str | Path) -> Path:
             "answers before any training (below), so revisions also fight pre-trained knowledge.",
             "- `cross_domain` (7 stages, stage k = domain k): domain-independent examples of domain k plus conflicts: "
             "facts of domain k-1's shared relations asked in domain k's framing with an edited answer "
-            "(`shared_with` = domain k-1). Stage 1 (natural_sciences) has no earlier domain: it holds only "
-            "domain-independent examples, the first `cross_conflict_per_stage` of which come back edited in stage 2.",
+            "(`shared_with` = domain k-1). Stage 1 (natural_sciences) has no earlier domain: it holds as many "
+            "facts as a later stage, all domain-independent, `cross_conflict_per_stage` of which come back edited "
+            "in stage 2.",
             "- Facts shared by consecutive domains (older -> newer: relations): " + "; ".join(
                 f"{a} -> {b}: " + ", ".join(r.name for r in RELATIONS if r.domain == a and r.shared_with == b)
                 for a, b in zip(DOMAINS, DOMAINS[1:])) + ".",

@@ -229,6 +229,7 @@ class AblationParams:
     stream: str
     stage: int
     tables: dict[str, list[str]]   # table name -> the variants it compares, in order
+    seeds: list[int]               # the training seeds the ablations run (of training.yaml's seeds)
 
 
 SCHEMAS: dict[str, type] = {

@@ -106,16 +106,17 @@ def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list
     training = load_params(profile, "training")
     default = backbone or training.backbone
     stages = {s: data.STREAM_STAGES[s] for s in ("domain_independent", "cross_domain")}
-    wanted: dict[tuple[str, str, str], int] = {}
+    wanted: dict[tuple[str, str, str, int], int] = {}
 
-    def want(b: str, stream: str, method: str, stage: int | None = None) -> None:
-        key = (b, stream, method)
-        wanted[key] = max(wanted.get(key, 0), stage or stages[stream][-1])
+    def want(b: str, stream: str, method: str, stage: int | None = None, seeds: list[int] | None = None) -> None:
+        for seed in training.seeds if seeds is None else seeds:
+            key = (b, stream, method, seed)
+            wanted[key] = max(wanted.get(key, 0), stage or stages[stream][-1])
 
     pilot = load_params(profile, "02_pilot")
     want(default, pilot.stream, pilot.method)
-    for method in STAGE_METHODS:
-        want(default, STAGE_STREAM, method)
+    for method in STAGE_METHODS:  # notebook 03 shows one training seed, the first
+        want(default, STAGE_STREAM, method, seeds=training.seeds[:1])
     main = load_params(profile, "04_domain_independent")
     for b in ([backbone] if backbone else main.backbones):
         for method in main.methods:
@@ -127,16 +128,15 @@ def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list
     ablations = load_params(profile, "06_ablations")
     for methods in ablations.tables.values():
         for method in methods:
-            want(default, ablations.stream, method, ablations.stage)
+            want(default, ablations.stream, method, ablations.stage, ablations.seeds)
 
     shared, own = [], []
-    for seed in training.seeds:  # every training seed the notebooks report
-        for (b, stream, method), stage in wanted.items():
-            n_shared = min(training.shared_stages, len(stages[stream]))
-            if n_shared:
-                shared.append(StageJob(b, stream, SHARED_METHOD, stages[stream][n_shared - 1], seed))
-            if stage > (stages[stream][n_shared - 1] if n_shared else 0):
-                own.append(StageJob(b, stream, method, stage, seed))
+    for (b, stream, method, seed), stage in sorted(wanted.items(), key=lambda kv: kv[0][3]):
+        n_shared = min(training.shared_stages, len(stages[stream]))
+        if n_shared:
+            shared.append(StageJob(b, stream, SHARED_METHOD, stages[stream][n_shared - 1], seed))
+        if stage > (stages[stream][n_shared - 1] if n_shared else 0):
+            own.append(StageJob(b, stream, method, stage, seed))
     # the pilot's budget sweep: one job per setting, CIT on a reduced stream (its cost relative to a
     # CIT stage of the full base set trained with training.yaml's epochs)
     from mscl import pilot as budget_sweep

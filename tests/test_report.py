@@ -91,8 +91,14 @@ def test_reproduce_plan_trains_every_stage_the_notebooks_read(profile):
     assert {j.backbone for j in shared + own} <= backbones
     assert len(set(own)) == len(own)
     assert {j.seed for j in shared} == {j.seed for j in own} == set(training.seeds)  # gpu: three seeds
-    one_seed = {(j.backbone, j.stream, j.method, j.stage) for j in own if j.seed == training.seeds[0]}
-    assert len(own) == len(one_seed) * len(training.seeds)
+    # the main table, the cross-domain stream and retention run every training seed; the ablations
+    # the seeds their params name
+    by_seed = {(j.stream, j.method, j.seed) for j in own}
+    for name in ("04_domain_independent", "05_cross_domain", "07_retention"):
+        nb = load_params(profile, name)
+        assert {(nb.stream, m, s) for m in nb.methods for s in training.seeds} <= by_seed
+    assert {(ablations.stream, m, s) for methods in ablations.tables.values() for m in methods
+            for s in ablations.seeds} <= by_seed
 
 
 def test_a_shared_stage_is_cits_and_every_method_starts_from_it(scratch):
