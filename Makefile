@@ -44,8 +44,9 @@ smoke: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m mscl.bench --profile $(PROFILE) $(if $(BACKBONE),--backbone $(BACKBONE))
 
+# Jupyter refuses to start as root (containers, CI machines) unless told --allow-root
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) --no-browser
+	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # artifacts/ holds models, data and stage runs; reports/ holds what the reader looks at and is kept.
 clean:
