@@ -209,6 +209,38 @@ def train_stages(profile: str, backbone: str | None, workers: int) -> list[dict]
     return run_jobs(shared, profile, workers, log_dir, "shared") + run_jobs(own, profile, workers, log_dir, "methods")
 
 
+def stage_costs(profile: str, backbone: str | None = None) -> "pd.DataFrame":
+    """What costs what: the wall time of every finished stage of ``profile`` (each stage's manifest,
+    ``timings_s``), summed per stream and method, with the sweep as one row. Stages trained by
+    ``make reproduce`` ran one thread each beside another job, so ``total_min / workers`` is the
+    wall time their training takes on that many workers."""
+    import pandas as pd
+
+    from mscl.io import read_json
+    from mscl.params import load_params
+
+    slug = (backbone or load_params(profile, "training").backbone).replace("/", "__")
+    rows = []
+    for root, label in ((artifacts_dir() / "runs" / profile / slug, None),
+                        (artifacts_dir() / "sweep" / profile, "budget sweep (02)")):
+        for path in sorted(root.glob("**/stage*/manifest.json")):
+            m = read_json(path)
+            rows.append({"stream": m["stream"], "method": label or m["method"], "seed": m["run_seed"],
+                         "stage": m["stage"], "seconds": m["timings_s"]["total"],
+                         **{f"{k}_s": v for k, v in m["timings_s"].items() if k != "total"}})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    phases = [c for c in frame.columns if c.endswith("_s")]
+    table = (frame.groupby(["stream", "method"], sort=False)
+             .agg(stages=("stage", "size"), seeds=("seed", "nunique"), total_min=("seconds", "sum"),
+                  per_stage_s=("seconds", "mean"), **{c: (c, "sum") for c in phases}).reset_index())
+    table["total_min"] /= 60
+    for c in phases:
+        table[c.replace("_s", "_min")] = table.pop(c) / 60
+    return table.sort_values("total_min", ascending=False, ignore_index=True)
+
+
 def write_timings(profile: str, rows: list[dict], total_s: float) -> Path:
     """``tables/00_reproduce_timings.{md,csv}``: the wall time of every job and notebook of this run
     (a job's stages already finished before the run count as the time to find them)."""
