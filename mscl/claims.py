@@ -14,8 +14,9 @@ weights give the point estimate, pooled over seeds and rows.
 **Pairing.** A claim compares two evaluations of the same questions (two methods at one stage, or one
 method at two stages on the retention set), so the difference is bootstrapped *paired*: one draw of
 weights (the same seeds, the same facts) is applied to both sides (:func:`paired_difference`,
-:func:`krr_difference`). Comparisons across different question sets (CIT's stage-1 vs last-stage ACC
-in the pilot) draw each side on its own (:func:`unpaired_difference`).
+:func:`krr_difference`). Comparisons across different question sets draw each side on its own
+(:func:`unpaired_difference`); two stages of the domain-independent stream ask the same questions,
+so the pilot's stage-1 against last-stage ACC is paired after :func:`across_stages`.
 
 **Interval and p-value.** From the B resampled differences d_1..d_B: the 95% percentile interval, and
 the two-sided bootstrap p-value p = min(1, 2 min((#{d_b <= 0} + 1) / (B + 1), (#{d_b >= 0} + 1) / (B + 1)))
@@ -49,6 +50,12 @@ from mscl.paths import REPO_ROOT
 from mscl.stages import finished_stage_dir
 
 PAPER_DIR = REPO_ROOT / "reports" / "paper"
+# Bootstrap resamples for the claims: the smallest bootstrap p-value is 2 / (B + 1), and Holm's
+# correction multiplies it by up to the number of claims m, so B must satisfy m * 2 / (B + 1) well
+# below 0.05 or no claim can ever be significant after the correction. B = 20,000 keeps it under
+# 0.005 for families of up to 50 claims.
+CLAIMS_BOOTSTRAP = 20_000
+HOLM_FAMILY_MAX = 50
 # our method names -> the paper's row labels
 PAPER_METHODS = {"cit": "CIT", "mocl": "MoCL", "flearning": "F-Learning", "ours": "Ours"}
 PAPER_ABLATION_ROWS = {
@@ -94,6 +101,17 @@ def stage_predictions(profile: str, backbone: str, stream: str, method: str, sta
     frame["old_ok"] = [p is not None and metrics.is_correct(p, a)
                        for p, a in zip(frame["old_prediction"], frame["answer"])]
     return frame
+
+
+def across_stages(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` indexed by (seed, question key) instead of (seed, item id): the id without its
+    ``<stream>/<stage>/`` prefix, so the same fact asked in the same wording at two stages of the
+    domain-independent stream (which asks every base fact at every stage) lines up for a paired
+    comparison of the two stages."""
+    keys = [item.split("/", 2)[2] for item in frame.index.get_level_values("id")]
+    out = frame.copy()
+    out.index = pd.MultiIndex.from_arrays([frame.index.get_level_values("seed"), keys], names=["seed", "id"])
+    return out
 
 
 # --------------------------------------------------------------------------- hierarchical bootstrap

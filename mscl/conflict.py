@@ -5,9 +5,11 @@
   (:func:`mscl.metrics.answer_source`). A method that resolves the conflict moves mass from stale to
   current; one that merely fails to learn leaves it in neither.
 - **The accuracy matrix** of the cross-domain stream: R[k][j] = ACC after stage k on the facts that
-  domain j introduced and no later stage up to k asked again, on their current answers (the stage's
-  ``eval`` set for j = k, its ``history`` set for j < k; :func:`mscl.data.stage_sets`). Average
-  accuracy, backward transfer and forgetting follow Chaudhry et al. (2018)
+  stay domain j's to the end of the stream (no later stage asks them again), on their answers (the
+  stage's ``eval`` set for j = k, its ``history`` set for j < k; :func:`mscl.data.stage_sets`).
+  Every cell of a column thus scores the same facts; the facts domain j hands over to domain j+1,
+  which asks them again with an edited answer, count in column j+1 only. Average accuracy,
+  backward transfer and forgetting follow Chaudhry et al. (2018)
   (:func:`mscl.metrics.continual_summary`).
 """
 from __future__ import annotations
@@ -46,12 +48,21 @@ def answer_source_rows(profile: str, backbone: str, stream: str, methods: Sequen
 
 def accuracy_matrices(profile: str, backbone: str, stream: str, method: str, stages: Sequence[int],
                       seeds: Sequence[int], runs_root: Path | None = None) -> list[np.ndarray]:
-    """R (:func:`mscl.metrics.accuracy_matrix`) of ``method`` for each training seed, in order."""
+    """R (:func:`mscl.metrics.accuracy_matrix`) of ``method`` for each training seed, in order, over
+    the facts that stay their domain's to the end (the same facts in every cell of a column)."""
+    from mscl import data
+    from mscl.params import load_params
+    from mscl.stages import ensure_benchmark
+
+    records = data.read_stream(ensure_benchmark(profile, load_params(profile, "training").data_seed), stream)
+    last_asked: dict[str, int] = {}
+    for r in records:
+        last_asked[r.fact_id] = max(last_asked.get(r.fact_id, 0), r.stage)
     out = []
     for seed in seeds:
         by_stage = {stage: [(r["origin_stage"], bool(r["new_correct"]))
                             for r in _predictions(profile, backbone, stream, method, stage, seed, runs_root)
-                            if r["set"] in ("eval", "history")]
+                            if r["set"] in ("eval", "history") and last_asked[r["fact_id"]] == r["origin_stage"]]
                     for stage in stages}
         out.append(metrics.accuracy_matrix(by_stage, stages))
     return out

@@ -1065,7 +1065,7 @@ def _domain_independent(plan: _Plan, sizes, seed: int, known: set[str] | None) -
             chains[f.fact_id] = revision_chain(f, revisions, seed, stream)
         return chains[f.fact_id]
 
-    n_known = round(sizes.known_share * n) if known else 0
+    n_known = round(sizes.known_share * n) if known is not None else 0
     # Known facts must carry a full chain (a known fact is meant to be revised against its prior).
     known_pools = [[f for f in p if f.fact_id in known and chain(f)] for p in pools] if n_known else [[] for _ in pools]
     base = _spread(known_pools, n_known)

@@ -243,7 +243,8 @@ def stage_costs(profile: str, backbone: str | None = None) -> "pd.DataFrame":
 
 def write_timings(profile: str, rows: list[dict], total_s: float) -> Path:
     """``tables/00_reproduce_timings.{md,csv}``: the wall time of every job and notebook of this run
-    (a job's stages already finished before the run count as the time to find them)."""
+    so far (a job's stages already finished before the run count as the time to find them); written
+    after the training phase, for the report, and again at the end."""
     import pandas as pd
 
     from mscl.report import save_table
@@ -281,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
         load_backbone(args.backbone or load_params(args.profile, "training").backbone)
         timings += train_stages(args.profile, args.backbone, workers)
+        write_timings(args.profile, timings, time.perf_counter() - start)  # the report (08) shows it
         print(f"stages trained in {time.perf_counter() - start:.0f}s; now the notebooks", flush=True)
     for i, (name, out_name, parameters) in enumerate(runs, 1):
         tic = time.perf_counter()

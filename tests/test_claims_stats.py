@@ -128,3 +128,8 @@ def test_claims_table_adds_holm_columns():
     assert list(table["p (Holm)"]) == ["0.030", "0.060", "0.060", "0.020", "—"]
     assert list(table["verdict (Holm)"]) == ["agrees", "same direction, not significant",
                                              "opposite, not significant", "agrees", "—"]
+
+
+def test_claims_bootstrap_leaves_room_for_holm_over_the_whole_family():
+    # the smallest bootstrap p-value, times the family size, must be far below 0.05
+    assert C.HOLM_FAMILY_MAX * 2 / (C.CLAIMS_BOOTSTRAP + 1) < 0.005
