@@ -59,11 +59,13 @@ HOLM_FAMILY_MAX = 50
 # our method names -> the paper's row labels
 PAPER_METHODS = {"cit": "CIT", "mocl": "MoCL", "flearning": "F-Learning", "ours": "Ours"}
 PAPER_ABLATION_ROWS = {
+    # the paper's augmentation and selection ablations sit on CIT: their "No augmentation" row is the
+    # main table's CIT at stage 2 (Llama3-8B), so our rows are the CIT-based variants
     "learning_bias": {"cit": "CIT", "pbl": "PBL (Ours)"},
-    "augmentation": {"pbl": "No augmentation", "pbl+bki": "+ BKI", "pbl+lce": "+ LCE", "pbl+pa": "+ PA",
-                     "pbl+ca": "CA (Ours)"},
-    "selection": {"pbl": "No augmentation", "pbl+ca": "Data augmentation", "pbl+ca+rs50": "+ RS (50%)",
-                  "pbl+ca+rs25": "+ RS (25%)", "pbl+ca+rs12.5": "+ RS (12.5%)", "ours": "DS (Ours)"},
+    "augmentation": {"cit": "No augmentation", "cit+bki": "+ BKI", "cit+lce": "+ LCE", "cit+pa": "+ PA",
+                     "cit+ca": "CA (Ours)"},
+    "selection": {"cit": "No augmentation", "cit+ca": "Data augmentation", "cit+ca+rs50": "+ RS (50%)",
+                  "cit+ca+rs25": "+ RS (25%)", "cit+ca+rs12.5": "+ RS (12.5%)", "cit+ca+ds": "DS (Ours)"},
 }
 PAPER_ABLATION_NAMES = {"learning_bias": "pbl", "augmentation": "augmentation", "selection": "selection"}
 

@@ -127,21 +127,22 @@ def negative_preference_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor
 # --------------------------------------------------------------------------- PBL
 def preference_bias_terms(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
                           aligned: torch.Tensor, variant: str = "sigmoid", scale: float = 1.0,
-                          clamp: float = 0.0, reduction: str = "sum"
+                          clamp: float = 0.0, reduction: str = "sum", weights: torch.Tensor | None = None
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """The aligned and conflict terms of :func:`preference_bias_loss`, before alpha and beta.
 
-    With r = policy_logps - ref_logps, clamped to [-clamp, clamp] when clamp > 0:
+    With r = policy_logps - ref_logps, clamped to [-clamp, clamp] when clamp > 0, and w_i the weight
+    of response i (1 without ``weights``; the number of identical samples it stands for):
 
-    - ``"paper"``:   aligned = - sum_{aligned} r,                conflict = + sum_{conflict} r
+    - ``"paper"``:   aligned = - sum_{aligned} w r,              conflict = + sum_{conflict} w r
       (exactly L_PP and L_NP when clamp = 0)
-    - ``"sigmoid"``: aligned = sum_{aligned} -log sigmoid(scale*r),
-      conflict = sum_{conflict} -log sigmoid(-scale*r)
+    - ``"sigmoid"``: aligned = sum_{aligned} -w log sigmoid(scale*r),
+      conflict = sum_{conflict} -w log sigmoid(-scale*r)
 
-    ``reduction="mean"`` divides both sums by the number of all responses (aligned + conflict),
-    not by each subset's size, so the alpha:beta balance is the paper's and only the overall scale
-    changes. Empty subsets contribute exactly 0. Returned for logging; the loss is
-    alpha * aligned + beta * conflict.
+    ``reduction="mean"`` divides both sums by the total weight of all responses (aligned +
+    conflict: the number of samples), not by each subset's, so the alpha:beta balance is the
+    paper's and only the overall scale changes. Empty subsets contribute exactly 0. Returned for
+    logging; the loss is alpha * aligned + beta * conflict.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
@@ -155,6 +156,11 @@ def preference_bias_terms(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
     if aligned.shape != ratios.shape:
         raise ValueError(f"aligned {tuple(aligned.shape)} and log-probs {tuple(ratios.shape)} "
                          f"differ in shape")
+    if weights is None:
+        weights = torch.ones_like(ratios)
+    elif weights.shape != ratios.shape:
+        raise ValueError(f"weights {tuple(weights.shape)} and log-probs {tuple(ratios.shape)} differ in shape")
+    weights = weights.to(ratios.dtype)
     if clamp > 0:
         ratios = ratios.clamp(-clamp, clamp)
     aligned_r, conflict_r = ratios[aligned], ratios[~aligned]
@@ -163,14 +169,15 @@ def preference_bias_terms(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
     else:
         aligned_values = -F.logsigmoid(scale * aligned_r)
         conflict_values = -F.logsigmoid(-scale * conflict_r)
-    n = ratios.numel()
-    return _reduce(aligned_values, reduction, n), _reduce(conflict_values, reduction, n)
+    n = float(weights.sum())
+    return (_reduce(weights[aligned] * aligned_values, reduction, n),
+            _reduce(weights[~aligned] * conflict_values, reduction, n))
 
 
 def preference_bias_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
                          aligned: torch.Tensor, alpha: float, beta: float,
                          variant: str = "sigmoid", scale: float = 1.0, clamp: float = 0.0,
-                         reduction: str = "sum") -> torch.Tensor:
+                         reduction: str = "sum", weights: torch.Tensor | None = None) -> torch.Tensor:
     """Preference-based learning bias over a batch of sampled responses.
 
     r_i = log pi_theta(y_i|x_i) - log pi_ref(y_i|x_i), clamped to [-clamp, clamp] if clamp > 0.
@@ -193,10 +200,13 @@ def preference_bias_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
         policy_logps, ref_logps: same-shape sequence log-probs (any shape, e.g. [B*K] or [B, K]);
             ``ref_logps`` is detached.
         aligned: bool tensor of that shape, True for Y_align, False for Y_conflict.
+        weights: optional tensor of that shape, each response's weight: the number of identical
+            samples it stands for (:func:`mscl.preference.split_responses` merges them), so the
+            weighted loss equals the loss over the K samples one by one.
     """
     aligned_term, conflict_term = preference_bias_terms(
         policy_logps, ref_logps, aligned, variant=variant, scale=scale, clamp=clamp,
-        reduction=reduction)
+        reduction=reduction, weights=weights)
     return alpha * aligned_term + beta * conflict_term
 
 

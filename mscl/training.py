@@ -70,7 +70,8 @@ def build_examples(tokenizer, records, max_length: int, preference_rows: Sequenc
         seqs = [dict(encode_pair(tokenizer, r.question, r.answer, max_length, r.id), kind="gold", aligned=True)]
         for resp in by_id.get(r.id, {}).get("responses", []):
             seqs.append(dict(encode_pair(tokenizer, r.question, resp["response"], max_length, r.id),
-                             kind="response", aligned=bool(resp["aligned"]), ref_logp=resp.get("ref_logp")))
+                             kind="response", aligned=bool(resp["aligned"]), ref_logp=resp.get("ref_logp"),
+                             count=int(resp.get("count", 1))))
         examples.append({"id": r.id, "sequences": seqs})
     return examples
 
@@ -138,6 +139,8 @@ def pack_examples(examples: list[dict], pad_token_id: int) -> dict:
         "n_tokens": torch.bincount(target_sequence_t, minlength=len(flat)),
         "is_gold": torch.tensor([s.get("kind", "gold") == "gold" for s in flat]),
         "aligned": torch.tensor([bool(s.get("aligned", True)) for s in flat]),
+        # how many identical samples a response stands for (merged by mscl.preference.split_responses)
+        "counts": torch.tensor([float(s.get("count", 1)) for s in flat]),
         "ref_logps": torch.tensor([float(s["ref_logp"]) if s.get("ref_logp") is not None else 0.0 for s in flat]),
     }
 
@@ -265,7 +268,7 @@ class StageTrainer(Trainer):
         local_tokens = inputs["n_tokens"][gold].sum().clamp(min=1)
         self._metrics["nll"].append((-logps[gold].sum() / local_tokens).item())  # this process's batch
         resp = ~gold
-        n_responses = resp.sum()
+        n_responses = inputs["counts"][resp].sum()
         if self.bias is not None and dist.world_size() > 1:
             # every process joins this reduction, with or without responses in its batch
             all_responses = dist.global_count(n_responses).clamp(min=1)
@@ -274,6 +277,7 @@ class StageTrainer(Trainer):
                 logps[resp], inputs["ref_logps"][resp].to(logps.dtype), inputs["aligned"][resp],
                 alpha=self.bias.alpha, beta=self.bias.beta, variant=self.bias.variant,
                 scale=self.bias.scale, clamp=self.bias.clamp, reduction=self.bias.reduction,
+                weights=inputs["counts"][resp],
             )
             self._metrics["preference"].append(pref.item())  # this process's batch
             if dist.world_size() > 1:  # the global batch's sum or mean, as for the NLL above

@@ -200,6 +200,31 @@ def test_variants_are_registered_configurations_of_pbl():
         get_method("pbl+everything", params)
 
 
+def test_cit_variants_are_the_same_switches_without_the_learning_bias():
+    params = load_params("smoke", "training")
+    ca = ("bki", "lce", "pa")
+    expected = {"cit+bki": (("bki",), "all", 1.0), "cit+lce": (("lce",), "all", 1.0), "cit+pa": (("pa",), "all", 1.0),
+                "cit+ca": (ca, "all", 1.0), "cit+ca+rs50": (ca, "random", 0.5), "cit+ca+rs25": (ca, "random", 0.25),
+                "cit+ca+rs12.5": (ca, "random", 0.125), "cit+ca+ds": (ca, "dynamic", 1.0)}
+    for name, (strategies, selection, keep) in expected.items():
+        method = get_method(name, params)
+        assert (method.name, method.strategies, method.selection, method.keep_fraction) == (
+            name, strategies, selection, keep)
+        assert method.bias_params() is None and "pbl" not in method.param_sections   # no learning bias
+
+
+def test_cit_with_augmentation_trains_on_gold_and_rewrites_without_sampling(tiny, tmp_path, canned):
+    model, tok = tiny
+    params = _params(count=1, rounds=1)
+    ctx = StageContext(stream="s", stage=1, stage_dir=tmp_path, previous_dirs=[], params=params,
+                       tokenizer=tok, sets={"train": RECORDS}, seed=0)
+    examples = get_method("cit+ca", params).examples(model, ctx)
+    augmented = [ex for ex in examples if "~" in ex["id"]]
+    assert augmented and len(examples) == len(RECORDS) + len(augmented)
+    assert all(len(ex["sequences"]) == 1 for ex in examples)   # the gold answer only, no sampled responses
+    assert not (tmp_path / "preference.jsonl").exists() and ctx.info["augmentation"]["kept"] == len(augmented)
+
+
 def test_ours_augments_and_trains_a_stage(tiny, tmp_path, canned, monkeypatch):
     model, tok = tiny
     params = _params(count=1, rounds=2)

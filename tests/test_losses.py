@@ -11,6 +11,8 @@ from mscl.losses import (
     sequence_logps,
     sequence_token_counts,
     total_loss,
+    REDUCTIONS,
+    VARIANTS,
 )
 
 IGN = -100
@@ -213,3 +215,25 @@ def test_bad_arguments_raise():
 
 def test_total_loss():
     assert total_loss(torch.tensor(2.0), torch.tensor(-1.0), 1.0, 0.5).item() == 1.5
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_merged_duplicates_weighted_by_count_equal_the_samples_one_by_one(variant, reduction):
+    # K = 6 samples of which three are one response and two another: merged, they carry counts 3, 2, 1
+    torch.manual_seed(0)
+    ref = torch.randn(3)
+    merged = torch.randn(3, requires_grad=True)
+    aligned = torch.tensor([True, False, False])
+    counts = torch.tensor([3.0, 2.0, 1.0])
+    one_by_one = merged.repeat_interleave(counts.long())
+    kw = dict(alpha=0.7, beta=1.3, variant=variant, reduction=reduction, clamp=0.5 if variant == "paper" else 0.0)
+    weighted = preference_bias_loss(merged, ref, aligned, weights=counts, **kw)
+    expanded = preference_bias_loss(one_by_one, ref.repeat_interleave(counts.long()),
+                                    aligned.repeat_interleave(counts.long()), **kw)
+    assert torch.allclose(weighted, expanded)
+    g_weighted, = torch.autograd.grad(weighted, merged)
+    g_expanded, = torch.autograd.grad(expanded, merged)
+    assert torch.allclose(g_weighted, g_expanded)
+    # without weights the merged loss counts each distinct response once: not the samples' loss
+    assert not torch.allclose(preference_bias_loss(merged, ref, aligned, **kw), expanded)

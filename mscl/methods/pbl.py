@@ -6,8 +6,10 @@ question; they are split into Y_align and Y_conflict against the gold answer
 minimises ``nll_weight * NLL(gold) + preference_weight * (alpha * L_PP + beta * L_NP)``
 (:mod:`mscl.training`, :func:`mscl.losses.preference_bias_loss`).
 
-The same class carries the paper's other two parts as switches, so the full method and every
-ablation are configurations of one code path (``PBL_VARIANTS``, registered by name):
+The paper's other two parts are switches (:class:`SelfDistillation`), so the full method and every
+ablation are configurations of one code path, on PBL (``PBL_VARIANTS``) or on CIT (``CIT_VARIANTS``:
+the paper's augmentation and selection ablations, whose "No augmentation" row is CIT), registered by
+name:
 
 ==================  ======================  ==================================================
 name                augmentation            selection of the augmented pairs
@@ -19,6 +21,8 @@ name                augmentation            selection of the augmented pairs
 ``pbl+ca``          BKI + LCE + PA (CA)     all
 ``pbl+ca+rs50``     CA                      random 50% (``random``; also rs25, rs12.5)
 ``ours``            CA                      dynamic: MI and LLM indication (``dynamic``)
+``cit+bki`` ...     as ``pbl+bki`` ...      the same, on CIT (no learning bias)
+``cit+ca+ds``       CA                      dynamic (the paper's "DS" row)
 ==================  ======================  ==================================================
 
 Before sampling, the model at the stage's start rewrites the training questions
@@ -33,14 +37,15 @@ from __future__ import annotations
 from mscl.augment import STRATEGIES, augmented_record_from_row, record_row, self_distillation
 from mscl.io import read_json, read_jsonl, write_json, write_jsonl
 from mscl.methods.base import SequentialLoRA, StageContext
+from mscl.methods.cit import CIT
 from mscl.preference import build_preference_data, split_summary
 from mscl.training import build_examples, reference_logps
 
 
-class PBL(SequentialLoRA):
-    """Sequential LoRA with the preference-based learning bias added to the gold NLL."""
+class SelfDistillation:
+    """The paper's second and third parts as a mix-in: before a stage, the model at its start rewrites
+    the training questions (``strategies``) and the selected pairs (x', y) join the stage's records."""
 
-    name = "pbl"
     strategies: tuple[str, ...] = ()   # augmentation strategies (mscl.augment.STRATEGIES); () = no augmentation
     selection: str = "all"             # how augmented pairs are selected (mscl.selection.SELECTION_MODES)
     keep_fraction: float = 1.0         # the fraction random selection keeps
@@ -66,6 +71,12 @@ class PBL(SequentialLoRA):
 
     def needs_backbone_weights(self) -> bool:
         return bool(self.strategies) and self.params.augment.rewriter_scale < 1.0
+
+
+class PBL(SelfDistillation, SequentialLoRA):
+    """Sequential LoRA with the preference-based learning bias added to the gold NLL."""
+
+    name = "pbl"
 
     def preference_rows(self, model, ctx: StageContext, records=None) -> list[dict]:
         """Sampled, split and reference-scored responses to ``records`` (default: the stage's training
@@ -104,14 +115,37 @@ class PBL(SequentialLoRA):
         return ("pbl", "augment") if self.strategies else ("pbl",)
 
 
+class AugmentedCIT(SelfDistillation, CIT):
+    """CIT on the gold pairs plus the selected self-distilled pairs, with no learning bias: the
+    paper's augmentation and selection ablations sit on CIT (their "No augmentation" row is CIT)."""
+
+    name = "cit+augmented"
+
+    def examples(self, model, ctx: StageContext) -> list[dict]:
+        records = list(ctx.sets["train"]) + self.augmented_records(model, ctx)
+        return build_examples(ctx.tokenizer, records, self.params.train.max_length)
+
+    @property
+    def param_sections(self) -> tuple[str, ...]:
+        return ("augment",) if self.strategies else ()
+
+
+def variant(base: type, name: str, strategies: tuple[str, ...], selection: str = "all",
+            keep_fraction: float = 1.0) -> type:
+    """``base`` (PBL or AugmentedCIT) with the given augmentation strategies and selection, as a
+    method class called ``name`` (its own registry entry and run folder)."""
+    doc = (f"{'PBL' if issubclass(base, PBL) else 'CIT'} + {'+'.join(s.upper() for s in strategies)} "
+           f"augmentation, {selection} selection"
+           + (f" keeping {keep_fraction:.1%}" if selection == "random" else "") + ".")
+    return type(f"{base.__name__}({name})", (base,), {"name": name, "strategies": tuple(strategies),
+                                                      "selection": selection, "keep_fraction": keep_fraction,
+                                                      "__doc__": doc, "__module__": __name__})
+
+
 def pbl_variant(name: str, strategies: tuple[str, ...], selection: str = "all",
                 keep_fraction: float = 1.0) -> type[PBL]:
-    """PBL with the given augmentation strategies and selection, as a method class called ``name``
-    (its own registry entry and run folder)."""
-    doc = (f"PBL + {'+'.join(s.upper() for s in strategies)} augmentation, {selection} selection"
-           + (f" keeping {keep_fraction:.1%}" if selection == "random" else "") + ".")
-    return type(f"PBL({name})", (PBL,), {"name": name, "strategies": tuple(strategies), "selection": selection,
-                                         "keep_fraction": keep_fraction, "__doc__": doc, "__module__": __name__})
+    """PBL with the given augmentation strategies and selection (:func:`variant`)."""
+    return variant(PBL, name, strategies, selection, keep_fraction)
 
 
 PBL_VARIANTS: tuple[type[PBL], ...] = (
@@ -123,4 +157,16 @@ PBL_VARIANTS: tuple[type[PBL], ...] = (
     pbl_variant("pbl+ca+rs25", STRATEGIES, "random", 0.25),
     pbl_variant("pbl+ca+rs12.5", STRATEGIES, "random", 0.125),
     pbl_variant("ours", STRATEGIES, "dynamic"),
+)
+
+# the paper's augmentation and selection ablations: the same switches on CIT
+CIT_VARIANTS: tuple[type[AugmentedCIT], ...] = (
+    variant(AugmentedCIT, "cit+bki", ("bki",)),
+    variant(AugmentedCIT, "cit+lce", ("lce",)),
+    variant(AugmentedCIT, "cit+pa", ("pa",)),
+    variant(AugmentedCIT, "cit+ca", STRATEGIES),
+    variant(AugmentedCIT, "cit+ca+rs50", STRATEGIES, "random", 0.5),
+    variant(AugmentedCIT, "cit+ca+rs25", STRATEGIES, "random", 0.25),
+    variant(AugmentedCIT, "cit+ca+rs12.5", STRATEGIES, "random", 0.125),
+    variant(AugmentedCIT, "cit+ca+ds", STRATEGIES, "dynamic"),
 )
