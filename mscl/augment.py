@@ -26,8 +26,9 @@ candidates are dropped, each with the first reason that applies (``DEGENERATE_RE
 ``not_question`` LCE/PA: the output has no "?" (the model answered or made a statement)
 ``no_sentence``  BKI: the output has no complete sentence to use as background
 ``copy``         equals the question it rewrites or the original question (lower-cased word tokens)
-``answer_leak``  contains the gold answer as whole words, case ignored, where the question it
-                 rewrites did not (training on it would teach copying, not knowing)
+``answer_leak``  contains the gold answer, or an earlier answer of the fact that a revision
+                 replaced, as whole words, case ignored, where the question it rewrites did not
+                 (training on it would teach copying, or bring the replaced answer back)
 ``too_long``     longer than ``augment.max_length_ratio`` times the original question (characters)
 ``duplicate``    the same x' (word tokens) as an earlier kept-so-far rewrite of the same question
 ==============  =================================================================================
@@ -63,7 +64,7 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from mscl.models import interpolated_weights
 from mscl.sampling import generate
@@ -278,17 +279,19 @@ def clean_output(raw: str, strategy: str, question: str = "") -> tuple[str, str 
 
 
 def degenerate_reason(question: str, source_question: str, origin_question: str, answer: str,
-                      max_length_ratio: float) -> str | None:
+                      max_length_ratio: float, earlier: Sequence[str] = ()) -> str | None:
     """Why the candidate x' ``question`` is unusable (``copy``, ``answer_leak``, ``too_long``), or None.
 
-    ``source_question``: the question it rewrites; ``origin_question``: the original training question.
+    ``source_question``: the question it rewrites; ``origin_question``: the original training
+    question; ``earlier``: the fact's earlier answers, replaced by revisions (a leak too).
     """
     new = _words(question)
     if new in (_words(source_question), _words(origin_question)):
         return "copy"
-    gold = _words(answer)
-    if gold.strip() and gold in new and gold not in _words(source_question):
-        return "answer_leak"
+    for leaked in (answer, *earlier):
+        words = _words(leaked)
+        if words.strip() and words in new and words not in _words(source_question):
+            return "answer_leak"
     if len(question) > max_length_ratio * len(origin_question):
         return "too_long"
     return None
@@ -314,17 +317,20 @@ def candidates_from_outputs(pairs: Sequence[tuple[Any, Any]], outputs: Sequence[
 
 
 def filter_degenerate(candidates: Sequence[Candidate], max_length_ratio: float,
-                      seen: dict[str, set[str]] | None = None) -> Counter:
+                      seen: dict[str, set[str]] | None = None,
+                      earlier_answers: Mapping[str, Sequence[str]] | None = None) -> Counter:
     """Mark degenerate candidates in place (``reason``) and count them by reason.
 
     ``seen`` maps an original record's id to the x' (as word tokens) already accepted for it; it is
     updated, so passing the same dict across strategies and rounds drops repeats everywhere.
+    ``earlier_answers`` maps a fact id to its answers that revisions replaced (answer leaks too).
     """
     seen = {} if seen is None else seen
+    earlier_answers = earlier_answers or {}
     for c in candidates:
         if c.reason is None:
             c.reason = degenerate_reason(c.question, c.source.question, c.origin.question, c.origin.answer,
-                                         max_length_ratio)
+                                         max_length_ratio, earlier_answers.get(c.origin.fact_id, ()))
         if c.reason is None:
             known = seen.setdefault(c.origin.id, set())
             key = _words(c.question)
@@ -356,8 +362,8 @@ class Augmentation:
 
 
 def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequence[str], selection: str,
-                      keep_fraction: float, params, seed: int,
-                      backbone_weights: dict | None = None) -> Augmentation:
+                      keep_fraction: float, params, seed: int, backbone_weights: dict | None = None,
+                      earlier_answers: Mapping[str, Sequence[str]] | None = None) -> Augmentation:
     """Augment ``records`` with the model itself, round after round, and select what to keep.
 
     ``params`` is a :class:`mscl.params.TrainingParams` (``augment`` for the knobs; ``eval`` for the
@@ -369,6 +375,7 @@ def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequen
     ``backbone_weights`` (:func:`mscl.models.lora_target_weights` of the backbone before stage 1):
     the rewrites are generated with ``augment.rewriter_scale`` of the model's fine-tuning delta
     (:func:`mscl.models.interpolated_weights`); the LLM indication always asks the model itself.
+    ``earlier_answers``: fact id -> the answers revisions replaced; a rewrite naming one is a leak.
     """
     for s in strategies:
         _prompt(s)
@@ -392,7 +399,7 @@ def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequen
                                              count=aug.count, temperature=aug.temperature, top_p=aug.top_p,
                                              max_new_tokens=aug.max_new_tokens, batch_size=params.eval.batch_size,
                                              seed=seed * 1000 + 10 * round_ + k)
-            filter_degenerate(produced, aug.max_length_ratio, seen)
+            filter_degenerate(produced, aug.max_length_ratio, seen, earlier_answers)
             batch += produced
         usable = [c for c in batch if c.reason is None]
         for c in usable:

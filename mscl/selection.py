@@ -14,10 +14,11 @@ round of augmentation and the fine-tuning:
      rewrites cannot drift away from the question one round at a time);
    * words are lower-cased word tokens (``\\w+``), stop words included;
    * N(w) and N(w^') are the relative frequencies of w in x' and of w^' in x (each sums to 1);
-   * N(w, w^') is the joint probability of the pair under the coupling of the two word
-     distributions that pairs identical words as often as possible: a token of x' co-occurs with a
-     token of x when they are the same word, so N(w, w) = min(N(w), N(w^')=N(w)) and N(w, w^') = 0
-     for w != w^' (which contributes nothing: 0 log 0 = 0).
+   * N(w, w^') counts a pair as co-occurring only when it is the same word in both texts: N(w, w) =
+     min(N(w) in x', N(w) in x) and N(w, w^') = 0 for w != w^' (which contributes nothing: 0 log 0 =
+     0). This is not an estimate of a mutual information between random variables: it is a
+     **lexical-overlap score**, a frequency-weighted count of the words x' shares with x, each
+     shared word weighted by how rare it is in the two texts.
 
    So MI(x'; x) = sum over words w in both texts of m(w) log( m(w) / (p'(w) p(w)) ) with
    m(w) = min(p'(w), p(w)). Every term is >= 0 (m / (p' p) = 1 / max(p', p) >= 1); two texts with

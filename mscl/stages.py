@@ -274,8 +274,10 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
     for shared_dir in shared_dirs:  # the shared CIT stages are plain LoRA adapters merged in order
         base = merge_lora(load_adapter(base, shared_dir / "adapter"))
     own_dirs = [d for d in previous_dirs if d not in shared_dirs]
+    earlier = benchmark.earlier_answers(benchmark.read_stream(data_folder, stream))
     ctx = StageContext(stream=stream, stage=stage, stage_dir=folder, previous_dirs=own_dirs, params=params,
-                       tokenizer=tokenizer, sets=sets, seed=seed, backbone_weights=backbone_weights)
+                       tokenizer=tokenizer, sets=sets, seed=seed, backbone_weights=backbone_weights,
+                       earlier_answers={r.fact_id: earlier.get((r.fact_id, r.stage), []) for r in sets["train"]})
     model = method.start_model(base, ctx).to(_device())
     timings["load"] = time.perf_counter() - tic
 
@@ -290,7 +292,6 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
 
     tic = time.perf_counter()
     predictions: dict[str, list[dict]] = {}
-    earlier = benchmark.earlier_answers(benchmark.read_stream(data_folder, stream))
     new_answers = _answer_sets(model, tokenizer, sets, list(EVAL_SETS), params, "new model")
     for name in EVAL_SETS:
         rows = []

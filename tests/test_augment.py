@@ -86,6 +86,13 @@ def test_degenerate_rewrites_are_dropped_with_the_right_reason_counts():
     assert set(counts) <= set(DEGENERATE_REASONS)
 
 
+def test_a_rewrite_naming_an_answer_a_revision_replaced_is_a_leak():
+    outputs = ["Which city, once said to be Lyon, is the capital of France?", "Which city is France's capital?"]
+    cands = candidates_from_outputs([(FRANCE, FRANCE)], [outputs], "lce", 1)
+    counts = filter_degenerate(cands, max_length_ratio=4.0, earlier_answers={FRANCE.fact_id: ["Lyon"]})
+    assert counts == Counter({"answer_leak": 1}) and cands[1].reason is None
+
+
 def test_answer_already_in_the_question_is_no_leak_and_whole_words_only():
     record = make_record(5, "Is Paris the capital of France or of Italy?", "Paris")
     symbol = make_record(6, "What is the chemical symbol of iron?", "Fe")

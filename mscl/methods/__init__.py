@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from mscl.methods.base import Method, SequentialLoRA, StageContext
-from mscl.methods.cit import CIT
+from mscl.methods.cit import CIT, ComputeMatchedCIT
 from mscl.methods.flearning import FLearning
 from mscl.methods.mocl import MoCL
 from mscl.methods.pbl import CIT_VARIANTS, PBL, PBL_VARIANTS
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (CIT, PBL, MoCL, FLearning, *PBL_VARIANTS,
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (CIT, ComputeMatchedCIT, PBL, MoCL, FLearning, *PBL_VARIANTS,
                                                                 *CIT_VARIANTS)}
 
 

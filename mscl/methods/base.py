@@ -31,6 +31,8 @@ class StageContext:
     # the backbone's LoRA-target weights before any stage was merged (mscl.models.lora_target_weights),
     # when the method asks for them (Method.needs_backbone_weights)
     backbone_weights: dict | None = None
+    # fact id -> the fact's answers at earlier stages that revisions replaced (mscl.data.earlier_answers)
+    earlier_answers: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)   # what the method wants saved in the stage's manifest
 
 

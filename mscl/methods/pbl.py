@@ -62,7 +62,8 @@ class SelfDistillation:
             return [augmented_record_from_row(row) for row in read_jsonl(path)]
         result = self_distillation(model, ctx.tokenizer, ctx.sets["train"], strategies=self.strategies,
                                    selection=self.selection, keep_fraction=self.keep_fraction, params=self.params,
-                                   seed=ctx.seed, backbone_weights=ctx.backbone_weights)
+                                   seed=ctx.seed, backbone_weights=ctx.backbone_weights,
+                                   earlier_answers=ctx.earlier_answers)
         write_jsonl(ctx.stage_dir / "augment_candidates.jsonl", [c.row() for c in result.candidates])
         write_json(summary_path, result.summary)
         write_jsonl(path, [record_row(r) for r in result.records])
