@@ -197,16 +197,22 @@ def run_jobs(jobs: list[StageJob], profile: str, workers: int, log_dir: Path, la
 
 def train_stages(profile: str, backbone: str | None, workers: int) -> list[dict]:
     """Train every stage the notebooks need: the shared stages first, then the methods' chains and
-    the pilot's sweep; returns one timing row per job."""
+    the pilot's sweep, then the methods that read another method's stages; returns one timing row
+    per job."""
+    from mscl.methods import METHODS
     from mscl.params import load_params
     from mscl.stages import ensure_benchmark
 
     ensure_benchmark(profile, load_params(profile, "training").data_seed)  # once, before jobs that read it
     shared, own = stage_jobs(profile, backbone)
+    # methods that read another method's finished stages (cit+matched reads ours's) run after them
+    after = [j for j in own if getattr(METHODS.get(j.method), "reference", None)]
+    own = [j for j in own if j not in after]
     log_dir = artifacts_dir() / "logs" / "reproduce"
-    print(f"training {len(shared)} shared-stage job(s), then {len(own)} method job(s) on {workers} worker(s)",
-          flush=True)
-    return run_jobs(shared, profile, workers, log_dir, "shared") + run_jobs(own, profile, workers, log_dir, "methods")
+    print(f"training {len(shared)} shared-stage job(s), then {len(own)} method job(s), then {len(after)} "
+          f"dependent job(s) on {workers} worker(s)", flush=True)
+    return (run_jobs(shared, profile, workers, log_dir, "shared") + run_jobs(own, profile, workers, log_dir, "methods")
+            + run_jobs(after, profile, workers, log_dir, "dependent"))
 
 
 def stage_costs(profile: str, backbone: str | None = None) -> "pd.DataFrame":

@@ -1,0 +1,34 @@
+"""The compute-matched control (mscl.methods.cit.ComputeMatchedCIT) on the smoke profile."""
+from __future__ import annotations
+
+import pytest
+
+from mscl.params import load_params
+from mscl.stages import run_stage
+
+
+def test_cit_matched_trains_on_as_many_examples_as_ours(scratch):
+    params = load_params("smoke", "training")
+    with pytest.raises(FileNotFoundError, match="ours"):   # it reads ours's finished stage
+        run_stage("smoke", "domain_independent", "cit+matched", 2, params=params, verbose=False)
+    ours = run_stage("smoke", "domain_independent", "ours", 2, params=params, verbose=False)
+    matched = run_stage("smoke", "domain_independent", "cit+matched", 2, params=params, verbose=False)
+    gold = matched["method_info"]["matched"]["gold"]
+    expected = max(gold, gold + ours["method_info"]["augmentation"]["kept"])
+    assert matched["method_info"]["matched"]["examples"] == expected
+    assert "preference_split" not in matched["method_info"]   # plain CIT: no sampled responses
+
+
+def test_cit_matched_repeats_the_gold_pairs_in_order_up_to_ours_count(tiny, tmp_path):
+    from mscl.io import write_json
+    from mscl.methods import StageContext, get_method
+    from tests.conftest import make_record
+
+    _, tokenizer = tiny
+    records = [make_record(i, f"What is item {i}?", f"answer {i}") for i in range(4)]
+    write_json(tmp_path / "ours" / "stage2" / "manifest.json", {"method_info": {"augmentation": {"kept": 7}}})
+    ctx = StageContext(stream="s", stage=2, stage_dir=tmp_path / "cit+matched" / "stage2", previous_dirs=[],
+                       params=load_params("smoke", "training"), tokenizer=tokenizer, sets={"train": records}, seed=0)
+    examples = get_method("cit+matched", ctx.params).examples(None, ctx)
+    assert [ex["id"] for ex in examples] == [records[i % 4].id for i in range(11)]
+    assert ctx.info["matched"] == {"reference": "ours", "examples": 11, "gold": 4}
