@@ -78,12 +78,21 @@ class TrainParams:
     lora: LoraParams
 
 
+EVAL_MODES = ("greedy", "authors")
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalParams:
-    max_new_tokens: int
+    mode: str                      # "greedy" (the system prompt, greedy decoding) or "authors" (their released script)
+    max_new_tokens: int            # greedy mode (the authors' mode generates up to 256)
     batch_size: int
     max_items: int                 # cap per evaluation set; 0 means all
     bootstrap: int                 # bootstrap resamples for confidence intervals
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.mode not in EVAL_MODES:
+            return [("mode", f"one of {', '.join(EVAL_MODES)}, got {self.mode!r}")]
+        return []
 
 
 @dataclasses.dataclass(frozen=True)

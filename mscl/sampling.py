@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from transformers import AttentionInterface
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from mscl.models import format_prompt
+from mscl.models import DEFAULT_SYSTEM_PROMPT, format_prompt
 
 BACKENDS = ("auto", "loop", "hf", "vllm")
 
@@ -700,9 +700,10 @@ def generate(
 
 
 def answer_questions(model, tokenizer, questions: Sequence[str], *, max_new_tokens: int, batch_size: int,
-                     desc: str | None = None, backend: str = "auto") -> list[str]:
+                     desc: str | None = None, backend: str = "auto",
+                     system: str | None = DEFAULT_SYSTEM_PROMPT) -> list[str]:
     """Greedy answers, one per question (the evaluation decoding; deterministic)."""
-    prompts = [format_prompt(tokenizer, q) for q in questions]
+    prompts = [format_prompt(tokenizer, q, system) for q in questions]
     out = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, desc=desc,
                    backend=backend)
     return [o[0] for o in out]
@@ -710,9 +711,10 @@ def answer_questions(model, tokenizer, questions: Sequence[str], *, max_new_toke
 
 def sample_responses(model, tokenizer, questions: Sequence[str], *, k: int, temperature: float, top_p: float,
                      max_new_tokens: int, batch_size: int, seed: int, desc: str | None = None,
-                     backend: str = "auto") -> list[list[str]]:
-    """K sampled responses per question (temperature/top-p sampling), for the preference split."""
-    prompts = [format_prompt(tokenizer, q) for q in questions]
+                     backend: str = "auto", system: str | None = DEFAULT_SYSTEM_PROMPT) -> list[list[str]]:
+    """K sampled responses per question (temperature/top-p sampling), for the preference split;
+    ``system=None`` asks a bare user turn."""
+    prompts = [format_prompt(tokenizer, q, system) for q in questions]
     per_batch = max(1, batch_size // max(k, 1))
     return generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=per_batch,
                     num_return_sequences=k, do_sample=True, temperature=temperature, top_p=top_p,

@@ -32,8 +32,8 @@ from mscl.io import read_json, read_jsonl, sha256_json, write_json, write_jsonl
 from mscl.methods import StageContext, get_method
 from mscl.models import (BackboneError, artifacts_dir, load_adapter, load_backbone, lora_target_weights,
                          merge_lora, prepare_backbone)
-from mscl.params import TrainingParams, load_params, to_dict
-from mscl.sampling import answer_questions, resolve
+from mscl.params import EVAL_MODES, TrainingParams, load_params, to_dict
+from mscl.sampling import answer_questions, resolve, sample_responses
 from mscl.training import ContextLengthError
 
 EVAL_SETS = ("eval", "edited", "retention", "history", "general")
@@ -102,12 +102,14 @@ KNOWN_WORDINGS = 2 / 3
 
 
 def known_facts(backbone: str, facts: list, params: TrainingParams) -> set[str]:
-    """The ids of ``facts`` that ``backbone`` answers before any training: greedy answers (the
-    evaluation decoding) correct on at least ``KNOWN_WORDINGS`` of the fact's wordings."""
+    """The ids of ``facts`` that ``backbone`` answers before any training: greedy answers (so the
+    probe is deterministic whatever ``eval.mode``) correct on at least ``KNOWN_WORDINGS`` of the
+    fact's wordings."""
     model, tokenizer = load_backbone(backbone, seed=params.data_seed)
     model = model.to(_device())
     asked = [(f, t.format(label=f.label)) for f in facts for t in benchmark.relation_of(f.fact_id).templates]
-    answers = _answers(model, tokenizer, [q for _, q in asked], params, "probe: facts the backbone knows")
+    answers = _answers(model, tokenizer, [q for _, q in asked], params, "probe: facts the backbone knows",
+                       mode="greedy")
     right: dict[str, list[bool]] = {}
     for (f, _), a in zip(asked, answers):
         right.setdefault(f.fact_id, []).append(metrics.is_correct(a, f.answer))
@@ -133,18 +135,29 @@ def _device() -> torch.device:
     return torch.device("cuda", dist.local_rank()) if torch.cuda.is_available() else torch.device("cpu")
 
 
-def _answers(model, tokenizer, questions: list[str], params: TrainingParams, desc: str) -> list[str]:
+# The authors' released evaluation script (eval.mode "authors"): one answer sampled at temperature
+# 0.8 and top-p 0.95, up to 256 new tokens, from a bare user turn (no system prompt).
+AUTHORS_EVAL = {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 256}
+
+
+def _answers(model, tokenizer, questions: list[str], params: TrainingParams, desc: str, mode: str | None = None,
+             seed: int = 0) -> list[str]:
+    """One answer per question: greedy under the system prompt (``eval.mode: greedy``), or sampled
+    as the authors' script does (``authors``, :data:`AUTHORS_EVAL`, seeded)."""
+    if (mode or params.eval.mode) == "authors":
+        return [o[0] for o in sample_responses(model, tokenizer, questions, k=1, **AUTHORS_EVAL,
+                                               batch_size=params.eval.batch_size, seed=seed, desc=desc, system=None)]
     return answer_questions(model, tokenizer, questions,
                             max_new_tokens=params.eval.max_new_tokens, batch_size=params.eval.batch_size,
                             desc=desc)
 
 
 def _answer_sets(model, tokenizer, sets: dict[str, list], names: list[str], params: TrainingParams,
-                 desc: str) -> dict[str, list[str]]:
-    """Greedy answers to the questions of each named set, every distinct question asked once (the
-    edited and retention sets are parts of the evaluation set)."""
+                 desc: str, seed: int = 0) -> dict[str, list[str]]:
+    """Answers to the questions of each named set (:func:`_answers`), every distinct question asked
+    once (the edited and retention sets are parts of the evaluation set)."""
     questions = list(dict.fromkeys(r.question for name in names for r in sets[name]))
-    answers = dict(zip(questions, _answers(model, tokenizer, questions, params, desc)))
+    answers = dict(zip(questions, _answers(model, tokenizer, questions, params, desc, seed=seed)))
     return {name: [answers[r.question] for r in sets[name]] for name in names}
 
 
@@ -283,7 +296,7 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
 
     tic = time.perf_counter()
     old_sets = ["eval", "edited"] + (["retention", "general"] if stage == stages[0] else [])
-    old = _answer_sets(model, tokenizer, sets, old_sets, params, "old model")
+    old = _answer_sets(model, tokenizer, sets, old_sets, params, "old model", seed=seed)
     timings["eval_old"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
@@ -292,7 +305,7 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
 
     tic = time.perf_counter()
     predictions: dict[str, list[dict]] = {}
-    new_answers = _answer_sets(model, tokenizer, sets, list(EVAL_SETS), params, "new model")
+    new_answers = _answer_sets(model, tokenizer, sets, list(EVAL_SETS), params, "new model", seed=seed)
     for name in EVAL_SETS:
         rows = []
         for i, (r, pred) in enumerate(zip(sets[name], new_answers[name])):
@@ -341,6 +354,62 @@ def run_stream(profile: str, stream: str, method_name: str, *, seeds: list[int] 
     return [run_stage(profile, stream, method_name, s, params=params.with_seed(seed), **kwargs)
             for seed in (seeds if seeds is not None else params.seeds)
             for s in benchmark.stream_stages(folder, stream)]
+
+
+def finished_model(profile: str, stream: str, method_name: str, stage: int, *, params: TrainingParams,
+                   backbone: str | None = None, runs_root: Path | None = None):
+    """``(model, tokenizer)``: ``method_name``'s model after its finished stage ``stage`` (the
+    backbone, the shared stages merged, then the method's own stages up to ``stage``), rebuilt as the
+    next stage's start would be, to be asked again."""
+    backbone = backbone or params.backbone
+    method = get_method(method_name, params)
+    stages = benchmark.stream_stages(ensure_benchmark(profile, params.data_seed), stream)
+    shared = stages[:params.shared_stages]
+    dirs = {s: finished_stage_dir(profile, backbone, stream, method_name, s, runs_root, seed=params.seed)
+            for s in stages if s <= stage}
+    base, tokenizer = load_backbone(backbone, seed=params.data_seed)
+    for s in shared:
+        if s in dirs:
+            base = merge_lora(load_adapter(base, dirs[s] / "adapter"))
+    ctx = StageContext(stream=stream, stage=stage + 1, stage_dir=dirs[stage], params=params, tokenizer=tokenizer,
+                       previous_dirs=[d for s, d in dirs.items() if s not in shared], sets={}, seed=0)
+    return method.start_model(base, ctx).to(_device()), tokenizer
+
+
+def evaluation_modes(profile: str, stream: str, methods: list[str], stage: int, *, params: TrainingParams,
+                     backbone: str | None = None, runs_root: Path | None = None):
+    """ACC (%) of each method's finished ``stage`` under both evaluation modes, per training seed: the
+    profile's own from the saved predictions, the other by asking the rebuilt model
+    (:func:`finished_model`) the stage's evaluation questions again (cached in the stage folder as
+    ``predictions_<mode>.jsonl``)."""
+    import pandas as pd
+
+    backbone, stage = backbone or params.backbone, int(stage)
+    records = benchmark.stage_sets(ensure_benchmark(profile, params.data_seed), stream, stage)["eval"]
+    records = _limit(records, params.eval.max_items)
+    rows = []
+    for method in methods:
+        for seed in params.seeds:
+            seeded = params.with_seed(seed)
+            folder = finished_stage_dir(profile, backbone, stream, method, stage, runs_root, seed=seed)
+            for mode in EVAL_MODES:
+                if mode == params.eval.mode:
+                    saved = [r for r in read_jsonl(folder / "predictions.jsonl") if r["set"] == "eval"]
+                    correct = [bool(r["new_correct"]) for r in saved]
+                else:
+                    cache = folder / f"predictions_{mode}.jsonl"
+                    if not cache.is_file():
+                        model, tokenizer = finished_model(profile, stream, method, stage, params=seeded,
+                                                          backbone=backbone, runs_root=runs_root)
+                        answers = _answers(model, tokenizer, [r.question for r in records], seeded,
+                                           f"{method} seed {seed}: {mode} evaluation", mode=mode,
+                                           seed=seed * 1000 + stage)
+                        write_jsonl(cache, [{"id": r.id, "answer": r.answer, "prediction": a,
+                                             "correct": metrics.is_correct(a, r.answer)}
+                                            for r, a in zip(records, answers)])
+                    correct = [bool(r["correct"]) for r in read_jsonl(cache)]
+                rows.append({"method": method, "seed": seed, "mode": mode, "ACC": 100 * float(np.mean(correct))})
+    return pd.DataFrame(rows)
 
 
 METRICS = ("ACC", "KGR", "ACC_edited", "previous_answer_edited", "KRR", "ACC_general", "current", "stale", "neither")

@@ -32,3 +32,34 @@ def test_cit_matched_repeats_the_gold_pairs_in_order_up_to_ours_count(tiny, tmp_
     examples = get_method("cit+matched", ctx.params).examples(None, ctx)
     assert [ex["id"] for ex in examples] == [records[i % 4].id for i in range(11)]
     assert ctx.info["matched"] == {"reference": "ours", "examples": 11, "gold": 4}
+
+
+def test_the_authors_evaluation_mode_samples_from_a_bare_user_turn(scratch, tiny, monkeypatch):
+    from mscl import stages
+    from mscl.models import DEFAULT_SYSTEM_PROMPT, format_prompt
+
+    _, tokenizer = tiny
+    assert DEFAULT_SYSTEM_PROMPT not in format_prompt(tokenizer, "What is 2 + 2?", None)
+    seen = {}
+
+    def fake_sample(model, tok, questions, **kw):
+        seen.update(kw)
+        return [["an answer"] for _ in questions]
+
+    monkeypatch.setattr(stages, "sample_responses", fake_sample)
+    params = load_params("smoke", "training")
+    run_stage("smoke", "domain_independent", "cit", 2, params=params, verbose=False)
+    table = stages.evaluation_modes("smoke", "domain_independent", ["cit"], 2, params=params)
+    assert set(table["mode"]) == {"greedy", "authors"} and table["ACC"].between(0, 100).all()
+    assert seen["system"] is None and {k: seen[k] for k in stages.AUTHORS_EVAL} == stages.AUTHORS_EVAL
+    # the second mode's answers are cached beside the stage's own predictions
+    again = stages.evaluation_modes("smoke", "domain_independent", ["cit"], 2, params=params)
+    assert again.equals(table)
+
+
+def test_eval_mode_is_checked():
+    from mscl.params import ParamsError, TrainingParams, build, to_dict
+
+    params = to_dict(load_params("smoke", "training"))
+    with pytest.raises(ParamsError, match="mode"):
+        build(TrainingParams, {**params, "eval": {**params["eval"], "mode": "beam"}})
