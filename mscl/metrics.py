@@ -213,31 +213,32 @@ def bootstrap_ci(statistic: Callable[..., np.ndarray], *arrays: Sequence, n_resa
 
 
 def accuracy_ci(predictions: Sequence[str], answers: Sequence[str], n_resamples: int = 1000,
-                confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Bootstrap CI of :func:`accuracy` (items resampled)."""
+                confidence: float = 0.95, seed: int = 0, clusters: Sequence | None = None) -> tuple[float, float]:
+    """Bootstrap CI of :func:`accuracy` (items resampled, or whole ``clusters``: a fact's questions)."""
     return bootstrap_ci(_accuracy_stat, correctness(predictions, answers),
-                        n_resamples=n_resamples, confidence=confidence, seed=seed)
+                        n_resamples=n_resamples, confidence=confidence, seed=seed, clusters=clusters)
 
 
 def knowledge_gain_ratio_ci(old_predictions: Sequence[str], new_predictions: Sequence[str],
                             answers: Sequence[str], n_resamples: int = 1000,
-                            confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Bootstrap CI of :func:`knowledge_gain_ratio` (items resampled, old/new kept paired)."""
+                            confidence: float = 0.95, seed: int = 0,
+                            clusters: Sequence | None = None) -> tuple[float, float]:
+    """Bootstrap CI of :func:`knowledge_gain_ratio` (items or ``clusters`` resampled, old/new kept paired)."""
     _check_lengths(old_predictions=old_predictions, new_predictions=new_predictions,
                    answers=answers)
     return bootstrap_ci(_kgr_stat, correctness(old_predictions, answers),
                         correctness(new_predictions, answers),
-                        n_resamples=n_resamples, confidence=confidence, seed=seed)
+                        n_resamples=n_resamples, confidence=confidence, seed=seed, clusters=clusters)
 
 
 def knowledge_retention_rate_ci(first_correct: Sequence[bool], now_correct: Sequence[bool],
                                 n_resamples: int = 1000, confidence: float = 0.95,
-                                seed: int = 0) -> tuple[float, float]:
-    """Bootstrap CI of :func:`knowledge_retention_rate` (items resampled, flags kept paired)."""
+                                seed: int = 0, clusters: Sequence | None = None) -> tuple[float, float]:
+    """Bootstrap CI of :func:`knowledge_retention_rate` (items or ``clusters`` resampled, flags kept paired)."""
     _check_lengths(first_correct=first_correct, now_correct=now_correct)
     return bootstrap_ci(_krr_stat, _as_flags("first_correct", first_correct),
                         _as_flags("now_correct", now_correct),
-                        n_resamples=n_resamples, confidence=confidence, seed=seed)
+                        n_resamples=n_resamples, confidence=confidence, seed=seed, clusters=clusters)
 
 
 def summarize(old_predictions: Sequence[str], new_predictions: Sequence[str],

@@ -73,24 +73,33 @@ def sweep_root(profile: str) -> Path:
 def sweep_data(profile: str, facts: int, data_seed: int) -> Path:
     """The benchmark reduced to the first ``facts`` facts of the domain-independent base set (file
     order, which the data seed shuffles), every stage; the other streams are copied unchanged.
-    Written once under ``artifacts/sweep/<profile>/data``."""
+    Written once under ``artifacts/sweep/<profile>/data``; a reduction of another benchmark or size
+    is an error naming the folder to remove."""
     source = ensure_benchmark(profile, data_seed)
     folder = sweep_root(profile) / "data"
+    origin = {"source_sha256": {name: info["sha256"] for name, info in
+                                json.loads((source / benchmark.MANIFEST).read_text(encoding="utf-8"))["files"].items()},
+              "facts": facts}
     if (folder / benchmark.MANIFEST).is_file():
-        return folder
+        built = json.loads((folder / benchmark.MANIFEST).read_text(encoding="utf-8")).get("sweep")
+        if built == origin:
+            return folder
+        raise ValueError(f"{folder} was reduced from another benchmark or to another size than asked now "
+                         f"({built} vs {origin}); remove {sweep_root(profile)} to rebuild the sweep")
     folder.mkdir(parents=True, exist_ok=True)
     records = benchmark.read_stream(source, SWEEP_STREAM)
     keep = list(dict.fromkeys(r.fact_id for r in records if r.stage == 1))[:facts]
     manifest = json.loads((source / benchmark.MANIFEST).read_text(encoding="utf-8"))
     for stream, name in benchmark.FILES.items():
-        lines = (source / name).read_text(encoding="utf-8").splitlines(keepends=True)
+        # one record a line: split on "\n" only (JSON text may hold U+2028, which splitlines splits)
+        lines = [line + "\n" for line in (source / name).read_text(encoding="utf-8").split("\n") if line]
         if stream == SWEEP_STREAM:
             kept = set(keep)
             lines = [line for line, r in zip(lines, records) if r.fact_id in kept]
         text = "".join(lines)
         atomic_write_text(folder / name, text)
         manifest["files"][name] = {"records": len(lines), "sha256": hashlib.sha256(text.encode()).hexdigest()}
-    manifest["sweep_facts"] = len(keep)
+    manifest["sweep"] = origin
     atomic_write_text(folder / benchmark.MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return folder
 

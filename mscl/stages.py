@@ -21,6 +21,7 @@ from __future__ import annotations
 import platform
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -90,9 +91,14 @@ def ensure_benchmark(profile: str, seed: int, data_dir: Path | None = None) -> P
             known_by = load_params(profile, "training").backbone
             known = known_facts(known_by, benchmark.probe_candidates(sizes), load_params(profile, "training"))
         benchmark.build_benchmark(profile, seed, folder, known=known, known_by=known_by)
-    built = read_json(folder / "manifest.json").get("seed")
-    if built != seed:
-        raise ValueError(f"{folder} holds the benchmark built with seed {built}, but data_seed is {seed}; "
+    manifest = read_json(folder / "manifest.json")
+    if manifest.get("seed") != seed:
+        raise ValueError(f"{folder} holds the benchmark built with seed {manifest.get('seed')}, but data_seed is "
+                         f"{seed}; remove {folder} (and the runs trained on it) to rebuild it")
+    probed_by = manifest.get("known", {}).get("backbone")
+    if probed_by and probed_by != load_params(profile, "training").backbone:
+        raise ValueError(f"{folder} holds a benchmark whose known facts backbone {probed_by!r} was asked for, but "
+                         f"params/{profile}/training.yaml names {load_params(profile, 'training').backbone!r}; "
                          f"remove {folder} (and the runs trained on it) to rebuild it")
     return folder
 
@@ -161,6 +167,14 @@ def _answer_sets(model, tokenizer, sets: dict[str, list], names: list[str], para
     return {name: [answers[r.question] for r in sets[name]] for name in names}
 
 
+def _fact_clusters(rows: list[dict]) -> list[str] | None:
+    """The bootstrap's units: a fact with all its questions, when every fact has the same number of
+    them (every built stage; a cluster bootstrap needs equal sizes); single questions otherwise (an
+    ``eval.max_items`` cut can split a fact)."""
+    sizes = Counter(r["fact_id"] for r in rows)
+    return [r["fact_id"] for r in rows] if len(set(sizes.values())) == 1 else None
+
+
 def stage_metrics(predictions: dict[str, list[dict]], first_correct: dict[str, bool] | None,
                   n_resamples: int, seed: int) -> dict:
     """ACC/KGR of the stage's questions, edited-knowledge, retention (KRR) and general metrics.
@@ -175,15 +189,16 @@ def stage_metrics(predictions: dict[str, list[dict]], first_correct: dict[str, b
             continue
         answers = [r["answer"] for r in rows]
         new = [r["new_prediction"] for r in rows]
+        facts = _fact_clusters(rows)
         entry = {"n": len(rows)}
         entry["acc"] = metrics.accuracy(new, answers)
-        entry["acc_lo"], entry["acc_hi"] = metrics.accuracy_ci(new, answers, n_resamples, seed=seed)
+        entry["acc_lo"], entry["acc_hi"] = metrics.accuracy_ci(new, answers, n_resamples, seed=seed, clusters=facts)
         if rows[0].get("old_prediction") is not None:
             old = [r["old_prediction"] for r in rows]
             entry["acc_old"] = metrics.accuracy(old, answers)
             entry["kgr"] = metrics.knowledge_gain_ratio(old, new, answers)
             entry["kgr_lo"], entry["kgr_hi"] = metrics.knowledge_gain_ratio_ci(old, new, answers, n_resamples,
-                                                                              seed=seed)
+                                                                              seed=seed, clusters=facts)
         sources = [metrics.answer_source(r["new_prediction"], r["answer"], r.get("earlier_answers", []))
                    for r in rows]
         for source in metrics.ANSWER_SOURCES:  # current, stale (an answer an edit replaced), neither
@@ -197,7 +212,7 @@ def stage_metrics(predictions: dict[str, list[dict]], first_correct: dict[str, b
             first = now if first_correct is None else [bool(first_correct.get(r["id"], False)) for r in rows]
             entry["krr"] = metrics.knowledge_retention_rate(first, now)
             entry["krr_lo"], entry["krr_hi"] = metrics.knowledge_retention_rate_ci(first, now, n_resamples,
-                                                                                  seed=seed)
+                                                                                  seed=seed, clusters=facts)
         out[name] = entry
     return out
 
