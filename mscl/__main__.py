@@ -1,7 +1,8 @@
 """Command line: ``python -m mscl run --profile cpu --stream domain_independent --method pbl [--stage N]``.
 
 ``python -m mscl sweep --profile cpu [--setting NAME]`` runs the pilot's budget sweep (every setting,
-or one; :mod:`mscl.pilot`) and prints its table.
+or one; :mod:`mscl.pilot`) and prints its table. ``python -m mscl choose --profile cpu --study
+loss_variant [--setting NAME]`` does the same for a knob chosen by measurement (:mod:`mscl.choices`).
 
 Runs one stage of one method (and any earlier stage not finished yet) through the same code path
 the notebooks call (:func:`mscl.stages.run_stage`); without ``--stage`` it runs the whole stream.
@@ -29,9 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     sweep.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
     sweep.add_argument("--setting", default=None, nargs="+", help="only these settings (names as in the table)")
     sweep.add_argument("--backbone", default=None, help="override the profile's backbone")
+    choose = sub.add_parser("choose", help="run (or reuse) a study of mscl/choices.py (06_ablations.yaml: choices)")
+    choose.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
+    choose.add_argument("--study", required=True, help="a study under `choices` in 06_ablations.yaml")
+    choose.add_argument("--setting", default=None, nargs="+", help="only these settings")
+    choose.add_argument("--backbone", default=None, help="override the profile's backbone")
     args = parser.parse_args(argv)
     if args.command == "sweep":
         return _sweep(args)
+    if args.command == "choose":
+        return _choose(args)
 
     from mscl.params import load_params
     from mscl.stages import results_table, run_stage, run_stream
@@ -69,6 +77,25 @@ def _sweep(args) -> int:
             pilot.run_setting(args.profile, setting, args.backbone)
     if args.setting is None:
         print(pilot.sweep_table(args.profile, args.backbone).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    return 0
+
+
+def _choose(args) -> int:
+    from mscl import choices
+
+    known = choices.studies(args.profile)
+    if args.study not in known:
+        raise SystemExit(f"unknown study {args.study!r}; params/{args.profile}/06_ablations.yaml has "
+                         f"{', '.join(known) or 'none'}")
+    names = list(known[args.study].settings)
+    unknown = sorted(set(args.setting or []) - set(names))
+    if unknown:
+        raise SystemExit(f"unknown setting(s) {', '.join(unknown)} of {args.study}; it has {', '.join(names)}")
+    for name in args.setting or names:
+        choices.run_setting(args.profile, args.study, name, args.backbone)
+    if args.setting is None:
+        print(choices.choice_table(args.profile, args.study, args.backbone)
+              .to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     return 0
 
 

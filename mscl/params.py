@@ -233,12 +233,36 @@ class StreamMethodsParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class ChoiceParams:
+    """One knob chosen by measurement (mscl/choices.py): ``method`` trained up to ``stage`` under each
+    setting, with every training seed; ties go to ``default``."""
+    method: str
+    stage: int
+    default: str                                  # the setting a tie goes to (the paper's form)
+    settings: dict[str, dict[str, float | str]]   # name -> dotted training.yaml keys and their values
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.default not in self.settings:
+            return [("default", f"one of the settings ({', '.join(self.settings)}), got {self.default!r}")]
+        if self.stage < 2:
+            return [("stage", f"a stage after the shared first one (2 or later), got {self.stage}")]
+        for name, overrides in self.settings.items():
+            bad = [k for k in overrides if k.count(".") != 1]
+            if bad or not overrides:
+                return [(f"settings.{name}", f"a non-empty mapping of `section.field` keys, got {overrides!r}")]
+        return []
+
+
+@dataclasses.dataclass(frozen=True)
 class AblationParams:
-    """notebooks/06_ablations.ipynb: tables of method variants compared at one stage."""
+    """notebooks/06_ablations.ipynb: tables of method variants compared at one stage, and the
+    knobs chosen by measurement (``choices``)."""
     stream: str
     stage: int
     tables: dict[str, list[str]]   # table name -> the variants it compares, in order
     seeds: list[int]               # the training seeds the ablations run (of training.yaml's seeds)
+    choices: dict[str, ChoiceParams]           # study name -> its settings and rule (mscl/choices.py)
+    split_settings: list[list[float]]          # [K, temperature] pairs the preference split is sampled under
 
 
 SCHEMAS: dict[str, type] = {

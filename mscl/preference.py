@@ -63,3 +63,19 @@ def split_summary(rows: list[dict]) -> dict:
         "questions_without_aligned": sum(not any(x["aligned"] for x in row["responses"]) for row in rows),
         "questions_without_conflict": sum(all(x["aligned"] for x in row["responses"]) for row in rows),
     }
+
+
+def split_table(manifests: list[dict]):
+    """The preference split as it happened (each stage manifest's ``method_info.preference_split``,
+    :func:`split_summary`), mean over training seeds: one row per (method, stage) with the distinct
+    aligned and conflicting responses and the share of questions with no aligned response at all."""
+    import pandas as pd
+
+    rows = [{"method": m["method"], "stage": m["stage"], "seed": m["run_seed"], **m["method_info"]["preference_split"]}
+            for m in manifests if "preference_split" in (m.get("method_info") or {})]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["questions without aligned %"] = 100 * frame["questions_without_aligned"] / frame["questions"]
+    frame["questions without conflict %"] = 100 * frame["questions_without_conflict"] / frame["questions"]
+    return frame.drop(columns="seed").groupby(["method", "stage"], sort=False).mean().reset_index()

@@ -71,15 +71,18 @@ class StageJob:
     seed: int = 0
     sweep_setting: str | None = None   # a setting of the pilot's budget sweep (mscl/pilot.py) instead
     sweep_cost: float = 0.0            # its relative cost (epochs x stages x its share of the base set)
+    choice: str | None = None          # "<study>/<setting>" of mscl/choices.py instead (every seed)
 
     @property
     def name(self) -> str:
         if self.sweep_setting:
             return f"{self.backbone.replace('/', '__')}-sweep-{self.sweep_setting}"
+        if self.choice:
+            return f"{self.backbone.replace('/', '__')}-choice-{self.choice.replace('/', '-')}"
         return f"{self.backbone.replace('/', '__')}-seed{self.seed}-{self.stream}-{self.method}-stage{self.stage}"
 
     def cost(self, first_own_stage: int) -> float:
-        if self.sweep_setting:
+        if self.sweep_setting or self.choice:
             return self.sweep_cost
         per_stage = METHOD_COST.get(self.method, 3.0 if "+ca" in self.method else 2.2)
         return per_stage * max(1, self.stage - first_own_stage + 1) * (0.7 if self.stream == "cross_domain" else 1.0)
@@ -88,6 +91,10 @@ class StageJob:
         if self.sweep_setting:
             return [sys.executable, "-m", "mscl", "sweep", "--profile", profile, "--setting", self.sweep_setting,
                     "--backbone", self.backbone]
+        if self.choice:
+            study, setting = self.choice.split("/", 1)
+            return [sys.executable, "-m", "mscl", "choose", "--profile", profile, "--study", study,
+                    "--setting", setting, "--backbone", self.backbone]
         return [sys.executable, "-m", "mscl", "run", "--profile", profile, "--stream", self.stream,
                 "--method", self.method, "--stage", str(self.stage), "--backbone", self.backbone,
                 "--seed", str(self.seed)]
@@ -129,6 +136,10 @@ def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list
     for methods in ablations.tables.values():
         for method in methods:
             want(default, ablations.stream, method, ablations.stage, ablations.seeds)
+    from mscl import choices
+
+    for choice in ablations.choices.values():  # the profile's own setting is the main run's chain
+        want(default, ablations.stream, choice.method, choice.stage)
 
     shared, own = [], []
     for (b, stream, method, seed), stage in sorted(wanted.items(), key=lambda kv: kv[0][3]):
@@ -146,6 +157,14 @@ def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list
         own.append(StageJob(default, pilot.stream, pilot.method, stages[pilot.stream][-1], training.seeds[0],
                             sweep_setting=setting.name,
                             sweep_cost=len(stages[pilot.stream]) * share * setting.epochs / training.train.epochs))
+    # the measured choices' other settings: one job per setting, every seed (mscl/choices.py)
+    for study, choice in ablations.choices.items():
+        for setting in choice.settings:
+            if not choices.is_profile_setting(profile, study, setting):
+                own.append(StageJob(default, ablations.stream, choice.method, choice.stage, training.seeds[0],
+                                    choice=f"{study}/{setting}",
+                                    sweep_cost=len(training.seeds) * (choice.stage - training.shared_stages)
+                                    * METHOD_COST.get(choice.method, 2.2)))
     first_own = {stream: (s[training.shared_stages] if training.shared_stages < len(s) else s[-1])
                  for stream, s in stages.items()}
     own.sort(key=lambda j: -j.cost(first_own[j.stream]))
@@ -181,7 +200,7 @@ def run_jobs(jobs: list[StageJob], profile: str, workers: int, log_dir: Path, la
             del running[job]
             done += 1
             status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
-            what = (f"sweep {job.sweep_setting}" if job.sweep_setting else
+            what = (f"sweep {job.sweep_setting}" if job.sweep_setting else f"choice {job.choice}" if job.choice else
                     f"seed {job.seed} {job.stream} {job.method} to stage {job.stage}")
             print(f"  [{label} {done}/{len(jobs)}] {what} "
                   f"{status} in {time.perf_counter() - tic:.0f}s ({time.perf_counter() - start:.0f}s elapsed)", flush=True)

@@ -199,11 +199,23 @@ def test_stage_sets(bench, stream):
 
 
 def test_earlier_answers_are_the_chain_before_the_stage(bench):
+    from types import SimpleNamespace
+
+    def rec(fact, stage, answer):
+        return SimpleNamespace(fact_id=fact, stage=stage, answer=answer, split="train")
+
+    # A -> B, kept at stage 3, -> C, and back to A at stage 5; evaluation rows do not count
+    toy = [rec("f", 1, "A"), rec("f", 2, "B"), rec("f", 3, "B"), rec("f", 4, "C"), rec("f", 5, "A"),
+           SimpleNamespace(fact_id="f", stage=2, answer="Z", split="eval"), rec("g", 1, "X")]
+    assert data.earlier_answers(toy) == {("f", 1): [], ("f", 2): ["A"], ("f", 3): ["A"], ("f", 4): ["A", "B"],
+                                         ("f", 5): ["B", "C"], ("g", 1): []}
+    # on the built stream: an edited record's last earlier answer is its previous_answer
     records = read_stream(bench, "domain_independent")
     earlier = data.earlier_answers(records)
-    for r in records:
-        chain = [c.answer for c in data.edit_chain(records, r.fact_id) if c.stage < r.stage]
-        assert earlier[(r.fact_id, r.stage)] == [a for a in dict.fromkeys(chain) if a != r.answer]
+    edited = [r for r in records if r.split == "train" and r.edited]
+    assert edited
+    for r in edited:
+        assert earlier[(r.fact_id, r.stage)][-1] == r.previous_answer and r.answer not in earlier[(r.fact_id, r.stage)]
 
 
 # --------------------------------------------------------------------------- the cpu profile: the paper's protocol

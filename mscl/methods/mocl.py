@@ -364,10 +364,38 @@ class MoCL(Method):
         model.save_stage_module(index, ctx.stage_dir / MODULE_DIR)
         # how the stage's own training prompts are routed after training: a diagnostic for the report
         with torch.no_grad():
-            weights = model.composition_weights(reps.to(model.keys[0].device)).mean(0)
-        ctx.info["mocl"] = {"modules": model.n_modules, "train_prompt_mean_weights": weights.tolist()}
+            weights = model.composition_weights(reps.to(model.keys[0].device))
+        newest_first = (weights.argmax(-1) == model.n_modules - 1).float().mean()
+        ctx.info["mocl"] = {"modules": model.n_modules, "train_prompt_mean_weights": weights.mean(0).tolist(),
+                            "train_prompt_newest_argmax_share": float(newest_first)}
         model.clear_prompts()
         for p in model.parameters():
             p.requires_grad_(False)
         model.eval()
         return model
+
+
+def routing_table(manifests: list[dict]):
+    """How MoCL routed each stage's own training prompts right after that stage (the manifests'
+    ``method_info.mocl``), mean over training seeds: one row per stage t with the weight on each
+    stage's module, the newest module's weight beside the uniform 1/t, and (where recorded) the share
+    of prompts whose largest weight is the newest module. Keys that tell the stages apart put most of
+    the weight on the newest module; weights near 1/t mean the keys cannot."""
+    import pandas as pd
+
+    rows = []
+    for m in manifests:
+        info = (m.get("method_info") or {}).get("mocl")
+        if not info:
+            continue
+        weights = info["train_prompt_mean_weights"]
+        row = {"stage": m["stage"], "seed": m["run_seed"], "modules": len(weights),
+               **{f"w module {i + 1}": w for i, w in enumerate(weights)},
+               "newest": weights[-1], "uniform 1/t": 1 / len(weights)}
+        if "train_prompt_newest_argmax_share" in info:
+            row["newest is largest %"] = 100 * info["train_prompt_newest_argmax_share"]
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    return frame.drop(columns="seed").groupby("stage").mean().reset_index()
