@@ -33,9 +33,10 @@ $(STAMP): pyproject.toml
 reproduce: $(STAMP)
 	$(BIN)/python -m mscl.reproduce --profile $(PROFILE) $(if $(BACKBONE),--backbone $(BACKBONE))
 
+# the notebooks open on the cpu profile; tests and nbval run them on smoke
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -q
-	$(BIN)/python -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+	MSCL_PROFILE=smoke $(BIN)/python -m pytest tests -q
+	MSCL_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax notebooks -q -p no:cacheprovider
 
 smoke: $(STAMP)
 	$(BIN)/python -m mscl.reproduce --profile smoke $(if $(BACKBONE),--backbone $(BACKBONE))

@@ -3,6 +3,8 @@
 ``python -m mscl sweep --profile cpu [--setting NAME]`` runs the pilot's budget sweep (every setting,
 or one; :mod:`mscl.pilot`) and prints its table. ``python -m mscl choose --profile cpu --study
 loss_variant [--setting NAME]`` does the same for a knob chosen by measurement (:mod:`mscl.choices`).
+``python -m mscl evaluate ... --mode authors`` asks a finished stage's questions under the other
+evaluation mode (:func:`mscl.stages.mode_predictions`).
 
 Runs one stage of one method (and any earlier stage not finished yet) through the same code path
 the notebooks call (:func:`mscl.stages.run_stage`); without ``--stage`` it runs the whole stream.
@@ -35,7 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     choose.add_argument("--study", required=True, help="a study under `choices` in 06_ablations.yaml")
     choose.add_argument("--setting", default=None, nargs="+", help="only these settings")
     choose.add_argument("--backbone", default=None, help="override the profile's backbone")
+    evaluate = sub.add_parser("evaluate", help="ask a finished stage's evaluation questions under another "
+                                               "evaluation mode (cached beside its predictions)")
+    evaluate.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
+    evaluate.add_argument("--stream", required=True, choices=["domain_independent", "cross_domain"])
+    evaluate.add_argument("--method", required=True)
+    evaluate.add_argument("--stage", type=int, required=True)
+    evaluate.add_argument("--mode", required=True, choices=["greedy", "authors"])
+    evaluate.add_argument("--seed", type=int, default=None, help="training seed (default: training.yaml's seed)")
+    evaluate.add_argument("--backbone", default=None, help="override the profile's backbone")
     args = parser.parse_args(argv)
+    if args.command == "evaluate":
+        return _evaluate(args)
     if args.command == "sweep":
         return _sweep(args)
     if args.command == "choose":
@@ -77,6 +90,19 @@ def _sweep(args) -> int:
             pilot.run_setting(args.profile, setting, args.backbone)
     if args.setting is None:
         print(pilot.sweep_table(args.profile, args.backbone).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from mscl.params import load_params
+    from mscl.stages import mode_predictions
+
+    params = load_params(args.profile, "training")
+    params = params.with_seed(params.seed if args.seed is None else args.seed)
+    rows = mode_predictions(args.profile, args.stream, args.method, args.stage, args.mode, params=params,
+                            backbone=args.backbone)
+    print(f"{args.method} stage {args.stage} seed {params.seed}, {args.mode}: ACC "
+          f"{100 * sum(bool(r['correct']) for r in rows) / max(1, len(rows)):.1f}% of {len(rows)}")
     return 0
 
 

@@ -12,7 +12,27 @@ import pandas as pd
 
 from mscl.io import atomic_write_text
 from mscl.metrics import ANSWER_SOURCES
-from mscl.paths import reports_dir
+from mscl.paths import REPO_ROOT, artifacts_dir, reports_dir
+
+# the profile a notebook opens on: cpu (the committed run's stages, reused after `make reproduce`);
+# `make test` sets smoke, and papermill's parameters override both
+PROFILE_ENV = "MSCL_PROFILE"
+
+
+def profile_status(profile: str) -> str:
+    """A notebook's first output: the profile it runs and whether that profile's stages are already
+    trained (then they are reused) or would be trained now, and how to get them otherwise."""
+    runs = artifacts_dir() / "runs" / profile
+    finished = len(list(runs.glob("**/manifest.json"))) if runs.is_dir() else 0
+    where = runs.relative_to(REPO_ROOT) if runs.is_relative_to(REPO_ROOT) else runs
+    if finished:
+        return f"profile {profile}: {finished} finished stages under {where} are reused (nothing is trained twice)"
+    if profile == "smoke":
+        return ("profile smoke: the tiny random model, seconds a stage; a check that the code runs, not results "
+                f"(set {PROFILE_ENV}=cpu or profile = \"cpu\" for the real run)")
+    return (f"profile {profile}: no finished stages under {where} yet, so this notebook trains the ones it needs "
+            "now (hours on 2 cores). Run `make reproduce` first, which trains every stage two at a time, "
+            "or set profile = \"smoke\" in the parameters cell for a quick look.")
 
 
 def save_table(df: pd.DataFrame, name: str, profile: str, floatfmt: str = ".2f") -> Path:

@@ -72,6 +72,7 @@ class StageJob:
     sweep_setting: str | None = None   # a setting of the pilot's budget sweep (mscl/pilot.py) instead
     sweep_cost: float = 0.0            # its relative cost (epochs x stages x its share of the base set)
     choice: str | None = None          # "<study>/<setting>" of mscl/choices.py instead (every seed)
+    mode: str | None = None            # instead: ask the finished stage's questions under this evaluation mode
 
     @property
     def name(self) -> str:
@@ -79,6 +80,9 @@ class StageJob:
             return f"{self.backbone.replace('/', '__')}-sweep-{self.sweep_setting}"
         if self.choice:
             return f"{self.backbone.replace('/', '__')}-choice-{self.choice.replace('/', '-')}"
+        if self.mode:
+            return (f"{self.backbone.replace('/', '__')}-seed{self.seed}-{self.stream}-{self.method}-stage{self.stage}"
+                    f"-eval-{self.mode}")
         return f"{self.backbone.replace('/', '__')}-seed{self.seed}-{self.stream}-{self.method}-stage{self.stage}"
 
     def cost(self, first_own_stage: int) -> float:
@@ -91,6 +95,10 @@ class StageJob:
         if self.sweep_setting:
             return [sys.executable, "-m", "mscl", "sweep", "--profile", profile, "--setting", self.sweep_setting,
                     "--backbone", self.backbone]
+        if self.mode:
+            return [sys.executable, "-m", "mscl", "evaluate", "--profile", profile, "--stream", self.stream,
+                    "--method", self.method, "--stage", str(self.stage), "--mode", self.mode,
+                    "--seed", str(self.seed), "--backbone", self.backbone]
         if self.choice:
             study, setting = self.choice.split("/", 1)
             return [sys.executable, "-m", "mscl", "choose", "--profile", profile, "--study", study,
@@ -201,7 +209,8 @@ def run_jobs(jobs: list[StageJob], profile: str, workers: int, log_dir: Path, la
             done += 1
             status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
             what = (f"sweep {job.sweep_setting}" if job.sweep_setting else f"choice {job.choice}" if job.choice else
-                    f"seed {job.seed} {job.stream} {job.method} to stage {job.stage}")
+                    f"seed {job.seed} {job.stream} {job.method} stage {job.stage}, {job.mode} evaluation" if job.mode
+                    else f"seed {job.seed} {job.stream} {job.method} to stage {job.stage}")
             print(f"  [{label} {done}/{len(jobs)}] {what} "
                   f"{status} in {time.perf_counter() - tic:.0f}s ({time.perf_counter() - start:.0f}s elapsed)", flush=True)
             timings.append({"phase": label, "job": what, "seconds": time.perf_counter() - tic, "threads": threads})
@@ -229,9 +238,25 @@ def train_stages(profile: str, backbone: str | None, workers: int) -> list[dict]
     own = [j for j in own if j not in after]
     log_dir = artifacts_dir() / "logs" / "reproduce"
     print(f"training {len(shared)} shared-stage job(s), then {len(own)} method job(s), then {len(after)} "
-          f"dependent job(s) on {workers} worker(s)", flush=True)
+          f"dependent job(s), then {len(evaluation_jobs(profile, backbone))} evaluation job(s) on {workers} worker(s)",
+          flush=True)
+    evaluations = evaluation_jobs(profile, backbone)
     return (run_jobs(shared, profile, workers, log_dir, "shared") + run_jobs(own, profile, workers, log_dir, "methods")
-            + run_jobs(after, profile, workers, log_dir, "dependent"))
+            + run_jobs(after, profile, workers, log_dir, "dependent")
+            + run_jobs(evaluations, profile, workers, log_dir, "evaluation"))
+
+
+def evaluation_jobs(profile: str, backbone: str | None) -> list[StageJob]:
+    """The report's side table asks every main-table method's last stage again under the other
+    evaluation mode (:func:`mscl.stages.mode_predictions`): one job per method and seed, after training."""
+    from mscl import data
+    from mscl.params import EVAL_MODES, load_params
+
+    training = load_params(profile, "training")
+    main = load_params(profile, "04_domain_independent")
+    last = data.STREAM_STAGES[main.stream][-1]
+    return [StageJob(backbone or training.backbone, main.stream, method, last, seed, mode=mode)
+            for mode in EVAL_MODES if mode != training.eval.mode for method in main.methods for seed in training.seeds]
 
 
 def stage_costs(profile: str, backbone: str | None = None) -> "pd.DataFrame":

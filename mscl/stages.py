@@ -391,39 +391,46 @@ def finished_model(profile: str, stream: str, method_name: str, stage: int, *, p
     return method.start_model(base, ctx).to(_device()), tokenizer
 
 
+def mode_predictions(profile: str, stream: str, method: str, stage: int, mode: str, *, params: TrainingParams,
+                     backbone: str | None = None, runs_root: Path | None = None) -> list[dict]:
+    """The evaluation rows of ``method``'s finished ``stage`` (training seed ``params.seed``) under
+    evaluation mode ``mode``: the saved predictions for the profile's own mode, otherwise the rebuilt
+    model (:func:`finished_model`) asked the stage's evaluation questions again, cached in the stage
+    folder as ``predictions_<mode>.jsonl`` (``python -m mscl evaluate`` fills it)."""
+    if mode not in EVAL_MODES:
+        raise ValueError(f"unknown evaluation mode {mode!r}; known: {', '.join(EVAL_MODES)}")
+    backbone, stage = backbone or params.backbone, int(stage)
+    folder = finished_stage_dir(profile, backbone, stream, method, stage, runs_root, seed=params.seed)
+    if mode == params.eval.mode:
+        return [{"id": r["id"], "answer": r["answer"], "prediction": r["new_prediction"], "correct": r["new_correct"]}
+                for r in read_jsonl(folder / "predictions.jsonl") if r["set"] == "eval"]
+    cache = folder / f"predictions_{mode}.jsonl"
+    if not cache.is_file():
+        records = benchmark.stage_sets(ensure_benchmark(profile, params.data_seed), stream, stage)["eval"]
+        records = _limit(records, params.eval.max_items)
+        model, tokenizer = finished_model(profile, stream, method, stage, params=params, backbone=backbone,
+                                          runs_root=runs_root)
+        answers = _answers(model, tokenizer, [r.question for r in records], params,
+                           f"{method} seed {params.seed}: {mode} evaluation", mode=mode, seed=params.seed * 1000 + stage)
+        write_jsonl(cache, [{"id": r.id, "answer": r.answer, "prediction": a, "correct": metrics.is_correct(a, r.answer)}
+                            for r, a in zip(records, answers)])
+    return read_jsonl(cache)
+
+
 def evaluation_modes(profile: str, stream: str, methods: list[str], stage: int, *, params: TrainingParams,
                      backbone: str | None = None, runs_root: Path | None = None):
-    """ACC (%) of each method's finished ``stage`` under both evaluation modes, per training seed: the
-    profile's own from the saved predictions, the other by asking the rebuilt model
-    (:func:`finished_model`) the stage's evaluation questions again (cached in the stage folder as
-    ``predictions_<mode>.jsonl``)."""
+    """ACC (%) of each method's finished ``stage`` under both evaluation modes, per training seed
+    (:func:`mode_predictions`)."""
     import pandas as pd
 
-    backbone, stage = backbone or params.backbone, int(stage)
-    records = benchmark.stage_sets(ensure_benchmark(profile, params.data_seed), stream, stage)["eval"]
-    records = _limit(records, params.eval.max_items)
     rows = []
     for method in methods:
         for seed in params.seeds:
-            seeded = params.with_seed(seed)
-            folder = finished_stage_dir(profile, backbone, stream, method, stage, runs_root, seed=seed)
             for mode in EVAL_MODES:
-                if mode == params.eval.mode:
-                    saved = [r for r in read_jsonl(folder / "predictions.jsonl") if r["set"] == "eval"]
-                    correct = [bool(r["new_correct"]) for r in saved]
-                else:
-                    cache = folder / f"predictions_{mode}.jsonl"
-                    if not cache.is_file():
-                        model, tokenizer = finished_model(profile, stream, method, stage, params=seeded,
-                                                          backbone=backbone, runs_root=runs_root)
-                        answers = _answers(model, tokenizer, [r.question for r in records], seeded,
-                                           f"{method} seed {seed}: {mode} evaluation", mode=mode,
-                                           seed=seed * 1000 + stage)
-                        write_jsonl(cache, [{"id": r.id, "answer": r.answer, "prediction": a,
-                                             "correct": metrics.is_correct(a, r.answer)}
-                                            for r, a in zip(records, answers)])
-                    correct = [bool(r["correct"]) for r in read_jsonl(cache)]
-                rows.append({"method": method, "seed": seed, "mode": mode, "ACC": 100 * float(np.mean(correct))})
+                predictions = mode_predictions(profile, stream, method, stage, mode, params=params.with_seed(seed),
+                                               backbone=backbone, runs_root=runs_root)
+                rows.append({"method": method, "seed": seed, "mode": mode,
+                             "ACC": 100 * float(np.mean([bool(r["correct"]) for r in predictions]))})
     return pd.DataFrame(rows)
 
 

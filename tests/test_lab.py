@@ -44,3 +44,36 @@ def test_make_lab_serves_the_notebooks():
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_notebooks_open_on_the_cpu_run_and_link_their_executed_copy():
+    import nbformat
+
+    for path in sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        (params,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        namespace: dict = {}
+        env = os.environ.pop("MSCL_PROFILE", None)
+        try:
+            exec(params.source, namespace)
+            assert namespace["profile"] == "cpu", path.name
+            os.environ["MSCL_PROFILE"] = "smoke"
+            exec(params.source, namespace)
+            assert namespace["profile"] == "smoke", path.name
+        finally:
+            os.environ.pop("MSCL_PROFILE", None)
+            if env is not None:
+                os.environ["MSCL_PROFILE"] = env
+        assert "../reports/notebooks/" in nb.cells[0].source, path.name
+        assert "profile_status(profile)" in nb.cells[nb.cells.index(params) + 1].source, path.name
+
+
+def test_profile_status_says_whether_the_stages_are_there(scratch):
+    from mscl.report import profile_status
+
+    assert "make reproduce" in profile_status("cpu") and "smoke" in profile_status("cpu")
+    assert "tiny random model" in profile_status("smoke")
+    stage = scratch / "runs" / "cpu" / "m" / "seed0" / "domain_independent" / "cit" / "stage1"
+    stage.mkdir(parents=True)
+    (stage / "manifest.json").write_text("{}")
+    assert profile_status("cpu").startswith("profile cpu: 1 finished stages")

@@ -55,6 +55,12 @@ def test_the_authors_evaluation_mode_samples_from_a_bare_user_turn(scratch, tiny
     # the second mode's answers are cached beside the stage's own predictions
     again = stages.evaluation_modes("smoke", "domain_independent", ["cit"], 2, params=params)
     assert again.equals(table)
+    from mscl.__main__ import main
+
+    assert main(["evaluate", "--profile", "smoke", "--stream", "domain_independent", "--method", "cit", "--stage", "2",
+                 "--mode", "authors"]) == 0
+    with pytest.raises(ValueError, match="unknown evaluation mode"):
+        stages.mode_predictions("smoke", "domain_independent", "cit", 2, "beam", params=params)
 
 
 def test_eval_mode_is_checked():

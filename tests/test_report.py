@@ -7,7 +7,7 @@ import pytest
 
 from mscl import claims as C
 from mscl.params import load_params
-from mscl.reproduce import stage_jobs
+from mscl.reproduce import evaluation_jobs, stage_jobs
 
 
 def _frame(new, old=None):
@@ -71,7 +71,7 @@ def test_paper_deltas_read_the_transcribed_tables():
 def test_reproduce_plan_trains_every_stage_the_notebooks_read(profile):
     shared, jobs = stage_jobs(profile, None)
     training = load_params(profile, "training")
-    own = [j for j in jobs if not j.sweep_setting]
+    own = [j for j in jobs if not j.sweep_setting and not j.choice]
     sweep = [j for j in jobs if j.sweep_setting]
     from mscl import pilot
     assert [j.sweep_setting for j in sorted(sweep, key=lambda j: j.sweep_setting)] == sorted(
@@ -170,3 +170,13 @@ def test_training_seeds_run_apart_on_the_same_data(scratch):
     with pytest.raises(ValueError, match="seeds"):
         from mscl.params import build, TrainingParams, to_dict
         build(TrainingParams, {**to_dict(params), "seeds": [1, 1]})
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+def test_reproduce_asks_the_main_tables_last_stages_under_the_other_evaluation_mode(profile):
+    training = load_params(profile, "training")
+    main = load_params(profile, "04_domain_independent")
+    jobs = evaluation_jobs(profile, None)
+    assert {(j.method, j.seed) for j in jobs} == {(m, s) for m in main.methods for s in training.seeds}
+    assert {j.mode for j in jobs} == {"authors", "greedy"} - {training.eval.mode}
+    assert all(j.stage == 5 and j.command(profile)[2:4] == ["mscl", "evaluate"] for j in jobs)
