@@ -162,6 +162,17 @@ def prepare_backbone(name: str) -> None:
         _resolve_folder(name)
 
 
+def resolve_dtype(name: str, device: torch.device | str) -> torch.dtype:
+    """``train.dtype`` on ``device``: ``auto`` is bf16 on a CUDA device that supports it and fp32
+    otherwise (the CPU); ``bfloat16`` and ``float32`` are taken as they are."""
+    if name == "auto":
+        device = torch.device(device)
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    if name in ("bfloat16", "float32"):
+        return getattr(torch, name)
+    raise ValueError(f"unknown dtype {name!r}; expected auto, bfloat16 or float32")
+
+
 def load_backbone(name: str = DEFAULT_BACKBONE, seed: int = 0, dtype: torch.dtype = torch.float32):
     """Turn a backbone name into ``(model, tokenizer)``, the model in eval mode on the CPU.
 

@@ -76,6 +76,15 @@ class TrainParams:
     weight_decay: float
     max_length: int
     lora: LoraParams
+    dtype: str = "auto"            # the backbone's precision: auto (bf16 on a CUDA GPU that has it, else fp32), bfloat16, float32
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.dtype not in DTYPES:
+            return [("dtype", f"one of {', '.join(DTYPES)}, got {self.dtype!r}")]
+        return []
+
+
+DTYPES = ("auto", "bfloat16", "float32")
 
 
 EVAL_MODES = ("greedy", "authors")

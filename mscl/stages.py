@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 from mscl import data as benchmark
-from mscl import dist, metrics
+from mscl import dist, metrics, vllm_backend
 from mscl.io import read_json, read_jsonl, sha256_json, write_json, write_jsonl
 from mscl.methods import StageContext, get_method
 from mscl.models import (BackboneError, artifacts_dir, load_adapter, load_backbone, lora_target_weights,
-                         merge_lora, prepare_backbone)
+                         merge_lora, prepare_backbone, resolve_dtype)
 from mscl.params import EVAL_MODES, TrainingParams, load_params, to_dict
 from mscl.sampling import answer_questions, resolve, sample_responses
 from mscl.training import ContextLengthError
@@ -111,7 +111,8 @@ def known_facts(backbone: str, facts: list, params: TrainingParams) -> set[str]:
     """The ids of ``facts`` that ``backbone`` answers before any training: greedy answers (so the
     probe is deterministic whatever ``eval.mode``) correct on at least ``KNOWN_WORDINGS`` of the
     fact's wordings."""
-    model, tokenizer = load_backbone(backbone, seed=params.data_seed)
+    model, tokenizer = load_backbone(backbone, seed=params.data_seed,
+                                   dtype=resolve_dtype(params.train.dtype, _device()))
     model = model.to(_device())
     asked = [(f, t.format(label=f.label)) for f in facts for t in benchmark.relation_of(f.fact_id).templates]
     answers = _answers(model, tokenizer, [q for _, q in asked], params, "probe: facts the backbone knows",
@@ -243,7 +244,10 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
     folder = run_dir(profile, backbone, stream, method_name, stage, runs_root, seed=params.seed)
     data_manifest = read_json(data_folder / "manifest.json")
     identity = {"profile": profile, "stream": stream, "method": method_name, "stage": stage,
-                "backbone": backbone, "params": method.identity(), "data": data_manifest.get("files", {})}
+                "backbone": backbone, "params": method.identity(), "data": data_manifest.get("files", {}),
+                # what the same params compute with here: the resolved precision and generation backend
+                "precision": str(resolve_dtype(params.train.dtype, _device())).removeprefix("torch."),
+                "generation": vllm_backend.expected_backend()}
     config_hash = sha256_json(identity)
     if is_finished(folder):
         manifest = read_json(folder / "manifest.json")
@@ -292,7 +296,8 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
               + ", ".join(f"{k} {len(sets[k])}" for k in EVAL_SETS))
 
     tic = time.perf_counter()
-    base, tokenizer = load_backbone(backbone, seed=params.data_seed)  # tiny-random: one init for every seed
+    base, tokenizer = load_backbone(backbone, seed=params.data_seed,
+                                   dtype=resolve_dtype(params.train.dtype, _device()))  # tiny-random: one init for every seed
     context = getattr(base.config, "max_position_embeddings", None)
     if context is not None and params.train.max_length > context:
         raise ContextLengthError(f"train.max_length={params.train.max_length} exceeds the context of backbone "
@@ -382,7 +387,8 @@ def finished_model(profile: str, stream: str, method_name: str, stage: int, *, p
     shared = stages[:params.shared_stages]
     dirs = {s: finished_stage_dir(profile, backbone, stream, method_name, s, runs_root, seed=params.seed)
             for s in stages if s <= stage}
-    base, tokenizer = load_backbone(backbone, seed=params.data_seed)
+    base, tokenizer = load_backbone(backbone, seed=params.data_seed,
+                                   dtype=resolve_dtype(params.train.dtype, _device()))
     for s in shared:
         if s in dirs:
             base = merge_lora(load_adapter(base, dirs[s] / "adapter"))

@@ -56,6 +56,19 @@ def resolve_backend(model, uses_own_loop: bool) -> str:
     return "vllm" if installed() and on_gpu else "transformers"
 
 
+def expected_backend() -> str:
+    """The backend a stage's generation may use here, before any model is loaded (part of a stage's
+    identity): ``"vllm"`` when ``$MSCL_GENERATION_BACKEND`` allows it, vLLM is installed, a GPU is
+    visible and there is one process; ``"transformers"`` otherwise (models vLLM cannot serve fall
+    back to it at run time)."""
+    from mscl import dist
+
+    choice = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if choice == "transformers" or dist.world_size() > 1 or not (installed() and torch.cuda.is_available()):
+        return "transformers"
+    return "vllm"
+
+
 def fingerprint(model) -> torch.Tensor:
     """Sum and norm of every parameter (float64): changes whenever a weight does, in place or not."""
     return torch.stack([v for p in model.parameters()

@@ -65,3 +65,33 @@ def test_unknown_profile_and_missing_file():
         load_params("laptop", "training")
     with pytest.raises(ParamsError, match="params file not found"):
         load_params_file(PARAMS_ROOT / "smoke" / "nope.yaml", SCHEMAS["training"])
+
+
+def test_precision_knob_and_the_stage_identity():
+    import torch
+
+    from mscl.models import resolve_dtype
+    from mscl.params import TrainingParams, build, to_dict
+
+    assert resolve_dtype("auto", "cpu") == torch.float32       # the CPU computes in fp32
+    assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+    with pytest.raises(ValueError, match="dtype"):
+        resolve_dtype("half", "cpu")
+    raw = to_dict(load_params("smoke", "training"))
+    with pytest.raises(ParamsError, match="train.dtype"):
+        build(TrainingParams, {**raw, "train": {**raw["train"], "dtype": "fp8"}})
+
+
+def test_a_stage_run_in_another_precision_or_backend_is_not_reused(scratch, monkeypatch):
+    from mscl import stages, vllm_backend
+    from mscl.params import TrainingParams, build, to_dict
+
+    params = load_params("smoke", "training")
+    stages.run_stage("smoke", "domain_independent", "cit", 1, params=params, verbose=False)
+    raw = to_dict(params)
+    bf16 = build(TrainingParams, {**raw, "train": {**raw["train"], "dtype": "bfloat16"}})
+    with pytest.raises(stages.StaleRunError):
+        stages.run_stage("smoke", "domain_independent", "cit", 1, params=bf16, verbose=False)
+    monkeypatch.setattr(vllm_backend, "expected_backend", lambda: "vllm")
+    with pytest.raises(stages.StaleRunError):
+        stages.run_stage("smoke", "domain_independent", "cit", 1, params=params, verbose=False)
