@@ -268,7 +268,7 @@ def linear_backends(s: Setup, seconds: float = 0.5) -> dict:
     import torch.nn.functional as F
 
     from mscl import packed_linear
-    from mscl.models import format_prompt
+    from mscl.models import encode_prompt
 
     if not packed_linear.available():
         return {"available": False}
@@ -285,8 +285,8 @@ def linear_backends(s: Setup, seconds: float = 0.5) -> dict:
                          "packed_flops_per_s": _rate(lambda: packed_linear.packed_linear(x, packed), flops, seconds)}
                 entry["packed_speedup"] = entry["packed_flops_per_s"] / entry["f_linear_flops_per_s"]
                 by_shape[f"{n_in}->{n_out} x{r}"] = entry
-    prompts = s.tokenizer([format_prompt(s.tokenizer, r.question) for r in s.records], return_tensors="pt",
-                          padding=True)
+    prompts = s.tokenizer.pad({"input_ids": [encode_prompt(s.tokenizer, r.question) for r in s.records]},
+                              return_tensors="pt")
     step = torch.full((rows[1], 1), s.tokenizer.eos_token_id)
     forwards = {}
     for name, fn in (("prompts", lambda: s.model(**prompts, logits_to_keep=1)),

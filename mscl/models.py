@@ -214,6 +214,32 @@ def format_prompt(tokenizer, question: str, system: str | None = DEFAULT_SYSTEM_
     return f"Question: {question}\nAnswer:"
 
 
+def adds_bos(tokenizer) -> bool:
+    """Whether ``tokenizer`` puts its BOS in front of what it encodes with special tokens (its own
+    ``add_bos_token``, or a post-processor, as Llama 3's)."""
+    if tokenizer.bos_token_id is None:
+        return False
+    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    return bool(probe) and probe[0] == tokenizer.bos_token_id
+
+
+def encode_prompt_text(tokenizer, text: str) -> list[int]:
+    """The ids of an already formatted prompt: the text without special tokens added, then the
+    tokenizer's BOS in front exactly once where it adds one and the text does not already start
+    with it (Gemma's chat template writes ``<bos>`` itself)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if adds_bos(tokenizer) and ids[:1] != [tokenizer.bos_token_id]:
+        ids = [tokenizer.bos_token_id] + ids
+    return ids
+
+
+def encode_prompt(tokenizer, question: str, system: str | None = DEFAULT_SYSTEM_PROMPT) -> list[int]:
+    """The model's prompt ids for ``question`` (:func:`format_prompt`, :func:`encode_prompt_text`):
+    the one encoding that sampling, generation, training and reference scoring share, so a sampled
+    response is scored under exactly the ids it was sampled from."""
+    return encode_prompt_text(tokenizer, format_prompt(tokenizer, question, system))
+
+
 def response_suffix(tokenizer) -> str:
     """What closes an answer in training targets: the end-of-turn token under a chat template, else EOS."""
     if getattr(tokenizer, "chat_template", None) and "<|im_end|>" in tokenizer.get_vocab():

@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from transformers import AttentionInterface
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from mscl.models import DEFAULT_SYSTEM_PROMPT, format_prompt
+from mscl.models import DEFAULT_SYSTEM_PROMPT, encode_prompt_text, format_prompt
 
 BACKENDS = ("auto", "loop", "hf", "vllm")
 
@@ -672,7 +672,7 @@ def generate(
     model.eval()
     tokenizer.padding_side = "left"
     device = next(model.parameters()).device
-    encoded = tokenizer(list(prompts))["input_ids"]
+    encoded = [encode_prompt_text(tokenizer, p) for p in prompts]  # the ids training scores under
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     results: list[list[str] | None] = [None] * len(prompts)
     stops = stop_token_ids(model, tokenizer)
@@ -689,7 +689,7 @@ def generate(
                                tokenizer=tokenizer)
             texts = tokenizer.batch_decode(out, skip_special_tokens=True)
         else:
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
+            enc = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt").to(device)
             texts = _generate_hf(model, tokenizer, enc, max_new_tokens=max_new_tokens, num_return_sequences=k,
                                  do_sample=do_sample, temperature=temperature, top_p=top_p, seed=batch_seed)
         for j, i in enumerate(idx):

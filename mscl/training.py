@@ -32,7 +32,7 @@ from transformers import Trainer, TrainingArguments
 
 from mscl import dist
 from mscl.losses import preference_bias_loss
-from mscl.models import format_prompt, response_suffix
+from mscl.models import encode_prompt, response_suffix
 
 IGNORE = -100
 
@@ -47,11 +47,9 @@ def encode_pair(tokenizer, question: str, response: str, max_length: int, record
     The prompt and the response are tokenized separately and concatenated, so the response's tokens
     are the same whatever the prompt was, and every response to one question shares its prompt ids.
     """
-    prompt_ids = tokenizer(format_prompt(tokenizer, question), add_special_tokens=False)["input_ids"]
+    prompt_ids = encode_prompt(tokenizer, question)
     lead = "" if getattr(tokenizer, "chat_template", None) else " "
     response_ids = tokenizer(lead + response + response_suffix(tokenizer), add_special_tokens=False)["input_ids"]
-    if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", False):
-        prompt_ids = [tokenizer.bos_token_id] + prompt_ids
     ids = prompt_ids + response_ids
     if len(ids) > max_length:
         raise ContextLengthError(

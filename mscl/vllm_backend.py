@@ -123,12 +123,17 @@ def engine_for(model, tokenizer) -> _Engine:
 
 def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, num_return_sequences: int,
              do_sample: bool, temperature: float, top_p: float, seed: int, stop_ids: Sequence[int]) -> list[list[str]]:
-    """Raw completions (not yet cleaned), ``num_return_sequences`` per prompt, in input order."""
+    """Raw completions (not yet cleaned), ``num_return_sequences`` per prompt, in input order. The
+    engine gets token ids (:func:`mscl.models.encode_prompt_text`), not text, so it samples from
+    exactly the ids training scores a response under."""
     from vllm import SamplingParams
+
+    from mscl.models import encode_prompt_text
 
     params = SamplingParams(
         n=num_return_sequences, max_tokens=max_new_tokens, stop_token_ids=list(stop_ids), seed=seed,
         temperature=temperature if do_sample else 0.0, top_p=top_p if do_sample else 1.0,
         skip_special_tokens=True)
-    outputs = engine_for(model, tokenizer).llm.generate(list(prompts), params, use_tqdm=False)
+    requests = [{"prompt_token_ids": encode_prompt_text(tokenizer, p)} for p in prompts]
+    outputs = engine_for(model, tokenizer).llm.generate(requests, params, use_tqdm=False)
     return [[completion.text for completion in out.outputs] for out in outputs]

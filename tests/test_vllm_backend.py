@@ -78,7 +78,9 @@ def test_vllm_generation_maps_requests_and_rebuilds_after_weights_change(tiny, f
     assert out == [[f"answer {i}-{j}" for j in range(2)] for i in range(3)]  # cleaned, in input order
     (llm,) = _FakeLLM.built
     sent, params = llm.calls[0]
-    assert sent == prompts
+    from mscl.models import encode_prompt_text
+
+    assert sent == [{"prompt_token_ids": encode_prompt_text(tok, p)} for p in prompts]
     assert (params.n, params.max_tokens, params.temperature, params.top_p, params.seed) == (2, 7, 0.7, 0.9, 5)
     assert params.stop_token_ids == [tok.eos_token_id]
     greedy = generate(model, tok, prompts[:1], max_new_tokens=3, batch_size=1, backend="vllm")
