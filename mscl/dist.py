@@ -82,3 +82,40 @@ def per_device_batch_size(batch_size: int, where: str = "train.batch_size") -> i
         raise ValueError(f"{where}={batch_size} does not split over {n} processes; use a multiple of {n} so "
                          "the global batch stays the same")
     return batch_size // n
+
+
+class DeviceError(RuntimeError):
+    """The machine does not have the devices the profile asks for, or has more than one process can
+    use; raised before any data is built or model loaded."""
+
+
+def check_devices(require_cuda: bool, source: str = "training.yaml") -> None:
+    """Refuse, within seconds, a run this machine cannot do as asked:
+
+    - ``require_cuda`` (the gpu profile) without a usable CUDA device: the message names
+      ``torch.version.cuda`` and what to check, instead of a silent fall back to the CPU;
+    - one process that sees several GPUs: transformers would wrap the model in ``DataParallel``,
+      changing the global batch, the warmup and the length groups; use one GPU or ``accelerate
+      launch`` (one process per GPU, docs/distributed.md).
+    """
+    if require_cuda and not torch.cuda.is_available():
+        raise DeviceError(
+            f"{source} sets require_cuda: true, but torch {torch.__version__} sees no GPU "
+            f"(torch.version.cuda = {torch.version.cuda}, torch.cuda.is_available() = False). Check that "
+            "`nvidia-smi` lists a GPU, that its driver supports that CUDA version (or install the torch "
+            "wheel built for yours), and CUDA_VISIBLE_DEVICES; or run a CPU profile (PROFILE=cpu).")
+    if world_size() == 1 and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        raise DeviceError(
+            f"one process sees {torch.cuda.device_count()} GPUs: transformers would silently train with "
+            "DataParallel (another global batch, warmup and length grouping). Use one GPU "
+            "(CUDA_VISIBLE_DEVICES=0) or all of them with `accelerate launch` (docs/distributed.md).")
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether ``flag`` holds on any process (``flag`` itself in one process): every rank must call it."""
+    if world_size() == 1 or not _initialised():
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=torch.device("cuda", local_rank())
+                         if torch.cuda.is_available() else "cpu")
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
+    return bool(value.item() > 0)

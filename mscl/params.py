@@ -182,6 +182,7 @@ class TrainingParams:
     mocl: MoCLParams
     flearning: FLearningParams
     augment: AugmentParams
+    require_cuda: bool = False         # refuse to start without a CUDA GPU (the gpu profile), before any data or model
 
     def problems(self) -> list[tuple[str, str]]:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):

@@ -313,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="stage jobs at a time (default: 2 on a CPU with 2+ cores, 1 with a GPU)")
     args = parser.parse_args(argv)
 
+    from mscl.stages import check_devices
+
+    check_devices(args.profile)  # a gpu profile without a GPU stops here, within seconds
     import papermill as pm
 
     out_dir = reports_dir(args.profile) / "notebooks"

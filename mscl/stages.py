@@ -77,6 +77,12 @@ def finished_stage_dir(profile: str, backbone: str, stream: str, method: str, st
                             f"--stream {stream} --method {method} --stage {stage} --seed {seed}` first")
 
 
+def check_devices(profile: str, params: TrainingParams | None = None) -> None:
+    """:func:`mscl.dist.check_devices` for ``profile``'s ``training.yaml`` (``require_cuda``)."""
+    params = params or load_params(profile, "training")
+    dist.check_devices(params.require_cuda, f"params/{profile}/training.yaml")
+
+
 def ensure_benchmark(profile: str, seed: int, data_dir: Path | None = None) -> Path:
     """The benchmark folder of ``profile``, built first if it is not there (or not complete).
 
@@ -88,6 +94,7 @@ def ensure_benchmark(profile: str, seed: int, data_dir: Path | None = None) -> P
         sizes = load_params(profile, "01_data_build").sizes
         known, known_by = None, None
         if sizes.known_share > 0:
+            check_devices(profile)
             known_by = load_params(profile, "training").backbone
             known = known_facts(known_by, benchmark.probe_candidates(sizes), load_params(profile, "training"))
         benchmark.build_benchmark(profile, seed, folder, known=known, known_by=known_by)
@@ -229,6 +236,7 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
     backbone.
     """
     params = params or load_params(profile, "training")
+    check_devices(profile, params)
     backbone = backbone or params.backbone
     method = get_method(method_name, params)
     data_folder = ensure_benchmark(profile, params.data_seed, data_dir)

@@ -289,10 +289,13 @@ class StageTrainer(Trainer):
                 self._metrics["logratio_aligned"].append(ratio[aligned].mean().item())
             if (~aligned).any():
                 self._metrics["logratio_conflict"].append(ratio[~aligned].mean().item())
-        if not torch.isfinite(loss):
+        # every rank learns of a non-finite loss on any rank, so all stop together (none waits on NCCL)
+        finite = bool(torch.isfinite(loss))
+        if dist.any_rank(not finite):
+            where = f"here ({loss.item()})" if not finite else "on another process"
             raise NonFiniteLossError(
-                f"non-finite loss ({loss.item()}) at step {self.state.global_step}; the stage stops and "
-                "no adapter is saved (lower the learning rate, or use pbl.variant 'sigmoid' or pbl.clamp > 0)"
+                f"non-finite loss {where} at step {self.state.global_step}; the stage stops and no adapter is "
+                "saved (lower the learning rate, or use pbl.variant 'sigmoid' or pbl.clamp > 0)"
             )
         return loss
 

@@ -151,3 +151,32 @@ def test_process_shares_of_the_loss_average_to_the_single_process_loss(tiny, mon
             shares.append(trainer.compute_loss(model, h).item())
     assert sum(shares) / 2 == pytest.approx(single, rel=1e-5)
     assert abs(naive - single) > 5e-3 * abs(single)  # the halves really are unequal: the test can fail
+
+
+def test_a_gpu_profile_refuses_to_start_without_cuda_within_seconds(scratch):
+    import time
+
+    from mscl.paths import REPO_ROOT
+
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "MSCL_ARTIFACTS": str(scratch)}
+    tic = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "mscl.reproduce", "--profile", "gpu"], cwd=REPO_ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and time.perf_counter() - tic < 60
+    assert "require_cuda" in out.stderr and "torch.version.cuda" in out.stderr and "nvidia-smi" in out.stderr
+    assert not (scratch / "data" / "gpu").exists()   # nothing built
+    run = subprocess.run([sys.executable, "-m", "mscl", "run", "--profile", "gpu", "--stream", "domain_independent",
+                          "--method", "cit", "--stage", "1"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode != 0 and "require_cuda" in run.stderr
+
+
+def test_one_process_that_sees_several_gpus_refuses(monkeypatch):
+    from mscl import dist
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    with pytest.raises(dist.DeviceError, match="accelerate launch"):
+        dist.check_devices(False)
+    monkeypatch.setenv("WORLD_SIZE", "4")   # under a launcher each process takes its own GPU
+    dist.check_devices(False)
