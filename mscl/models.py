@@ -173,6 +173,25 @@ def resolve_dtype(name: str, device: torch.device | str) -> torch.dtype:
     raise ValueError(f"unknown dtype {name!r}; expected auto, bfloat16 or float32")
 
 
+def to_compute_dtype(model, dtype: torch.dtype):
+    """Cast ``model``'s floating-point weights to ``dtype`` in place and return it (a no-op for fp32).
+    LoRA weights (``lora_`` in the name) stay fp32, and so do buffers (rotary frequencies). A stage
+    loads its backbone in fp32, merges the earlier stages' adapters there and casts once, so the
+    small deltas of stage after stage are not rounded into bf16 at every merge."""
+    if dtype == torch.float32:
+        return model
+    for name, p in model.named_parameters():
+        if p.is_floating_point() and "lora_" not in name and p.dtype != dtype:
+            p.data = p.data.to(dtype)
+    packed_linear.refresh(model)
+    return model
+
+
+def frozen_dtype(model) -> torch.dtype:
+    """The dtype the model computes in: that of its input embeddings (its first weight)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
 def load_backbone(name: str = DEFAULT_BACKBONE, seed: int = 0, dtype: torch.dtype = torch.float32):
     """Turn a backbone name into ``(model, tokenizer)``, the model in eval mode on the CPU.
 
@@ -182,7 +201,7 @@ def load_backbone(name: str = DEFAULT_BACKBONE, seed: int = 0, dtype: torch.dtyp
     """
     if name == TINY:
         tokenizer = load_tokenizer(TINY)
-        return packed_linear.enable(tiny_random_model(tokenizer, seed)), tokenizer
+        return packed_linear.enable(tiny_random_model(tokenizer, seed).to(dtype)), tokenizer
     folder = _resolve_folder(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)

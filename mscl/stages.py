@@ -32,7 +32,7 @@ from mscl import dist, metrics, vllm_backend
 from mscl.io import read_json, read_jsonl, sha256_json, write_json, write_jsonl
 from mscl.methods import StageContext, get_method
 from mscl.models import (BackboneError, artifacts_dir, load_adapter, load_backbone, lora_target_weights,
-                         merge_lora, prepare_backbone, resolve_dtype)
+                         merge_lora, prepare_backbone, resolve_dtype, to_compute_dtype)
 from mscl.params import EVAL_MODES, TrainingParams, load_params, to_dict
 from mscl.sampling import answer_questions, resolve, sample_responses
 from mscl.training import ContextLengthError
@@ -145,8 +145,13 @@ def _limit(records: list, n: int) -> list:
 
 
 def _device() -> torch.device:
-    """This process's GPU (``LOCAL_RANK`` under a launcher), or the CPU."""
-    return torch.device("cuda", dist.local_rank()) if torch.cuda.is_available() else torch.device("cpu")
+    """This process's GPU (``LOCAL_RANK`` under a launcher), or the CPU. On a GPU, fp32 matmuls may
+    use TF32 (bf16 is the default precision there; ``train.dtype: float32`` asks for fp32)."""
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        return torch.device("cuda", dist.local_rank())
+    return torch.device("cpu")
 
 
 # The authors' released evaluation script (eval.mode "authors"): one answer sampled at temperature
@@ -304,8 +309,8 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
               + ", ".join(f"{k} {len(sets[k])}" for k in EVAL_SETS))
 
     tic = time.perf_counter()
-    base, tokenizer = load_backbone(backbone, seed=params.data_seed,
-                                   dtype=resolve_dtype(params.train.dtype, _device()))  # tiny-random: one init for every seed
+    # fp32 first: the earlier stages are merged in fp32, then the model is cast once (to_compute_dtype)
+    base, tokenizer = load_backbone(backbone, seed=params.data_seed)  # tiny-random: one init for every seed
     context = getattr(base.config, "max_position_embeddings", None)
     if context is not None and params.train.max_length > context:
         raise ContextLengthError(f"train.max_length={params.train.max_length} exceeds the context of backbone "
@@ -319,7 +324,8 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
     ctx = StageContext(stream=stream, stage=stage, stage_dir=folder, previous_dirs=own_dirs, params=params,
                        tokenizer=tokenizer, sets=sets, seed=seed, backbone_weights=backbone_weights,
                        earlier_answers={r.fact_id: earlier.get((r.fact_id, r.stage), []) for r in sets["train"]})
-    model = method.start_model(base, ctx).to(_device())
+    model = to_compute_dtype(method.start_model(base, ctx), resolve_dtype(params.train.dtype, _device()))
+    model = model.to(_device())
     timings["load"] = time.perf_counter() - tic
 
     tic = time.perf_counter()
@@ -359,7 +365,8 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
         "seed": seed, "run_seed": params.seed, "config_hash": config_hash, "params": to_dict(params), "metrics": result,
         "timings_s": timings, "versions": library_versions(), "data_manifest": data_manifest.get("files", {}),
         "previous_stages": [p["stage"] for p in previous], "method_info": ctx.info,
-        "device": str(_device()), "threads": torch.get_num_threads(), "processes": dist.world_size(),
+        "device": str(_device()), "precision": identity["precision"], "threads": torch.get_num_threads(),
+        "processes": dist.world_size(),
         "generation_backend": resolve(model),
     }
     write_json(folder / "manifest.json", manifest)
@@ -395,14 +402,14 @@ def finished_model(profile: str, stream: str, method_name: str, stage: int, *, p
     shared = stages[:params.shared_stages]
     dirs = {s: finished_stage_dir(profile, backbone, stream, method_name, s, runs_root, seed=params.seed)
             for s in stages if s <= stage}
-    base, tokenizer = load_backbone(backbone, seed=params.data_seed,
-                                   dtype=resolve_dtype(params.train.dtype, _device()))
+    base, tokenizer = load_backbone(backbone, seed=params.data_seed)  # fp32: merges in fp32, then one cast
     for s in shared:
         if s in dirs:
             base = merge_lora(load_adapter(base, dirs[s] / "adapter"))
     ctx = StageContext(stream=stream, stage=stage + 1, stage_dir=dirs[stage], params=params, tokenizer=tokenizer,
                        previous_dirs=[d for s, d in dirs.items() if s not in shared], sets={}, seed=0)
-    return method.start_model(base, ctx).to(_device()), tokenizer
+    model = to_compute_dtype(method.start_model(base, ctx), resolve_dtype(params.train.dtype, _device()))
+    return model.to(_device()), tokenizer
 
 
 def mode_predictions(profile: str, stream: str, method: str, stage: int, mode: str, *, params: TrainingParams,

@@ -32,7 +32,7 @@ from transformers import Trainer, TrainingArguments
 
 from mscl import dist
 from mscl.losses import preference_bias_loss
-from mscl.models import encode_prompt, response_suffix
+from mscl.models import encode_prompt, frozen_dtype, response_suffix
 
 IGNORE = -100
 
@@ -211,7 +211,8 @@ def response_logps(model, batch: dict) -> torch.Tensor:
     first = int(batch["target_col"].min())
     keep = batch["input_ids"].shape[1] - first
     extra = {"prompt_mask": batch["prompt_mask"]} if getattr(_unwrap(model), "uses_prompt_mask", False) else {}
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+    # the packed 4D mask is built in fp32; the attention takes it in the model's dtype
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"].to(frozen_dtype(model)),
                 position_ids=batch["position_ids"], logits_to_keep=keep, **extra)
     logits = out.logits[batch["target_row"], batch["target_col"] - first].float()
     token_logps = logits.gather(-1, batch["target_token"].unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
