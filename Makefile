@@ -11,7 +11,6 @@ PORT     ?= 8888
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
-export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
 .PHONY: setup reproduce test smoke bench lab clean clean-runs

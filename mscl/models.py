@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -203,11 +204,20 @@ def load_backbone(name: str = DEFAULT_BACKBONE, seed: int = 0, dtype: torch.dtyp
         tokenizer = load_tokenizer(TINY)
         return packed_linear.enable(tiny_random_model(tokenizer, seed).to(dtype)), tokenizer
     folder = _resolve_folder(name)
+    local = not isinstance(folder, str)  # an embedded backbone's cache or a local directory: no hub call
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=local)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=local)
     except OSError as exc:
-        raise BackboneError(f"backbone {name!r} could not be loaded from {folder}: {exc}") from exc
+        if local:
+            raise BackboneError(f"backbone {name!r} could not be loaded from {folder}: {exc}") from exc
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        raise BackboneError(
+            f"backbone {name!r} is a Hugging Face id that could not be loaded: it is not in the local cache and "
+            + ("offline mode is on (HF_HUB_OFFLINE=1)" if offline else "the hub could not be reached")
+            + ". Download it first (`huggingface-cli download " + name + "` where the hub is reachable, or copy "
+            "the model to a local directory and pass its path)"
+            + (", or set HF_HUB_OFFLINE=0" if offline else "") + f". ({exc})") from exc
     model.eval()
     return packed_linear.enable(model), _prepare_tokenizer(tokenizer)
 

@@ -103,3 +103,11 @@ def test_own_decoding_loop_answers_as_transformers_generate(backbone):
     ours = answer_questions(model, tok, questions, max_new_tokens=12, batch_size=8, backend="loop")
     theirs = [answer_questions(model, tok, [q], max_new_tokens=12, batch_size=1, backend="hf")[0] for q in questions]
     assert ours == theirs
+
+
+def test_a_hub_id_that_cannot_be_fetched_says_what_to_do(monkeypatch):
+    from mscl.models import BackboneError, load_backbone
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BackboneError, match=r"huggingface-cli download mscl-test/not-a-model.*HF_HUB_OFFLINE=0"):
+        load_backbone("mscl-test/not-a-model")
