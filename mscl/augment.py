@@ -361,6 +361,12 @@ class Augmentation:
     summary: dict
 
 
+def rewrite_seed(stage_seed: int, round_: int, strategy_index: int) -> int:
+    """The sampling seed of one strategy's rewrites in one round of a stage (``stage_seed``:
+    :func:`mscl.stages.stage_seed`)."""
+    return stage_seed * 1000 + 10 * round_ + strategy_index
+
+
 def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequence[str], selection: str,
                       keep_fraction: float, params, seed: int, backbone_weights: dict | None = None,
                       earlier_answers: Mapping[str, Sequence[str]] | None = None) -> Augmentation:
@@ -398,7 +404,7 @@ def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequen
                 produced = generate_rewrites(model, tokenizer, sources[strategy], strategy, round_=round_,
                                              count=aug.count, temperature=aug.temperature, top_p=aug.top_p,
                                              max_new_tokens=aug.max_new_tokens, batch_size=params.eval.batch_size,
-                                             seed=seed * 1000 + 10 * round_ + k)
+                                             seed=rewrite_seed(seed, round_, k))
             filter_degenerate(produced, aug.max_length_ratio, seen, earlier_answers)
             batch += produced
         usable = [c for c in batch if c.reason is None]

@@ -183,6 +183,7 @@ class TrainingParams:
     flearning: FLearningParams
     augment: AugmentParams
     require_cuda: bool = False         # refuse to start without a CUDA GPU (the gpu profile), before any data or model
+    require_kept_rewrites: bool = True # an augmenting stage that keeps no rewrite is an error (smoke's random model: false)
 
     def problems(self) -> list[tuple[str, str]]:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):

@@ -144,6 +144,16 @@ def _limit(records: list, n: int) -> list:
     return records if n <= 0 else records[:n]
 
 
+def stage_seed(training_seed: int, stage: int) -> int:
+    """The seed of everything random in one stage (sampling, rewrites, the trainer)."""
+    return training_seed * 1000 + stage
+
+
+def device() -> torch.device:
+    """Where stages compute: this process's GPU, or the CPU (:func:`_device`)."""
+    return _device()
+
+
 def _device() -> torch.device:
     """This process's GPU (``LOCAL_RANK`` under a launcher), or the CPU. On a GPU, fp32 matmuls may
     use TF32 (bf16 is the default precision there; ``train.dtype: float32`` asks for fp32)."""
@@ -299,7 +309,7 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
             if cache.is_file():
                 shutil.copy2(cache, folder / cache.name)
 
-    seed = params.seed * 1000 + stage
+    seed = stage_seed(params.seed, stage)
     raw_sets = benchmark.stage_sets(data_folder, stream, stage)
     sets = {name: _limit(raw_sets[name], params.eval.max_items) for name in EVAL_SETS}
     sets["train"] = raw_sets["train"]

@@ -316,3 +316,15 @@ def test_rewriter_scale_is_range_checked(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ParamsError, match=r"training.yaml: key 'augment.rewriter_scale' expected a number in \[0, 1\]"):
         load_params_file(path, TrainingParams)
+
+
+def test_an_augmenting_stage_that_keeps_nothing_is_an_error(scratch, monkeypatch):
+    import dataclasses
+
+    from mscl.methods.pbl import AugmentationError
+    from mscl.params import load_params
+    from mscl.stages import run_stage
+
+    params = dataclasses.replace(load_params("smoke", "training"), require_kept_rewrites=True)
+    with pytest.raises(AugmentationError, match="rewriter_scale.*03b"):
+        run_stage("smoke", "domain_independent", "cit+bki", 2, params=params, verbose=False)

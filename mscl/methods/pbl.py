@@ -42,6 +42,10 @@ from mscl.preference import build_preference_data, split_summary
 from mscl.training import build_examples, reference_logps
 
 
+class AugmentationError(RuntimeError):
+    """An augmenting stage kept no rewrite at all (``require_kept_rewrites``)."""
+
+
 class SelfDistillation:
     """The paper's second and third parts as a mix-in: before a stage, the model at its start rewrites
     the training questions (``strategies``) and the selected pairs (x', y) join the stage's records."""
@@ -65,6 +69,14 @@ class SelfDistillation:
                                    seed=ctx.seed, backbone_weights=ctx.backbone_weights,
                                    earlier_answers=ctx.earlier_answers)
         write_jsonl(ctx.stage_dir / "augment_candidates.jsonl", [c.row() for c in result.candidates])
+        if not result.records and self.params.require_kept_rewrites:
+            raise AugmentationError(
+                f"{ctx.stage_dir}: self-distillation kept none of its {result.summary.get('generated', 0)} rewrites "
+                f"({result.summary.get('degenerate', 0)} degenerate; the candidates and why each was dropped are in "
+                "augment_candidates.jsonl), so this stage would train as if it did not augment. Move "
+                "augment.rewriter_scale toward 0 (notebooks/03b_augmentation.ipynb measures usable rewrites per "
+                "scale), loosen augment.mi_quantile, mi_min or indication_f1, or set require_kept_rewrites: false "
+                "in training.yaml to allow it")
         write_json(summary_path, result.summary)
         write_jsonl(path, [record_row(r) for r in result.records])
         ctx.info["augmentation"] = result.summary
