@@ -13,7 +13,7 @@ export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup reproduce test smoke bench lab clean clean-runs
+.PHONY: setup reproduce test smoke bench gpu-check lab clean clean-runs
 
 setup: $(STAMP)
 
@@ -43,6 +43,10 @@ smoke: $(STAMP)
 # speed figures side by side in one run -> reports/benchmarks.{md,json} (mscl/bench.py)
 bench: $(STAMP)
 	$(BIN)/python -m mscl.bench --profile $(PROFILE) $(if $(BACKBONE),--backbone $(BACKBONE))
+
+# the GPU path end to end in minutes, offline -> reports/gpu_check.json (mscl/gpu_check.py); exits 2 on a CPU
+gpu-check: $(STAMP)
+	$(BIN)/python -m mscl.gpu_check
 
 # Jupyter refuses to start as root (containers, CI machines) unless told --allow-root
 lab: $(STAMP)

@@ -70,13 +70,13 @@ def sweep_root(profile: str) -> Path:
     return artifacts_dir() / "sweep" / profile
 
 
-def sweep_data(profile: str, facts: int, data_seed: int) -> Path:
+def sweep_data(profile: str, facts: int, data_seed: int, folder: Path | None = None) -> Path:
     """The benchmark reduced to the first ``facts`` facts of the domain-independent base set (file
     order, which the data seed shuffles), every stage; the other streams are copied unchanged.
-    Written once under ``artifacts/sweep/<profile>/data``; a reduction of another benchmark or size
-    is an error naming the folder to remove."""
+    Written once under ``folder`` (default ``artifacts/sweep/<profile>/data``); a reduction of
+    another benchmark or size is an error naming the folder to remove."""
     source = ensure_benchmark(profile, data_seed)
-    folder = sweep_root(profile) / "data"
+    folder = Path(folder) if folder else sweep_root(profile) / "data"
     origin = {"source_sha256": {name: info["sha256"] for name, info in
                                 json.loads((source / benchmark.MANIFEST).read_text(encoding="utf-8"))["files"].items()},
               "facts": facts}
@@ -85,7 +85,7 @@ def sweep_data(profile: str, facts: int, data_seed: int) -> Path:
         if built == origin:
             return folder
         raise ValueError(f"{folder} was reduced from another benchmark or to another size than asked now "
-                         f"({built} vs {origin}); remove {sweep_root(profile)} to rebuild the sweep")
+                         f"({built} vs {origin}); remove {folder} to rebuild it")
     folder.mkdir(parents=True, exist_ok=True)
     records = benchmark.read_stream(source, SWEEP_STREAM)
     keep = list(dict.fromkeys(r.fact_id for r in records if r.stage == 1))[:facts]
