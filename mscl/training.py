@@ -335,7 +335,11 @@ def training_arguments(train, output_dir, seed: int, n_examples: int) -> Trainin
 
 
 def train_lora(model, tokenizer, examples: list[dict], train, output_dir, seed: int, bias_params=None):
-    """Train the (already LoRA-wrapped) ``model`` on ``examples``; returns the Trainer's log history."""
+    """Train the (already LoRA-wrapped) ``model`` on ``examples``; returns the Trainer's log history.
+    A vLLM engine left from the stage's sampling is shut down first, so training has the GPU."""
+    from mscl import vllm_backend
+
+    vllm_backend.shutdown()
     trainer = StageTrainer(
         model=model,
         args=training_arguments(train, output_dir, seed, len(examples)),

@@ -121,6 +121,15 @@ def engine_for(model, tokenizer) -> _Engine:
     return _engine
 
 
+def shutdown() -> None:
+    """Close the engine, if one is up, and give its GPU memory back (before a stage trains: the
+    engine would otherwise hold ``MSCL_VLLM_GPU_MEMORY`` of the GPU through training)."""
+    global _engine
+    if _engine is not None:
+        _engine.close()
+        _engine = None
+
+
 def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, num_return_sequences: int,
              do_sample: bool, temperature: float, top_p: float, seed: int, stop_ids: Sequence[int]) -> list[list[str]]:
     """Raw completions (not yet cleaned), ``num_return_sequences`` per prompt, in input order. The

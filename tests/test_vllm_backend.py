@@ -90,3 +90,15 @@ def test_vllm_generation_maps_requests_and_rebuilds_after_weights_change(tiny, f
         next(model.parameters()).data.add_(0.01)  # an in-place change, as merging an adapter makes
     generate(model, tok, prompts[:1], max_new_tokens=3, batch_size=1, backend="vllm")
     assert len(_FakeLLM.built) == 2  # a new engine over the new weights
+
+
+def test_training_shuts_the_engine_down_first(tiny, fake_vllm):
+    from mscl import vllm_backend
+
+    model, tok = tiny
+    model = copy.deepcopy(model)
+    generate(model, tok, ["p0"], max_new_tokens=2, batch_size=1, backend="vllm")
+    assert vllm_backend._engine is not None
+    vllm_backend.shutdown()
+    assert vllm_backend._engine is None
+    vllm_backend.shutdown()  # nothing up: a no-op

@@ -1,0 +1,89 @@
+"""``python -m mscl.verify --profile cpu``: do the saved numbers reproduce under this environment?
+
+Recomputes, with whatever library versions are installed, everything a run derives without a
+model, and compares it with what the run saved:
+
+- **the benchmark**: rebuilt from the fact packages into a scratch folder (the facts the backbone
+  knew are read from the data manifest, so no model is asked) and every file's sha256 compared
+  with the data manifest's;
+- **every finished stage's metrics**: recomputed from its saved ``predictions.jsonl``
+  (:func:`mscl.stages.stage_metrics`, the bootstrap intervals included) and compared with its
+  manifest.
+
+It prints a JSON summary and exits 1 when anything differs. Used to check that a change of pins
+(numpy for the vLLM extra, say) does not move the cpu results.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from mscl import data as benchmark
+from mscl.io import read_json, read_jsonl
+from mscl.models import artifacts_dir
+from mscl.stages import EVAL_SETS, stage_metrics
+
+
+def data_matches(profile: str) -> dict:
+    """The benchmark rebuilt under this environment against the saved one (file sha256s)."""
+    folder = artifacts_dir() / "data" / profile
+    manifest = read_json(folder / benchmark.MANIFEST)
+    known = manifest.get("known") or {}
+    with tempfile.TemporaryDirectory() as tmp:
+        benchmark.build_benchmark(profile, manifest["seed"], Path(tmp),
+                                  known=set(known["fact_ids"]) if known.get("fact_ids") is not None else None,
+                                  known_by=known.get("backbone"))
+        rebuilt = read_json(Path(tmp) / benchmark.MANIFEST)["files"]
+    return {name: rebuilt.get(name, {}).get("sha256") == info["sha256"] for name, info in manifest["files"].items()}
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and bool(np.isclose(a, b, rtol=0, atol=1e-12, equal_nan=True))
+    return a == b
+
+
+def stage_metrics_match(profile: str) -> dict[str, bool]:
+    """Every finished stage of ``profile``: its metrics recomputed from its predictions equal its manifest's."""
+    out = {}
+    for path in sorted((artifacts_dir() / "runs" / profile).glob("**/stage*/manifest.json")):
+        manifest = read_json(path)
+        rows = read_jsonl(path.parent / "predictions.jsonl")
+        predictions = {name: [r for r in rows if r["set"] == name] for name in EVAL_SETS}
+        first_correct = None
+        if manifest["previous_stages"]:
+            first = path.parents[1] / f"stage{manifest['previous_stages'][0]}"
+            if not (first / "predictions.jsonl").is_file():  # a shared first stage lives under cit
+                first = path.parents[2] / "cit" / f"stage{manifest['previous_stages'][0]}"
+            first_correct = {r["id"]: r["new_correct"] for r in read_jsonl(first / "predictions.jsonl")
+                             if r["set"] == "retention"}
+        params = manifest["params"]
+        again = stage_metrics(predictions, first_correct, params["eval"]["bootstrap"], seed=manifest["run_seed"])
+        out[str(path.parent.relative_to(artifacts_dir()))] = _close(json.loads(json.dumps(again)), manifest["metrics"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
+    args = parser.parse_args(argv)
+    files = data_matches(args.profile)
+    stages = stage_metrics_match(args.profile)
+    summary = {"numpy": np.__version__, "data_files_equal": sum(files.values()), "data_files": len(files),
+               "stages_equal": sum(stages.values()), "stages": len(stages),
+               "differ": [k for k, v in {**files, **stages}.items() if not v]}
+    print(json.dumps(summary, indent=2))
+    return 0 if not summary["differ"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
