@@ -161,13 +161,36 @@ def precision_check(layers: int, device: str = "cuda", batch: int = 4, length: i
             "decode_tokens": decode_tokens, "precisions": results}
 
 
+def estimate_table(profile: str = "cpu", sizes_of: tuple[float, ...] = (135e6, 8e9)) -> dict:
+    """:func:`paper_scale_estimate` for a 135M and an 8B backbone, with the mean prompt and answer
+    lengths measured on ``profile``'s built benchmark (domain-independent training questions,
+    SmolLM2's tokenizer, the prompt as the stage loop encodes it)."""
+    import numpy as np
+
+    from mscl import data
+    from mscl.models import encode_prompt, load_tokenizer
+    from mscl.params import load_params
+
+    folder = artifacts_dir() / "data" / profile
+    records = [r for r in data.read_stream(folder, "domain_independent") if r.split == "train"]
+    tokenizer = load_tokenizer(load_params(profile, "training").backbone)
+    prompt = float(np.mean([len(encode_prompt(tokenizer, r.question)) for r in records]))
+    answer = float(np.mean([len(tokenizer(r.answer, add_special_tokens=False)["input_ids"]) + 1 for r in records]))
+    return {f"{n / 1e9:g}B": paper_scale_estimate(n, prompt, answer) for n in sizes_of}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--facts", type=int, default=20, help="facts of the base set the stage loop check trains on")
     parser.add_argument("--layers", type=int, default=8, help="layers of the 8B-shaped random model (8B has 32)")
     parser.add_argument("--backbone", default=None, help="override the gpu profile's backbone")
     parser.add_argument("--out", default=None, help="where the JSON goes (default: reports/gpu_check.json)")
+    parser.add_argument("--estimate", action="store_true",
+                        help="print the paper-scale cost on paper (no GPU needed; token lengths from the cpu benchmark)")
     args = parser.parse_args(argv)
+    if args.estimate:
+        print(json.dumps(estimate_table(), indent=2))
+        return 0
     if not torch.cuda.is_available():
         print(no_gpu_message(), file=sys.stderr)
         return 2
@@ -183,6 +206,85 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(report, indent=2))
     print(f"wrote {out}")
     return 0
+
+
+
+# --------------------------------------------------------------------------- the paper-scale cost, on paper
+# Assumptions of :func:`paper_scale_estimate` (no GPU was measured for them): the H200's dense bf16
+# peak and memory bandwidth, the share of the peak LoRA training reaches, and decode as a
+# memory-bound pass over the weights per step (a batch of rows shares it).
+H200 = {"bf16_flops": 790e12, "bandwidth_bytes_per_s": 4.8e12}
+TRAIN_MFU = 0.35
+TRAIN_FLOPS_PER_TOKEN = 4   # x parameters: forward 2N, backward to the activations 2N (frozen weights)
+SCORE_FLOPS_PER_TOKEN = 2   # forward only (reference log-probs)
+MIN_DECODE_STEP_S = 0.02    # a decode step's floor: kernel launches and Python, whatever the model's size
+MIN_TRAIN_STEP_S = 0.1      # an optimizer step's floor, likewise
+
+
+def paper_scale_estimate(parameters: float, prompt_tokens: float, answer_tokens: float, profile: str = "gpu",
+                         response_tokens: float | None = None, eval_tokens: float | None = None) -> dict:
+    """GPU-hours of ``make reproduce PROFILE=<profile>`` on one H200 for a backbone of ``parameters`` weights,
+    from the profile's sizes, epochs, K, rounds and seeds and the assumptions above. Tokens: the
+    mean prompt and gold answer of a question (measure them on the built benchmark), a sampled
+    response (default ``pbl.max_new_tokens`` / 2) and an evaluation answer (default: half the
+    evaluation's token budget, 128 of the authors' 256). Every main-table method, the cross-domain
+    pair, PBL to stage 3 and the ablations at stage 2 on their seeds; the budget sweep is left out."""
+    from mscl import data
+    from mscl.params import load_params
+
+    training = load_params(profile, "training")
+    sizes = load_params(profile, "01_data_build").sizes
+    main = load_params(profile, "04_domain_independent").methods
+    cross = load_params(profile, "05_cross_domain").methods
+    abl = load_params(profile, "06_ablations")
+    pbl, aug = training.pbl, training.augment
+    response = response_tokens if response_tokens is not None else pbl.max_new_tokens / 2
+    answer_eval = eval_tokens if eval_tokens is not None else (128 if training.eval.mode == "authors"
+                                                               else training.eval.max_new_tokens / 2)
+    step_s = 2 * parameters / H200["bandwidth_bytes_per_s"]          # one decode step reads the bf16 weights
+    rows_per_step = training.eval.batch_size
+
+    def stage_cost(method: str, facts: int, eval_questions: int) -> dict:
+        pref = method.startswith(("pbl", "ours"))
+        augments = method == "ours" or "+" in method and method != "cit+matched"
+        examples = facts * (2 if augments else 1) * (2 if method == "cit+matched" else 1)
+        per_example = prompt_tokens + answer_tokens + (pbl.k * response if pref else 0)
+        train_tokens = training.train.epochs * examples * per_example
+        if method == "flearning":
+            train_tokens *= 1 + training.flearning.forgetting_epochs / training.train.epochs
+        decode_tokens = 2 * eval_questions * answer_eval                              # old and new model
+        decode_tokens += facts * pbl.k * response if pref else 0                      # K samples
+        if augments:
+            decode_tokens += facts * 3 * aug.count * aug.rounds * (aug.max_new_tokens / 2 + answer_eval)
+        score_tokens = facts * pbl.k * response if pref else 0
+        flops = (TRAIN_FLOPS_PER_TOKEN * train_tokens + SCORE_FLOPS_PER_TOKEN * score_tokens) * parameters
+        steps = training.train.epochs * examples / training.train.batch_size
+        seconds = (max(flops / (TRAIN_MFU * H200["bf16_flops"]), steps * MIN_TRAIN_STEP_S)
+                   + decode_tokens / rows_per_step * max(step_s, MIN_DECODE_STEP_S))
+        return {"train_tokens": train_tokens, "decode_tokens": decode_tokens, "seconds": seconds}
+
+    di_eval = sizes.stage1_facts * 2 + sizes.general          # held-out wordings and the general set
+    cd_facts = sizes.cross_independent_per_stage + sizes.cross_conflict_per_stage
+    jobs = []
+    for seed in training.seeds:
+        jobs += [("domain_independent", m, s) for m in main for s in data.STREAM_STAGES["domain_independent"][1:]]
+        jobs += [("cross_domain", m, s) for m in cross for s in data.STREAM_STAGES["cross_domain"][1:]]
+        jobs += [("domain_independent", "cit", 1), ("cross_domain", "cit", 1), ("domain_independent", "pbl", 2),
+                 ("domain_independent", "pbl", 3)]
+    for seed in abl.seeds:
+        jobs += [("domain_independent", m, abl.stage) for m in dict.fromkeys(x for t in abl.tables.values() for x in t)]
+    total = {"train_tokens": 0.0, "decode_tokens": 0.0, "seconds": 0.0}
+    for stream, method, _ in jobs:
+        c = stage_cost(method, sizes.stage1_facts if stream == "domain_independent" else cd_facts,
+                       di_eval if stream == "domain_independent" else 2 * cd_facts + sizes.general)
+        for k in total:
+            total[k] += c[k]
+    return {"parameters": parameters, "stages": len(jobs), "train_tokens": total["train_tokens"],
+            "decode_tokens": total["decode_tokens"], "gpu_hours": total["seconds"] / 3600,
+            "assumptions": {"h200": H200, "train_mfu": TRAIN_MFU, "rows_per_decode_step": rows_per_step,
+                            "min_decode_step_s": MIN_DECODE_STEP_S, "min_train_step_s": MIN_TRAIN_STEP_S,
+                            "prompt_tokens": prompt_tokens, "answer_tokens": answer_tokens,
+                            "response_tokens": response, "eval_answer_tokens": answer_eval}}
 
 
 if __name__ == "__main__":

@@ -29,3 +29,10 @@ def test_the_precision_check_runs_every_precision_on_a_tiny_shape():
     for r in report["precisions"].values():
         assert r["loss_finite"] and r["train_tokens_per_s"] > 0 and r["decode_tokens_per_s"] > 0
     assert gpu_check.LLAMA3_8B["hidden_size"] == 4096 and gpu_check.LLAMA3_8B["num_key_value_heads"] == 8
+
+
+def test_the_paper_scale_estimate_grows_with_the_model_and_states_its_assumptions():
+    small, large = (gpu_check.paper_scale_estimate(n, 34.0, 4.0) for n in (135e6, 8e9))
+    assert 0 < small["gpu_hours"] < large["gpu_hours"]
+    assert small["stages"] == large["stages"] > 100 and small["train_tokens"] == large["train_tokens"] > 0
+    assert {"train_mfu", "min_decode_step_s", "prompt_tokens"} <= set(large["assumptions"])
