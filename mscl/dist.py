@@ -119,3 +119,21 @@ def any_rank(flag: bool) -> bool:
                          if torch.cuda.is_available() else "cpu")
     torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MAX)
     return bool(value.item() > 0)
+
+
+def shard(items: list) -> list:
+    """This process's share of ``items``: every W-th from its rank on (all of them in one process)."""
+    return items[rank()::world_size()] if world_size() > 1 else items
+
+
+def gather_shards(items: list, mine: list) -> list:
+    """The results of every process's :func:`shard` of ``items`` (``mine``: this process's), back in
+    ``items``' order on every process."""
+    if world_size() == 1 or not _initialised():
+        return mine
+    shares: list = [None] * world_size()
+    torch.distributed.all_gather_object(shares, mine)
+    out: list = [None] * len(items)
+    for r, share in enumerate(shares):
+        out[r::world_size()] = share
+    return out

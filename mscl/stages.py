@@ -184,9 +184,14 @@ def _answers(model, tokenizer, questions: list[str], params: TrainingParams, des
 def _answer_sets(model, tokenizer, sets: dict[str, list], names: list[str], params: TrainingParams,
                  desc: str, seed: int = 0) -> dict[str, list[str]]:
     """Answers to the questions of each named set (:func:`_answers`), every distinct question asked
-    once (the edited and retention sets are parts of the evaluation set)."""
+    once (the edited and retention sets are parts of the evaluation set). Under a launcher greedy
+    evaluation is split across the processes and gathered on each (:func:`mscl.dist.shard`)."""
     questions = list(dict.fromkeys(r.question for name in names for r in sets[name]))
-    answers = dict(zip(questions, _answers(model, tokenizer, questions, params, desc, seed=seed)))
+    if params.eval.mode == "greedy":  # greedy answers do not depend on the batch: split over the processes
+        answered = dist.gather_shards(questions, _answers(model, tokenizer, dist.shard(questions), params, desc))
+    else:  # sampled ones are seeded by batch: every process asks all, as one would
+        answered = _answers(model, tokenizer, questions, params, desc, seed=seed)
+    answers = dict(zip(questions, answered))
     return {name: [answers[r.question] for r in sets[name]] for name in names}
 
 

@@ -79,6 +79,8 @@ def test_two_processes_give_the_single_process_stage(two_runs):
 
 
 def test_predictions_are_written_once_and_match(two_runs):
+    """Under the launcher greedy evaluation is split over the two processes and gathered
+    (mscl.dist.shard): the answers are those of the single process."""
     one, two = two_runs
     assert (one / "predictions.jsonl").read_text() == (two / "predictions.jsonl").read_text()
 
@@ -180,3 +182,18 @@ def test_one_process_that_sees_several_gpus_refuses(monkeypatch):
         dist.check_devices(False)
     monkeypatch.setenv("WORLD_SIZE", "4")   # under a launcher each process takes its own GPU
     dist.check_devices(False)
+
+
+def test_shards_cover_the_items_once_and_gather_back_in_order(monkeypatch):
+    from mscl import dist
+
+    items = list(range(11))
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    shares = []
+    for r in range(3):
+        monkeypatch.setenv("RANK", str(r))
+        shares.append(dist.shard(items))
+    assert sorted(x for s in shares for x in s) == items and [len(s) for s in shares] == [4, 4, 3]
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    assert dist.shard(items) == items and dist.gather_shards(items, items) == items
