@@ -68,8 +68,14 @@ from typing import Any, Mapping, Sequence
 
 from mscl.models import interpolated_weights
 from mscl.sampling import generate
-from mscl.selection import (SELECTION_MODES, SELECTION_REASONS, llm_indication, mutual_information,
-                            select_candidates, word_tokens)
+from mscl.selection import (
+    SELECTION_MODES,
+    SELECTION_REASONS,
+    llm_indication,
+    mutual_information,
+    select_candidates,
+    word_tokens,
+)
 
 STRATEGIES = ("bki", "lce", "pa")
 DEGENERATE_REASONS = ("empty", "prompt_echo", "not_question", "no_sentence", "copy", "answer_leak", "too_long",
@@ -413,7 +419,8 @@ def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequen
         if selection == "dynamic" and aug.indication and usable:
             verdicts = llm_indication(model, tokenizer, [c.question for c in usable],
                                       [c.origin.question for c in usable], [c.origin.answer for c in usable],
-                                      min_f1=aug.indication_f1, max_new_tokens=params.eval.max_new_tokens, batch_size=params.eval.batch_size)
+                                      min_f1=aug.indication_f1, max_new_tokens=params.eval.max_new_tokens,
+                                      batch_size=params.eval.batch_size)
             for c, v in zip(usable, verdicts):
                 c.indication, c.rewrite_answer, c.original_answer = (v["indication"], v["rewrite_answer"],
                                                                      v["original_answer"])

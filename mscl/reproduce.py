@@ -23,8 +23,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mscl.paths import REPO_ROOT, artifacts_dir, reports_dir
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 STAGE_NOTEBOOK = "03_stage_training"
@@ -52,6 +56,8 @@ def planned_runs(profile: str, backbone: str | None) -> list[tuple[str, str, dic
                                  {**common, "stream": STAGE_STREAM, "method": method, "stage": stage}))
         else:
             runs.append((name, name, dict(common)))
+    for path in sorted((NOTEBOOKS_DIR / "walkthrough").glob("*.ipynb")):  # teaching notebooks, last
+        runs.append((f"walkthrough/{path.stem}", f"walkthrough_{path.stem}", dict(common)))
     return runs
 
 
@@ -212,7 +218,8 @@ def run_jobs(jobs: list[StageJob], profile: str, workers: int, log_dir: Path, la
                     f"seed {job.seed} {job.stream} {job.method} stage {job.stage}, {job.mode} evaluation" if job.mode
                     else f"seed {job.seed} {job.stream} {job.method} to stage {job.stage}")
             print(f"  [{label} {done}/{len(jobs)}] {what} "
-                  f"{status} in {time.perf_counter() - tic:.0f}s ({time.perf_counter() - start:.0f}s elapsed)", flush=True)
+                  f"{status} in {time.perf_counter() - tic:.0f}s ({time.perf_counter() - start:.0f}s elapsed)",
+                  flush=True)
             timings.append({"phase": label, "job": what, "seconds": time.perf_counter() - tic, "threads": threads})
             if proc.returncode != 0:
                 failed.append(job)

@@ -555,8 +555,8 @@ def decode_batch(model, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: 
         # Sliding-window layers: one pass, then the cache repeated K times and its plain layers reserved.
         if c > 0:
             prefix.batch_repeat_interleave(n)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=prefix if c > 0 else None,
-                    use_cache=True, logits_to_keep=1)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                    past_key_values=prefix if c > 0 else None, use_cache=True, logits_to_keep=1)
         cache, logits = out.past_key_values, out.logits[:, -1]
         if k > 1:
             cache.batch_repeat_interleave(k)

@@ -31,8 +31,17 @@ from mscl import data as benchmark
 from mscl import dist, metrics, vllm_backend
 from mscl.io import read_json, read_jsonl, sha256_json, write_json, write_jsonl
 from mscl.methods import StageContext, get_method
-from mscl.models import (BackboneError, artifacts_dir, load_adapter, load_backbone, lora_target_weights,
-                         merge_lora, prepare_backbone, resolve_dtype, to_compute_dtype)
+from mscl.models import (
+    BackboneError,
+    artifacts_dir,
+    load_adapter,
+    load_backbone,
+    lora_target_weights,
+    merge_lora,
+    prepare_backbone,
+    resolve_dtype,
+    to_compute_dtype,
+)
 from mscl.params import EVAL_MODES, TrainingParams, load_params, to_dict
 from mscl.sampling import answer_questions, resolve, sample_responses
 from mscl.training import ContextLengthError
@@ -447,9 +456,10 @@ def mode_predictions(profile: str, stream: str, method: str, stage: int, mode: s
         model, tokenizer = finished_model(profile, stream, method, stage, params=params, backbone=backbone,
                                           runs_root=runs_root)
         answers = _answers(model, tokenizer, [r.question for r in records], params,
-                           f"{method} seed {params.seed}: {mode} evaluation", mode=mode, seed=params.seed * 1000 + stage)
-        write_jsonl(cache, [{"id": r.id, "answer": r.answer, "prediction": a, "correct": metrics.is_correct(a, r.answer)}
-                            for r, a in zip(records, answers)])
+                           f"{method} seed {params.seed}: {mode} evaluation", mode=mode,
+                           seed=stage_seed(params.seed, stage))
+        write_jsonl(cache, [{"id": r.id, "answer": r.answer, "prediction": a,
+                             "correct": metrics.is_correct(a, r.answer)} for r, a in zip(records, answers)])
     return read_jsonl(cache)
 
 

@@ -16,9 +16,10 @@ own response only, and their position ids continue from the prompt's end, so eac
 scored exactly as if it followed the prompt alone (``tests/test_training.py`` checks this against
 unpacked scoring). With K sampled responses a PBL row costs one prompt plus K+1 short answers
 instead of K+1 full sequences. Batches group examples of similar packed length
-(:class:`LengthGroupedSampler`), so little of a batch is padding. Rows are left-padded so all responses sit at the end, and the model
-is asked for the logits of that span only (``logits_to_keep``): the vocabulary projection, the
-largest tensor of a small model, is computed only where the loss reads it.
+(:class:`LengthGroupedSampler`), so little of a batch is padding. Rows are left-padded so all
+responses sit at the end, and the model is asked for the logits of that span only
+(``logits_to_keep``): the vocabulary projection, the largest tensor of a small model, is computed
+only where the loss reads it.
 """
 from __future__ import annotations
 

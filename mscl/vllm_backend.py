@@ -13,8 +13,9 @@ engine is kept while the weights are unchanged (:func:`fingerprint`: every param
 norm) and rebuilt when they change: at least once a stage, which pays off only for the paper-scale
 evaluation sets (thousands of questions). Not run in CI (no GPU, no vLLM); the plumbing is tested
 against a stand-in module (``tests/test_vllm_backend.py``). vLLM is known to free GPU memory
-incompletely when an engine is dropped; the old engine is shut down explicitly before a new one. Greedy decoding is ``temperature=0``; sampling passes temperature,
-top-p, ``n = K`` and a per-call seed, so the same seed gives the same samples on one machine.
+incompletely when an engine is dropped; the old engine is shut down explicitly before a new one.
+Greedy decoding is ``temperature=0``; sampling passes temperature, top-p, ``n = K`` and a per-call
+seed, so the same seed gives the same samples on one machine.
 """
 from __future__ import annotations
 

@@ -8,9 +8,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from mscl.augment import (DEGENERATE_REASONS, AugmentedRecord, augmented_record_from_row, candidates_from_outputs,
-                          clean_output, filter_degenerate, record_row, rewrite_prompt, self_distillation,
-                          summary_rows)
+from mscl.augment import (
+    DEGENERATE_REASONS,
+    AugmentedRecord,
+    augmented_record_from_row,
+    candidates_from_outputs,
+    clean_output,
+    filter_degenerate,
+    record_row,
+    rewrite_prompt,
+    self_distillation,
+    summary_rows,
+)
 from mscl.io import read_json, read_jsonl
 from mscl.methods import METHODS, StageContext, UnknownMethodError, get_method
 from mscl.params import load_params
@@ -45,9 +54,11 @@ def test_rewrite_prompt_shows_demonstrations_then_the_question(tiny):
 
 
 @pytest.mark.parametrize("raw, strategy, expected", [
-    ('Rewritten question: "Which city is France\'s capital?" It is Paris.', "pa", ("Which city is France's capital?", None)),
+    ('Rewritten question: "Which city is France\'s capital?" It is Paris.', "pa",
+     ("Which city is France's capital?", None)),
     ("Which city is France's capital?\n\nThe answer is Paris.", "lce", ("Which city is France's capital?", None)),
-    ("France is a country in Western Europe. Its capital is old.", "bki", ("France is a country in Western Europe.", None)),
+    ("France is a country in Western Europe. Its capital is old.", "bki",
+     ("France is a country in Western Europe.", None)),
     ("The U.S. state of Texas borders Mexico. More text", "bki", ("The U.S. state of Texas borders Mexico.", None)),
     ("France is a country in Western", "bki", ("", "no_sentence")),
     ("The capital of France is Paris.", "pa", ("", "not_question")),
@@ -116,7 +127,8 @@ def test_augmented_record_keeps_the_original_fields_and_round_trips():
     (c,) = candidates_from_outputs([(FRANCE, FRANCE)], [["Which city is France's capital?"]], "pa", 1)
     rec = c.record()
     assert isinstance(rec, AugmentedRecord)
-    assert (rec.id, rec.question, rec.answer, rec.fact_id) == ("r0~pa1.0", "Which city is France's capital?", "Paris", "f0")
+    assert (rec.id, rec.question, rec.answer, rec.fact_id) == ("r0~pa1.0", "Which city is France's capital?",
+                                                               "Paris", "f0")
     assert (rec.strategy, rec.round, rec.source_id, rec.origin_id) == ("pa", 1, "r0", "r0")
     assert augmented_record_from_row(record_row(rec)) == rec
     (child,) = candidates_from_outputs([(rec, FRANCE)], [["Which French city is the capital?"]], "pa", 2)

@@ -7,7 +7,7 @@ import pytest
 
 from mscl import choices
 from mscl.methods.mocl import routing_table
-from mscl.params import ParamsError, build, load_params, ChoiceParams
+from mscl.params import ChoiceParams, ParamsError, build, load_params
 from mscl.preference import split_table
 from mscl.reproduce import stage_jobs
 from mscl.stages import SHARED_METHOD, is_finished, run_dir
@@ -39,7 +39,8 @@ def test_every_profile_offers_the_papers_form_and_its_own_setting():
     assert cpu["loss_variant"].stage == 3
     assert {s["pbl.variant"] for s in cpu["loss_variant"].settings.values()} == {"paper", "sigmoid"}
     assert {s["pbl.reduction"] for s in cpu["loss_variant"].settings.values()} == {"mean", "sum"}
-    assert sorted(s["flearning.forgetting_lambda"] for s in cpu["flearning_lambda"].settings.values()) == [0.25, 0.5, 1.0]
+    lambdas = sorted(s["flearning.forgetting_lambda"] for s in cpu["flearning_lambda"].settings.values())
+    assert lambdas == [0.25, 0.5, 1.0]
 
 
 def test_the_rule_takes_the_best_unless_its_interval_against_the_default_holds_zero():
@@ -66,7 +67,8 @@ def test_a_setting_trains_from_the_main_runs_shared_stage(scratch):
     link = run_dir("smoke", "tiny-random", "domain_independent", SHARED_METHOD, 1, root, seed=0)
     main = run_dir("smoke", "tiny-random", "domain_independent", SHARED_METHOD, 1, None, seed=0)
     assert link.is_symlink() and link.resolve() == main.resolve() and is_finished(main)
-    assert not (run_dir("smoke", "tiny-random", "domain_independent", "pbl", 2, None, seed=0) / "manifest.json").exists()
+    main_pbl = run_dir("smoke", "tiny-random", "domain_independent", "pbl", 2, None, seed=0)
+    assert not (main_pbl / "manifest.json").exists()
     table = choices.choice_table("smoke", study)
     assert list(table["setting"]) == list(choice.settings)
     assert table.loc[table["setting"] == choice.default, "vs default"].item() == 0.0

@@ -10,9 +10,20 @@ from pathlib import Path
 import pytest
 
 from mscl import data
-from mscl.data import (CROSS_DOMAIN_STAGES, DOMAIN_INDEPENDENT_STAGES, DOMAINS, DataError, answer_pool,
-                       build_benchmark, read_records, read_stream, rederive, relation_of, stage_sets,
-                       stream_stages)
+from mscl.data import (
+    CROSS_DOMAIN_STAGES,
+    DOMAIN_INDEPENDENT_STAGES,
+    DOMAINS,
+    DataError,
+    answer_pool,
+    build_benchmark,
+    read_records,
+    read_stream,
+    rederive,
+    relation_of,
+    stage_sets,
+    stream_stages,
+)
 
 PROFILE = "smoke"
 

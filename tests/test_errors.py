@@ -26,7 +26,8 @@ def test_unknown_stream_and_stage(tmp_path, monkeypatch):
     monkeypatch.setenv("MSCL_ARTIFACTS", str(tmp_path))
     with pytest.raises(ValueError, match="unknown stream 'nope'; known: general, domain_independent, cross_domain"):
         run_stage("smoke", "nope", "cit", 1, runs_root=tmp_path / "runs")
-    with pytest.raises(ValueError, match=r"stream 'domain_independent' of profile 'smoke' has stages \[1, 2, 3, 4, 5\], not 9"):
+    with pytest.raises(ValueError,
+                       match=r"stream 'domain_independent' of profile 'smoke' has stages \[1, 2, 3, 4, 5\], not 9"):
         run_stage("smoke", "domain_independent", "cit", 9, runs_root=tmp_path / "runs")
 
 
@@ -56,7 +57,8 @@ def test_max_length_beyond_the_backbones_context(scratch):
 
     params = load_params("smoke", "training")
     long = dataclasses.replace(params, train=dataclasses.replace(params.train, max_length=100_000))
-    with pytest.raises(training.ContextLengthError, match="max_length=100000 exceeds the context of backbone 'tiny-random' \\(512"):
+    with pytest.raises(training.ContextLengthError,
+                       match="max_length=100000 exceeds the context of backbone 'tiny-random' \\(512"):
         run_stage("smoke", "domain_independent", "cit", 1, params=long, verbose=False)
 
 

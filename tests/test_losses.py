@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from mscl.losses import (
+    REDUCTIONS,
+    VARIANTS,
     negative_preference_loss,
     positive_preference_loss,
     preference_bias_loss,
@@ -11,8 +13,6 @@ from mscl.losses import (
     sequence_logps,
     sequence_token_counts,
     total_loss,
-    REDUCTIONS,
-    VARIANTS,
 )
 
 IGN = -100
@@ -120,7 +120,8 @@ def test_sigmoid_variant_by_hand_and_bounded():
     policy, ref, aligned = _batch()
     scale = 2.0
     ratios = [p - r for p, r in zip(POLICY, REF)]
-    softplus = lambda x: math.log1p(math.exp(x))            # -log sigmoid(z) = softplus(-z)
+    def softplus(x):                                         # -log sigmoid(z) = softplus(-z)
+        return math.log1p(math.exp(x))
     expected = sum(ALPHA * softplus(-scale * r) for r, a in zip(ratios, ALIGNED) if a) \
         + sum(BETA * softplus(scale * r) for r, a in zip(ratios, ALIGNED) if not a)
     got = preference_bias_loss(policy, ref, aligned, ALPHA, BETA, variant="sigmoid", scale=scale)

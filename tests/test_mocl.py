@@ -66,7 +66,8 @@ def test_weights_sum_to_one_and_favour_the_matching_key(tiny):
 def test_prototype_key_minimises_the_matching_loss():
     reps = torch.randn(16, 8) + 3.0
     key = prototype_key(reps)
-    loss = lambda k: (1 - torch.nn.functional.cosine_similarity(reps, k[None], dim=-1)).mean()
+    def loss(k):
+        return (1 - torch.nn.functional.cosine_similarity(reps, k[None], dim=-1)).mean()
     assert all(loss(key) <= loss(key + 0.05 * torch.randn(8)) for _ in range(20))
 
 
@@ -79,7 +80,8 @@ def test_one_module_equals_the_merged_lora(tiny):
             torch.nn.init.normal_(p, std=0.2)   # PEFT starts B at zero; a no-op adapter would prove nothing
     mocl = MoCLModel(copy.deepcopy(model), LORA, temperature=0.125)
     inner = peft_model.base_model.model
-    pairs = {name: (inner.get_submodule(name).lora_A["default"].weight, inner.get_submodule(name).lora_B["default"].weight)
+    pairs = {name: (inner.get_submodule(name).lora_A["default"].weight,
+                    inner.get_submodule(name).lora_B["default"].weight)
              for name in mocl.lora_layers()}
     mocl.add_stage_module(torch.randn(model.config.hidden_size), pairs, trainable=False)
     merged = merge_lora(peft_model).eval()

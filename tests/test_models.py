@@ -6,8 +6,15 @@ import time
 import pytest
 import torch
 
-from mscl.models import (BackboneError, attach_lora, cached_backbone_dir, format_prompt, load_backbone,
-                         merge_lora, tiny_random_model)
+from mscl.models import (
+    BackboneError,
+    attach_lora,
+    cached_backbone_dir,
+    format_prompt,
+    load_backbone,
+    merge_lora,
+    tiny_random_model,
+)
 from mscl.params import LoraParams
 from mscl.sampling import answer_questions
 

@@ -168,7 +168,7 @@ def test_training_seeds_run_apart_on_the_same_data(scratch):
     point, lo, hi = C.paired_difference(both, both, "ACC", n_resamples=50)
     assert point == lo == hi == 0.0
     with pytest.raises(ValueError, match="seeds"):
-        from mscl.params import build, TrainingParams, to_dict
+        from mscl.params import TrainingParams, build, to_dict
         build(TrainingParams, {**to_dict(params), "seeds": [1, 1]})
 
 

@@ -8,8 +8,15 @@ import torch
 
 from mscl.models import attach_lora, format_prompt
 from mscl.params import LoraParams
-from mscl.sampling import (answer_questions, common_prefix_length, decode_batch, generate, pick_tokens,
-                           sample_responses, uses_own_loop)
+from mscl.sampling import (
+    answer_questions,
+    common_prefix_length,
+    decode_batch,
+    generate,
+    pick_tokens,
+    sample_responses,
+    uses_own_loop,
+)
 
 QUESTIONS = ["What is the capital of France?", "Who wrote Hamlet?",
              "What is the chemical symbol of the element with atomic number 26, iron?", "2+2?",
@@ -169,7 +176,7 @@ def test_shared_prompt_attention_is_attention_over_each_rows_prompt_and_own_toke
     and pads in the prompts, against scaled dot-product attention over each row's own whole cache."""
     from types import SimpleNamespace
 
-    from mscl.sampling import _PromptStore, _SharedPrompt, _shared_prompt_attention
+    from mscl.sampling import _PromptStore, _shared_prompt_attention, _SharedPrompt
 
     g = torch.Generator().manual_seed(0)
     n, k, kv_heads, heads, width, t, dim = 3, 3, 2, 6, 5, 4, 8
@@ -290,7 +297,8 @@ def _sorted_nucleus(probs: torch.Tensor, top_p: float) -> set[int]:
 def _ranked(vocab: int, weights: torch.Tensor, seed: int) -> torch.Tensor:
     """Probabilities ``weights / sum`` given to tokens in a shuffled order (so ids are not ranks)."""
     probs = torch.zeros(vocab)
-    probs[torch.randperm(vocab, generator=torch.Generator().manual_seed(seed))[: len(weights)]] = weights / weights.sum()
+    order = torch.randperm(vocab, generator=torch.Generator().manual_seed(seed))
+    probs[order[: len(weights)]] = weights / weights.sum()
     return probs
 
 
@@ -346,7 +354,8 @@ def test_top_p_on_a_small_vocabulary_and_on_rows_all_in_the_first_cap(vocab):
 
 def test_the_sampler_is_seeded():
     logits = torch.randn(8, 2000)
-    draw = lambda seed: pick_tokens(logits, do_sample=True, top_p=0.9, generator=torch.Generator().manual_seed(seed))
+    def draw(seed):
+        return pick_tokens(logits, do_sample=True, top_p=0.9, generator=torch.Generator().manual_seed(seed))
     assert torch.equal(draw(3), draw(3))
     assert not torch.equal(draw(3), draw(4))
 

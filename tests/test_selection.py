@@ -6,8 +6,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from mscl.selection import (answer_overlap, dynamic_selection, keep_count, llm_indication, mi_threshold,
-                            mutual_information, random_selection, select_candidates, word_tokens)
+from mscl.selection import (
+    answer_overlap,
+    dynamic_selection,
+    keep_count,
+    llm_indication,
+    mi_threshold,
+    mutual_information,
+    random_selection,
+    select_candidates,
+    word_tokens,
+)
 
 X = "What is the chemical symbol of iron?"
 

@@ -9,8 +9,16 @@ import torch
 from mscl.models import attach_lora
 from mscl.params import LoraParams, PBLParams, TrainParams
 from mscl.preference import build_preference_data, split_responses
-from mscl.training import (ContextLengthError, build_examples, encode_pair, pack_examples, pack_sequences,
-                           reference_logps, response_logps, train_lora)
+from mscl.training import (
+    ContextLengthError,
+    build_examples,
+    encode_pair,
+    pack_examples,
+    pack_sequences,
+    reference_logps,
+    response_logps,
+    train_lora,
+)
 from tests.conftest import make_record
 
 LORA = LoraParams(r=8, alpha=16, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])

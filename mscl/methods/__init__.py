@@ -7,8 +7,8 @@ from mscl.methods.flearning import FLearning
 from mscl.methods.mocl import MoCL
 from mscl.methods.pbl import CIT_VARIANTS, PBL, PBL_VARIANTS
 
-METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (CIT, ComputeMatchedCIT, PBL, MoCL, FLearning, *PBL_VARIANTS,
-                                                                *CIT_VARIANTS)}
+METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (CIT, ComputeMatchedCIT, PBL, MoCL, FLearning,
+                                                                *PBL_VARIANTS, *CIT_VARIANTS)}
 
 
 class UnknownMethodError(KeyError):
