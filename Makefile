@@ -13,7 +13,7 @@ export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup reproduce test smoke bench gpu-check lab clean clean-runs
+.PHONY: setup reproduce test lint smoke bench gpu-check lab clean clean-runs
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ reproduce: $(STAMP)
 test: $(STAMP)
 	MSCL_PROFILE=smoke $(BIN)/python -m pytest tests -q
 	MSCL_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax notebooks -q -p no:cacheprovider
+
+# ruff (pyproject.toml: [tool.ruff]); tests/test_lint.py runs the same check under make test
+lint: $(STAMP)
+	$(BIN)/ruff check mscl tests
 
 smoke: $(STAMP)
 	$(BIN)/python -m mscl.reproduce --profile smoke $(if $(BACKBONE),--backbone $(BACKBONE))
