@@ -11,6 +11,10 @@ Both terms are linear in r and unbounded below (pi_theta can push a conflicting 
 probability to zero forever), so this module offers the exact form (``variant="paper"``, with an
 optional clamp on r) and a bounded one (``variant="sigmoid"``, the DPO/KTO-style logistic form).
 ``ref_logps`` is always treated as a constant: it is detached, and can be precomputed once.
+
+This is the training path: :class:`mscl.training.StageTrainer` computes each sequence's log-prob
+from the packed rows (:func:`mscl.training.response_logps`) and its objective as
+:func:`total_loss` of the gold NLL and :func:`preference_bias_loss`.
 """
 from __future__ import annotations
 
@@ -18,10 +22,6 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "sequence_logps",
-    "sequence_token_counts",
-    "positive_preference_loss",
-    "negative_preference_loss",
     "preference_bias_terms",
     "preference_bias_loss",
     "total_loss",
@@ -33,58 +33,7 @@ VARIANTS = ("paper", "sigmoid")
 REDUCTIONS = ("sum", "mean")
 
 
-# --------------------------------------------------------------------------- log-probabilities
-def sequence_logps(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100,
-                   chunk_size: int = 4096) -> torch.Tensor:
-    """Summed log-probability of each sequence's response tokens.
-
-    logps[b] = sum_{t : labels[b, t+1] != ignore_index} log softmax(logits[b, t])[labels[b, t+1]]
-
-    The causal shift means logits at position t predict the label at t+1. Positions whose label is
-    ``ignore_index`` (prompt and padding) are masked out; a sequence without response tokens gets 0.
-
-    Memory: only the response positions are selected (one [N, V] copy, N = number of response
-    tokens), and each log-softmax is computed as ``gather - logsumexp`` in chunks of ``chunk_size``
-    rows, so no full [B, T, V] log-softmax is materialised. Half-precision logits are upcast to
-    float32 chunk by chunk (bf16 logsumexp is too coarse for log-ratios); the result is float32 for
-    half inputs and the logits' dtype otherwise.
-
-    Args:
-        logits: [B, T, V] model outputs.
-        labels: [B, T] token ids, ``ignore_index`` where not scored.
-    Returns:
-        [B] summed log-probabilities.
-    """
-    if logits.dim() != 3 or labels.shape != logits.shape[:2]:
-        raise ValueError(f"expected logits [B, T, V] and labels [B, T], got {tuple(logits.shape)} "
-                         f"and {tuple(labels.shape)}")
-    out_dtype = torch.float32 if logits.dtype in (torch.float16, torch.bfloat16) else logits.dtype
-    logits = logits[:, :-1]
-    labels = labels[:, 1:]
-    mask = labels != ignore_index
-    batch_index = mask.nonzero(as_tuple=True)[0]
-    rows = logits[mask]                                    # [N, V], response positions only
-    tokens = labels[mask]                                  # [N]
-    per_token = []
-    # torch.split (not slicing) so that backward is one concatenation, not a full-size zero
-    # gradient per chunk.
-    for row_chunk, token_chunk in zip(rows.split(chunk_size), tokens.split(chunk_size)):
-        row_chunk = row_chunk.to(out_dtype)
-        chosen = row_chunk.gather(-1, token_chunk.unsqueeze(-1)).squeeze(-1)
-        per_token.append(chosen - torch.logsumexp(row_chunk, dim=-1))
-    per_token = torch.cat(per_token) if per_token else rows.new_zeros(0, dtype=out_dtype)
-    logps = torch.zeros(labels.shape[0], dtype=out_dtype, device=logits.device)
-    return logps.index_add(0, batch_index, per_token)
-
-
-def sequence_token_counts(labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
-    """Number of scored (response) tokens per sequence, after the causal shift:
-    counts[b] = #{t >= 1 : labels[b, t] != ignore_index}. Divide :func:`sequence_logps` by it for
-    a per-token average."""
-    return (labels[:, 1:] != ignore_index).sum(dim=-1)
-
-
-# --------------------------------------------------------------------------- the paper's two terms
+# --------------------------------------------------------------------------- reductions
 def _reduce(values: torch.Tensor, reduction: str, count: int | None = None) -> torch.Tensor:
     """Sum, or sum divided by ``count`` (default ``values.numel()``); an empty input gives an exact
     0 that still carries ``values``' graph, never NaN."""
@@ -102,26 +51,6 @@ def _log_ratios(policy_logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Te
         raise ValueError(f"policy_logps {tuple(policy_logps.shape)} and ref_logps "
                          f"{tuple(ref_logps.shape)} differ in shape")
     return policy_logps - ref_logps.detach()
-
-
-def positive_preference_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
-                             reduction: str = "sum") -> torch.Tensor:
-    """L_PP = - sum_{y' in Y_align} [log pi_theta(y'|x) - log pi_ref(y'|x)].
-
-    Pass the aligned responses' log-probs. Minimising it raises their probability. Empty input
-    gives 0. ``reduction="mean"`` divides by the number of responses.
-    """
-    return -_reduce(_log_ratios(policy_logps, ref_logps), reduction)
-
-
-def negative_preference_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
-                             reduction: str = "sum") -> torch.Tensor:
-    """L_NP = + sum_{y' in Y_conflict} [log pi_theta(y'|x) - log pi_ref(y'|x)].
-
-    Pass the conflicting responses' log-probs. Minimising it lowers their probability (without
-    bound). Empty input gives 0. ``reduction="mean"`` divides by the number of responses.
-    """
-    return _reduce(_log_ratios(policy_logps, ref_logps), reduction)
 
 
 # --------------------------------------------------------------------------- PBL

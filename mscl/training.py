@@ -32,7 +32,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from mscl import dist
-from mscl.losses import preference_bias_loss
+from mscl.losses import preference_bias_loss, total_loss
 from mscl.models import encode_prompt, frozen_dtype, response_suffix
 
 IGNORE = -100
@@ -264,7 +264,7 @@ class StageTrainer(Trainer):
         # scaled by N because DDP averages the gradients (mscl.dist)
         tokens = dist.global_count(inputs["n_tokens"][gold].sum()).clamp(min=1)
         nll = -logps[gold].sum() / tokens * dist.world_size()
-        loss = self.bias.nll_weight * nll if self.bias else nll
+        pref = None  # the preference term of this batch's responses (PBL only)
         local_tokens = inputs["n_tokens"][gold].sum().clamp(min=1)
         self._metrics["nll"].append((-logps[gold].sum() / local_tokens).item())  # this process's batch
         resp = ~gold
@@ -284,13 +284,20 @@ class StageTrainer(Trainer):
                 if self.bias.reduction == "mean":
                     pref = pref * n_responses / all_responses
                 pref = pref * dist.world_size()
-            loss = loss + self.bias.preference_weight * pref
             ratio = (logps[resp] - inputs["ref_logps"][resp]).detach()
             aligned = inputs["aligned"][resp]
             if aligned.any():
                 self._metrics["logratio_aligned"].append(ratio[aligned].mean().item())
             if (~aligned).any():
                 self._metrics["logratio_conflict"].append(ratio[~aligned].mean().item())
+        # the objective (mscl.losses.total_loss): CIT is the NLL alone; a PBL batch without responses
+        # is its weighted NLL
+        if self.bias is None:
+            loss = nll
+        elif pref is None:
+            loss = self.bias.nll_weight * nll
+        else:
+            loss = total_loss(nll, pref, self.bias.nll_weight, self.bias.preference_weight)
         # every rank learns of a non-finite loss on any rank, so all stop together (none waits on NCCL)
         finite = bool(torch.isfinite(loss))
         if dist.any_rank(not finite):

@@ -6,88 +6,31 @@ import torch
 from mscl.losses import (
     REDUCTIONS,
     VARIANTS,
-    negative_preference_loss,
-    positive_preference_loss,
     preference_bias_loss,
     preference_bias_terms,
-    sequence_logps,
-    sequence_token_counts,
     total_loss,
 )
-
-IGN = -100
-
-
-def _log_softmax_row(row):
-    z = sum(math.exp(v) for v in row)
-    return [v - math.log(z) for v in row]
-
-
-# --------------------------------------------------------------------------- sequence_logps
-def test_sequence_logps_hand_example_masks_prompt_and_padding():
-    # vocab 3, T = 4. Sequence 0: prompt token, then response tokens 2, 1. Sequence 1: prompt,
-    # response token 0, then padding.
-    logits = torch.tensor([
-        [[1.0, 2.0, 3.0], [0.0, 0.0, 0.0], [2.0, -1.0, 0.5], [9.0, 9.0, 9.0]],
-        [[0.5, 0.0, -0.5], [1.0, 1.0, 4.0], [7.0, 7.0, 7.0], [3.0, 3.0, 3.0]],
-    ], dtype=torch.float64)
-    labels = torch.tensor([[IGN, IGN, 2, 1], [IGN, 0, IGN, IGN]])
-    # Sequence 0: label 2 at t=2 is predicted by logits[0, 1]; label 1 at t=3 by logits[0, 2].
-    expected0 = _log_softmax_row([0.0, 0.0, 0.0])[2] + _log_softmax_row([2.0, -1.0, 0.5])[1]
-    # Sequence 1: label 0 at t=1 is predicted by logits[1, 0].
-    expected1 = _log_softmax_row([0.5, 0.0, -0.5])[0]
-    got = sequence_logps(logits, labels)
-    assert got.shape == (2,)
-    assert got.tolist() == pytest.approx([expected0, expected1], abs=1e-12)
-    assert sequence_token_counts(labels).tolist() == [2, 1]
-
-
-def test_sequence_logps_matches_full_log_softmax_chunked_and_backward():
-    torch.manual_seed(0)
-    B, T, V = 3, 7, 11
-    logits = torch.randn(B, T, V, dtype=torch.float64, requires_grad=True)
-    labels = torch.randint(0, V, (B, T))
-    labels[:, :3] = IGN
-    labels[2, 5:] = IGN
-    ref = torch.gather(logits[:, :-1].log_softmax(-1), 2,
-                       labels[:, 1:].clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    ref = (ref * (labels[:, 1:] != IGN)).sum(-1)
-    got = sequence_logps(logits, labels, chunk_size=2)   # several chunks
-    assert torch.allclose(got, ref)
-    got.sum().backward()
-    assert torch.isfinite(logits.grad).all()
-    assert logits.grad[:, :2].abs().sum() == 0           # prompt positions get no gradient
-
-
-def test_sequence_logps_sequence_without_response_is_zero_and_half_upcasts():
-    logits = torch.randn(2, 4, 5).to(torch.bfloat16)
-    labels = torch.tensor([[IGN, IGN, IGN, IGN], [IGN, 1, 2, 3]])
-    got = sequence_logps(logits, labels)
-    assert got.dtype == torch.float32
-    assert got[0].item() == 0.0
-    with pytest.raises(ValueError):
-        sequence_logps(logits, labels[:, :3])
 
 
 # --------------------------------------------------------------------------- L_PP, L_NP
 def test_pp_and_np_by_hand():
     policy = torch.tensor([-1.0, -2.0, -3.0])
     ref = torch.tensor([-1.5, -1.0, -3.5])
-    # log-ratios: 0.5, -1.0, 0.5; the first two sum to -0.5
-    assert positive_preference_loss(policy, ref).item() == pytest.approx(-(0.5 - 1.0 + 0.5))
-    assert positive_preference_loss(policy[:2], ref[:2]).item() == pytest.approx(0.5)
-    assert negative_preference_loss(policy[:2], ref[:2]).item() == pytest.approx(-0.5)
-    assert negative_preference_loss(policy[:2], ref[:2], reduction="mean").item() == \
-        pytest.approx(-0.25)
+    aligned = torch.tensor([True, True, False])
+    # log-ratios: 0.5, -1.0, 0.5; L_PP = -(0.5 - 1.0) = 0.5, L_NP = 0.5
+    pp, np_ = preference_bias_terms(policy, ref, aligned, variant="paper")
+    assert (pp.item(), np_.item()) == pytest.approx((0.5, 0.5))
+    pp, np_ = preference_bias_terms(policy, ref, aligned, variant="paper", reduction="mean")
+    assert (pp.item(), np_.item()) == pytest.approx((0.5 / 3, 0.5 / 3))
 
 
-@pytest.mark.parametrize("fn", [positive_preference_loss, negative_preference_loss])
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_pp_np_empty_is_zero_with_backward(fn, reduction):
+def test_pp_np_empty_is_zero_with_backward(reduction):
     policy = torch.zeros(0, requires_grad=True)
-    loss = fn(policy, torch.zeros(0), reduction=reduction)
-    assert loss.item() == 0.0 and not torch.isnan(loss)
-    loss.backward()
+    pp, np_ = preference_bias_terms(policy, torch.zeros(0), torch.zeros(0, dtype=torch.bool), variant="paper",
+                                    reduction=reduction)
+    assert pp.item() == 0.0 and np_.item() == 0.0 and not torch.isnan(pp + np_)
+    (pp + np_).backward()
     assert policy.grad.shape == (0,)
 
 
@@ -105,8 +48,8 @@ def _batch(requires_grad=False):
 
 def test_paper_variant_is_alpha_pp_plus_beta_np_exactly():
     policy, ref, aligned = _batch()
-    expected = ALPHA * positive_preference_loss(policy[aligned], ref[aligned]) \
-        + BETA * negative_preference_loss(policy[~aligned], ref[~aligned])
+    ratios = policy - ref
+    expected = ALPHA * -ratios[aligned].sum() + BETA * ratios[~aligned].sum()
     got = preference_bias_loss(policy, ref, aligned, ALPHA, BETA, variant="paper")
     assert got.item() == expected.item()
     # by hand: L_PP = -(0.5 + 0.5 - 1.0) = 0.0, L_NP = -1.0 + 0.5 = -0.5
