@@ -156,8 +156,10 @@ def choice_table(profile: str, study: str, backbone: str | None = None) -> pd.Da
 def pick(table: pd.DataFrame, choice: ChoiceParams) -> str:
     """The rule (module docstring): the best mean ACC at the study's stage, unless its paired interval
     against ``default`` includes 0."""
-    best = table.loc[table[f"ACC s{choice.stage}"].idxmax()]
-    if best["setting"] == choice.default or best["lo"] <= 0 <= best["hi"]:
+    column = f"ACC s{choice.stage}"
+    best = table.loc[table[column].idxmax()]
+    default_acc = table.loc[table["setting"] == choice.default, column].iloc[0]
+    if best["setting"] == choice.default or default_acc == best[column] or best["lo"] <= 0 <= best["hi"]:
         return choice.default
     return str(best["setting"])
 

@@ -103,3 +103,19 @@ def test_readers_of_the_split_and_of_mocls_routing():
     assert routing["newest"].tolist() == pytest.approx(routing["uniform 1/t"].tolist())
     assert routing["w module 4"].isna().tolist() == [True, True, False]
     assert routing["newest is largest %"].tolist() == [50.0] * 3
+
+
+def test_an_exact_tie_with_the_default_goes_to_the_default():
+    choice = ChoiceParams(method="flearning", stage=2, default="c", settings={"a": {}, "b": {}, "c": {}})
+    table = pd.DataFrame({"setting": ["a", "b", "c"], "ACC s2": [30.0, 20.0, 30.0], "lo": [1.0, -9.0, 0.0],
+                          "hi": [5.0, 1.0, 0.0]})
+    assert choices.pick(table, choice) == "c"
+
+
+def test_the_report_reads_mocls_routing_from_its_numbers():
+    from mscl.writeup import mocl_routing_sentence
+
+    flat = pd.DataFrame({"stage": [5], "newest": [0.21], "uniform 1/t": [0.2]})
+    routed = pd.DataFrame({"stage": [5], "newest": [0.9], "uniform 1/t": [0.2]})
+    assert "cannot tell the stages apart" in mocl_routing_sentence(flat)
+    assert "mostly to that stage's module" in mocl_routing_sentence(routed)
