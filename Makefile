@@ -13,7 +13,7 @@ export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup reproduce test lint smoke bench gpu-check lab clean clean-runs
+.PHONY: setup reproduce test test-fast lint smoke bench gpu-check lab clean clean-runs
 
 setup: $(STAMP)
 
@@ -30,21 +30,25 @@ $(STAMP): pyproject.toml
 	touch $@
 
 reproduce: $(STAMP)
-	$(BIN)/python -m mscl.reproduce --profile $(PROFILE) $(if $(BACKBONE),--backbone $(BACKBONE))
+	$(BIN)/python -m mscl.pipeline.reproduce --profile $(PROFILE) $(if $(BACKBONE),--backbone $(BACKBONE))
 
 # the notebooks open on the cpu profile; tests and nbval run them on smoke
 test: $(STAMP)
 	MSCL_PROFILE=smoke $(BIN)/python -m pytest tests -q
 	MSCL_PROFILE=smoke $(BIN)/python -m pytest --nbval-lax notebooks -q -p no:cacheprovider
 
+# the unit tests without training, notebooks or the real backbone (tests marked `trains` or `slow` skip)
+test-fast: $(STAMP)
+	MSCL_PROFILE=smoke $(BIN)/python -m pytest tests -q -m "not trains and not slow"
+
 # ruff (pyproject.toml: [tool.ruff]); tests/test_lint.py runs the same check under make test
 lint: $(STAMP)
 	$(BIN)/ruff check mscl tests
 
 smoke: $(STAMP)
-	$(BIN)/python -m mscl.reproduce --profile smoke $(if $(BACKBONE),--backbone $(BACKBONE))
+	$(BIN)/python -m mscl.pipeline.reproduce --profile smoke $(if $(BACKBONE),--backbone $(BACKBONE))
 
-# speed figures side by side in one run -> reports/benchmarks.{md,json} (mscl/bench.py)
+# speed figures side by side in one run -> reports/benchmarks.{md,json} (mscl/bench/)
 bench: $(STAMP)
 	$(BIN)/python -m mscl.bench --profile $(PROFILE) $(if $(BACKBONE),--backbone $(BACKBONE))
 

@@ -1,13 +1,13 @@
 """Command line: ``python -m mscl run --profile cpu --stream domain_independent --method pbl [--stage N]``.
 
 ``python -m mscl sweep --profile cpu [--setting NAME]`` runs the pilot's budget sweep (every setting,
-or one; :mod:`mscl.pilot`) and prints its table. ``python -m mscl choose --profile cpu --study
-loss_variant [--setting NAME]`` does the same for a knob chosen by measurement (:mod:`mscl.choices`).
+or one; :mod:`mscl.pipeline.pilot`) and prints its table. ``python -m mscl choose --profile cpu --study
+loss_variant [--setting NAME]`` does the same for a knob chosen by measurement (:mod:`mscl.pipeline.choices`).
 ``python -m mscl evaluate ... --mode authors`` asks a finished stage's questions under the other
-evaluation mode (:func:`mscl.stages.mode_predictions`).
+evaluation mode (:func:`mscl.pipeline.stages.mode_predictions`).
 
 Runs one stage of one method (and any earlier stage not finished yet) through the same code path
-the notebooks call (:func:`mscl.stages.run_stage`); without ``--stage`` it runs the whole stream.
+the notebooks call (:func:`mscl.pipeline.stages.run_stage`); without ``--stage`` it runs the whole stream.
 Finished stages are reused, so the command can be repeated after a kill. ``--seed`` picks the
 training seed (``training.yaml``'s ``seed`` by default).
 """
@@ -28,11 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--backbone", default=None, help="override the profile's backbone")
     run.add_argument("--seed", type=int, default=None,
                      help="training seed (default: training.yaml's seed; the data keeps its data_seed)")
-    sweep = sub.add_parser("sweep", help="run (or reuse) the pilot's budget sweep (mscl/pilot.py)")
+    sweep = sub.add_parser("sweep", help="run (or reuse) the pilot's budget sweep (mscl/pipeline/pilot.py)")
     sweep.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
     sweep.add_argument("--setting", default=None, nargs="+", help="only these settings (names as in the table)")
     sweep.add_argument("--backbone", default=None, help="override the profile's backbone")
-    choose = sub.add_parser("choose", help="run (or reuse) a study of mscl/choices.py (06_ablations.yaml: choices)")
+    choose = sub.add_parser("choose", help="run (or reuse) a study of mscl.pipeline.choices "
+                                                "(06_ablations.yaml: choices)")
     choose.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
     choose.add_argument("--study", required=True, help="a study under `choices` in 06_ablations.yaml")
     choose.add_argument("--setting", default=None, nargs="+", help="only these settings")
@@ -54,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "choose":
         return _choose(args)
 
-    from mscl.params import load_params
-    from mscl.stages import results_table, run_stage, run_stream
+    from mscl.pipeline.params import load_params
+    from mscl.pipeline.stages import results_table, run_stage, run_stream
 
     params = load_params(args.profile, "training")
     if args.seed is not None:
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             manifests.append(run_stage(args.profile, args.stream, method, args.stage, params=params,
                                        backbone=args.backbone))
-    from mscl import dist
+    from mscl.pipeline import dist
 
     if dist.is_main():
         print(results_table(manifests).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
@@ -76,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sweep(args) -> int:
-    from mscl import pilot
-    from mscl.params import load_params
+    from mscl.pipeline import pilot
+    from mscl.pipeline.params import load_params
 
     grid = pilot.settings(load_params(args.profile, "02_pilot"))
     names = [s.name for s in grid]
@@ -94,8 +95,8 @@ def _sweep(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from mscl.params import load_params
-    from mscl.stages import mode_predictions
+    from mscl.pipeline.params import load_params
+    from mscl.pipeline.stages import mode_predictions
 
     params = load_params(args.profile, "training")
     params = params.with_seed(params.seed if args.seed is None else args.seed)
@@ -107,7 +108,7 @@ def _evaluate(args) -> int:
 
 
 def _choose(args) -> int:
-    from mscl import choices
+    from mscl.pipeline import choices
 
     known = choices.studies(args.profile)
     if args.study not in known:

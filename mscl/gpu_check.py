@@ -4,7 +4,7 @@ On a machine with a CUDA GPU and no network it checks, and writes to ``reports/g
 
 1. **The device**: its name and memory, torch and its CUDA build, the precision ``train.dtype: auto``
    resolves to.
-2. **The stage loop**: every main-table method and PBL through :func:`mscl.stages.run_stage` with
+2. **The stage loop**: every main-table method and PBL through :func:`mscl.pipeline.stages.run_stage` with
    the gpu profile's ``training.yaml`` (its first training seed), on a slice of the gpu benchmark
    (the first ``--facts`` facts of the domain-independent base set, stages 1 and 2), under a scratch
    artifacts folder; per method the stage's phase timings and the peak GPU memory. The backbone is
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from mscl.paths import artifacts_dir, reports_dir
+from mscl.pipeline.paths import artifacts_dir, reports_dir
 
 MAIN_METHODS = ("cit", "pbl", "mocl", "flearning", "ours", "cit+matched")
 LLAMA3_8B = dict(hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_key_value_heads=8,
@@ -42,7 +42,7 @@ def no_gpu_message() -> str:
 
 
 def device_info() -> dict:
-    from mscl.models import resolve_dtype
+    from mscl.engine.models import resolve_dtype
 
     props = torch.cuda.get_device_properties(0)
     return {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
@@ -88,10 +88,10 @@ def random_backbone_fallback(folder: Path) -> Path | None:
 def stage_loop_check(facts: int, backbone: str | None) -> dict:
     """Every method of :data:`MAIN_METHODS` through the real stage loop at reduced size (module
     docstring, 2). Runs under the current ``$MSCL_ARTIFACTS``."""
-    from mscl import pilot
-    from mscl.models import BackboneError, cached_backbone_dir, load_backbone
-    from mscl.params import load_params
-    from mscl.stages import run_stage
+    from mscl.engine.models import BackboneError, cached_backbone_dir, load_backbone
+    from mscl.pipeline import pilot
+    from mscl.pipeline.params import load_params
+    from mscl.pipeline.stages import run_stage
 
     training = load_params("gpu", "training")
     params = training.with_seed(training.seeds[0])
@@ -168,12 +168,12 @@ def estimate_table(profile: str = "cpu", sizes_of: tuple[float, ...] = (135e6, 8
     SmolLM2's tokenizer, the prompt as the stage loop encodes it)."""
     import numpy as np
 
-    from mscl import data
-    from mscl.models import encode_prompt, load_tokenizer
-    from mscl.params import load_params
+    from mscl import benchmark
+    from mscl.engine.models import encode_prompt, load_tokenizer
+    from mscl.pipeline.params import load_params
 
     folder = artifacts_dir() / "data" / profile
-    records = [r for r in data.read_stream(folder, "domain_independent") if r.split == "train"]
+    records = [r for r in benchmark.read_stream(folder, "domain_independent") if r.split == "train"]
     tokenizer = load_tokenizer(load_params(profile, "training").backbone)
     prompt = float(np.mean([len(encode_prompt(tokenizer, r.question)) for r in records]))
     answer = float(np.mean([len(tokenizer(r.answer, add_special_tokens=False)["input_ids"]) + 1 for r in records]))
@@ -231,8 +231,8 @@ def paper_scale_estimate(parameters: float, prompt_tokens: float, answer_tokens:
     response (default ``pbl.max_new_tokens`` / 2) and an evaluation answer (default: half the
     evaluation's token budget, 128 of the authors' 256). Every main-table method, the cross-domain
     pair, PBL to stage 3 and the ablations at stage 2 on their seeds; the budget sweep is left out."""
-    from mscl import data
-    from mscl.params import load_params
+    from mscl import benchmark
+    from mscl.pipeline.params import load_params
 
     training = load_params(profile, "training")
     sizes = load_params(profile, "01_data_build").sizes
@@ -269,8 +269,8 @@ def paper_scale_estimate(parameters: float, prompt_tokens: float, answer_tokens:
     cd_facts = sizes.cross_independent_per_stage + sizes.cross_conflict_per_stage
     jobs = []
     for seed in training.seeds:
-        jobs += [("domain_independent", m, s) for m in main for s in data.STREAM_STAGES["domain_independent"][1:]]
-        jobs += [("cross_domain", m, s) for m in cross for s in data.STREAM_STAGES["cross_domain"][1:]]
+        jobs += [("domain_independent", m, s) for m in main for s in benchmark.STREAM_STAGES["domain_independent"][1:]]
+        jobs += [("cross_domain", m, s) for m in cross for s in benchmark.STREAM_STAGES["cross_domain"][1:]]
         jobs += [("domain_independent", "cit", 1), ("cross_domain", "cit", 1), ("domain_independent", "pbl", 2),
                  ("domain_independent", "pbl", 3)]
     for seed in abl.seeds:

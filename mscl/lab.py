@@ -3,7 +3,8 @@
 ``python -m mscl.lab --screenshot reports/figures/jupyterlab.png [--notebook 02_pilot.ipynb]``
 starts ``make lab`` on a free port, opens the notebook in Debian's Chromium (headless), checks that
 the page shows the notebook's cells, and saves a screenshot (the README's picture of it).
-``tests/test_lab.py`` runs the same check.
+``tests/test_lab.py`` runs the same check. ``python -m mscl.lab --check-clean [NOTEBOOK ...]`` (the
+pre-commit hook) fails on a notebook committed with outputs: executed copies belong in ``reports/``.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-from mscl.paths import REPO_ROOT
+from mscl.pipeline.paths import REPO_ROOT
 
+NOTEBOOKS = REPO_ROOT / "notebooks"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 
@@ -85,11 +87,30 @@ def notebook_page(notebook: str, screenshot: Path | None = None) -> str:
         return render(f"{base}/lab/tree/{notebook}?token={token}", screenshot)
 
 
+def notebooks_with_outputs(paths: list[Path]) -> list[str]:
+    """The notebooks among ``paths`` that hold outputs or execution counts, each with its first such cell."""
+    dirty = []
+    for path in paths:
+        cells = json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
+        for i, cell in enumerate(cells):
+            if cell["cell_type"] == "code" and (cell.get("outputs") or cell.get("execution_count") is not None):
+                dirty.append(f"{path}: cell {i} has outputs (clear them: Edit > Clear Outputs of All Cells)")
+                break
+    return dirty
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check-clean", nargs="*", type=Path, default=None, metavar="NOTEBOOK",
+                        help="fail on notebooks with outputs (default: every notebook under notebooks/)")
     parser.add_argument("--screenshot", type=Path, default=REPO_ROOT / "reports" / "figures" / "jupyterlab.png")
     parser.add_argument("--notebook", default="02_pilot.ipynb")
     args = parser.parse_args(argv)
+    if args.check_clean is not None:
+        committed = [p for p in sorted(NOTEBOOKS.rglob("*.ipynb")) if ".ipynb_checkpoints" not in p.parts]
+        dirty = notebooks_with_outputs(args.check_clean or committed)
+        print("\n".join(dirty) or "every notebook is committed without outputs")
+        return 1 if dirty else 0
     dom = notebook_page(args.notebook, args.screenshot)
     cells = dom.count("jp-Cell ")
     print(f"{args.notebook}: {cells} cells rendered; screenshot {args.screenshot}")

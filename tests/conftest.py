@@ -6,16 +6,23 @@ from types import SimpleNamespace
 
 import pytest
 
-from mscl.paths import REPO_ROOT
+from mscl.pipeline.paths import REPO_ROOT
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that runs stages in a scratch artifacts folder trains: ``make test-fast`` skips it."""
+    for item in items:
+        if "scratch" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.trains)
+
+
 @pytest.fixture(scope="session")
 def tiny():
     """(model, tokenizer) of the tiny random Llama; tests that train must deep-copy the model."""
-    from mscl.models import load_backbone
+    from mscl.engine.models import load_backbone
 
     return load_backbone("tiny-random", seed=0)
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mscl.augment import (
+from mscl.core.augment import (
     DEGENERATE_REASONS,
     AugmentedRecord,
     augmented_record_from_row,
@@ -20,9 +20,9 @@ from mscl.augment import (
     self_distillation,
     summary_rows,
 )
-from mscl.io import read_json, read_jsonl
 from mscl.methods import METHODS, StageContext, UnknownMethodError, get_method
-from mscl.params import load_params
+from mscl.pipeline.io import read_json, read_jsonl
+from mscl.pipeline.params import load_params
 from tests.conftest import make_record
 
 FRANCE = make_record(0, "What is the capital of France?", "Paris")
@@ -152,10 +152,10 @@ def _fake_generate(model, tokenizer, prompts, *, num_return_sequences=1, **kwarg
 
 @pytest.fixture
 def canned(monkeypatch):
-    monkeypatch.setattr("mscl.augment.rewrite_prompt", lambda tok, strategy, question: f"{strategy}|{question}")
-    monkeypatch.setattr("mscl.augment.generate", _fake_generate)
+    monkeypatch.setattr("mscl.core.augment.rewrite_prompt", lambda tok, strategy, question: f"{strategy}|{question}")
+    monkeypatch.setattr("mscl.core.augment.generate", _fake_generate)
     # every answer identical: the LLM indication holds (its own logic is tested in test_selection)
-    monkeypatch.setattr("mscl.selection.answer_questions", lambda model, tok, qs, **kw: ["same answer"] * len(qs))
+    monkeypatch.setattr("mscl.core.selection.answer_questions", lambda model, tok, qs, **kw: ["same answer"] * len(qs))
 
 
 def test_rounds_feed_the_selected_set_forward_and_count_everything(canned):
@@ -244,6 +244,7 @@ def test_cit_with_augmentation_trains_on_gold_and_rewrites_without_sampling(tiny
     assert not (tmp_path / "preference.jsonl").exists() and ctx.info["augmentation"]["kept"] == len(augmented)
 
 
+@pytest.mark.trains
 def test_ours_augments_and_trains_a_stage(tiny, tmp_path, canned, monkeypatch):
     model, tok = tiny
     params = _params(count=1, rounds=2)
@@ -265,7 +266,7 @@ def test_ours_augments_and_trains_a_stage(tiny, tmp_path, canned, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("augmentation ran again")
 
-    monkeypatch.setattr("mscl.augment.generate", fail)
+    monkeypatch.setattr("mscl.core.augment.generate", fail)
     again = StageContext(stream="domain_independent", stage=1, stage_dir=tmp_path, previous_dirs=[], params=params,
                          tokenizer=tok, sets={"train": RECORDS}, seed=0)
     records = method.augmented_records(model, again)
@@ -291,7 +292,7 @@ def test_pbl_without_augmentation_and_gold_only_augmented_pairs(tiny, tmp_path, 
 def test_interpolated_weights_moves_between_backbone_and_model_and_restores(tiny):
     import torch
 
-    from mscl.models import interpolated_weights, lora_target_weights
+    from mscl.engine.models import interpolated_weights, lora_target_weights
 
     model = copy.deepcopy(tiny[0])  # the fixture is shared: change a copy
     backbone = lora_target_weights(model, ["q_proj", "v_proj"])
@@ -320,7 +321,7 @@ def test_interpolated_weights_moves_between_backbone_and_model_and_restores(tiny
 def test_rewriter_scale_is_range_checked(tmp_path):
     import yaml
 
-    from mscl.params import PARAMS_ROOT, ParamsError, TrainingParams, load_params_file
+    from mscl.pipeline.params import PARAMS_ROOT, ParamsError, TrainingParams, load_params_file
 
     raw = yaml.safe_load((PARAMS_ROOT / "smoke" / "training.yaml").read_text())
     raw["augment"]["rewriter_scale"] = 1.5
@@ -334,8 +335,8 @@ def test_an_augmenting_stage_that_keeps_nothing_is_an_error(scratch, monkeypatch
     import dataclasses
 
     from mscl.methods.pbl import AugmentationError
-    from mscl.params import load_params
-    from mscl.stages import run_stage
+    from mscl.pipeline.params import load_params
+    from mscl.pipeline.stages import run_stage
 
     params = dataclasses.replace(load_params("smoke", "training"), require_kept_rewrites=True)
     with pytest.raises(AugmentationError, match="rewriter_scale.*03b"):

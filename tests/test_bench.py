@@ -7,9 +7,11 @@ import time
 import pytest
 import torch
 
-from mscl import bench, packed_linear
+from mscl import bench
+from mscl.engine import packed_linear
 
 
+@pytest.mark.trains
 def test_bench_measures_and_writes_every_figure(tmp_path, monkeypatch):
     monkeypatch.setenv("MSCL_ARTIFACTS", str(tmp_path / "artifacts"))
     results = bench.run("smoke", records=8, epochs=1, repeats=1, stage_method="pbl", stage_number=2,

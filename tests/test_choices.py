@@ -1,16 +1,16 @@
-"""Choices made by measurement (mscl/choices.py): the settings, the rule, the runs, and the readers of
+"""Choices made by measurement (mscl/pipeline/choices.py): the settings, the rule, the runs, and the readers of
 the preference split and MoCL's routing."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from mscl import choices
+from mscl.core.preference import split_table
 from mscl.methods.mocl import routing_table
-from mscl.params import ChoiceParams, ParamsError, build, load_params
-from mscl.preference import split_table
-from mscl.reproduce import stage_jobs
-from mscl.stages import SHARED_METHOD, is_finished, run_dir
+from mscl.pipeline import choices
+from mscl.pipeline.params import ChoiceParams, ParamsError, build, load_params
+from mscl.pipeline.reproduce import stage_jobs
+from mscl.pipeline.stages import SHARED_METHOD, is_finished, run_dir
 
 
 def test_overrides_replace_training_fields_and_bad_keys_name_the_file():
@@ -113,7 +113,7 @@ def test_an_exact_tie_with_the_default_goes_to_the_default():
 
 
 def test_the_report_reads_mocls_routing_from_its_numbers():
-    from mscl.writeup import mocl_routing_sentence
+    from mscl.evaluation.writeup import mocl_routing_sentence
 
     flat = pd.DataFrame({"stage": [5], "newest": [0.21], "uniform 1/t": [0.2]})
     routed = pd.DataFrame({"stage": [5], "newest": [0.9], "uniform 1/t": [0.2]})

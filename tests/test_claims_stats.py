@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mscl import claims as C
+from mscl.evaluation import claims as C
 
 
 def _frame(seeds, n_facts, new, old=lambda s, f, q: False, questions=lambda f: 1):
-    """Rows of (seed, question) like :func:`mscl.claims.stage_predictions` returns, indexed by
+    """Rows of (seed, question) like :func:`mscl.evaluation.claims.stage_predictions` returns, indexed by
     (seed, id), with ``fact_id``: ``n_facts`` facts of ``questions(f)`` questions each under every
     seed; ``new(s, f, q)`` and ``old(s, f, q)`` give the correctness of each row."""
     rows = [{"seed": s, "id": f"f{f}/q{q}", "fact_id": f"f{f}", "new_ok": bool(new(s, f, q)),

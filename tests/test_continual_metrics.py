@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mscl.metrics import accuracy_matrix, continual_summary
-from mscl.report import accuracy_matrix_heatmap, answer_source_figure, answer_source_table
+from mscl.evaluation.metrics import accuracy_matrix, continual_summary
+from mscl.evaluation.report import accuracy_matrix_heatmap, answer_source_figure, answer_source_table
 
 nan = np.nan
 

@@ -1,4 +1,4 @@
-"""The staged benchmark (mscl/data.py), on the smoke profile: determinism, provenance, stage structure,
+"""The staged benchmark (mscl/benchmark/), on the smoke profile: determinism, provenance, stage structure,
 edit rules, schema checks on load, and the sets the stage loop asks for."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mscl import data
-from mscl.data import (
+from mscl import benchmark
+from mscl.benchmark import (
     CROSS_DOMAIN_STAGES,
     DOMAIN_INDEPENDENT_STAGES,
     DOMAINS,
@@ -63,17 +63,17 @@ def test_other_seed_gives_other_edits(bench, tmp_path):
 
 
 def test_files_are_utf8_with_fixed_key_order(bench):
-    for stream in data.STREAMS:
-        lines = (bench / data.FILES[stream]).read_text(encoding="utf-8").splitlines()
+    for stream in benchmark.STREAMS:
+        lines = (bench / benchmark.FILES[stream]).read_text(encoding="utf-8").splitlines()
         assert lines
         for line in lines[:20]:
-            assert list(json.loads(line)) == list(data.FIELDS)
+            assert list(json.loads(line)) == list(benchmark.FIELDS)
 
 
 # --------------------------------------------------------------------------- provenance
 def test_answers_rederive_from_their_source(bench):
     checked = 0
-    for stream in data.STREAMS:
+    for stream in benchmark.STREAMS:
         records = read_stream(bench, stream)
         for r in records[:: max(1, len(records) // 40)]:   # a sample across stages and domains
             truth = rederive(r.source)
@@ -102,7 +102,7 @@ def test_stage_counts(bench):
 
 
 def test_every_fact_is_asked_in_every_held_out_wording(bench):
-    for stream in data.STREAMS:
+    for stream in benchmark.STREAMS:
         by_key = defaultdict(lambda: defaultdict(list))
         for r in read_stream(bench, stream):
             by_key[(r.stage, r.fact_id)][r.split].append(r)
@@ -173,9 +173,9 @@ def test_edits_follow_the_rules(bench):
 
 
 def test_answers_are_not_in_their_questions(bench):
-    for stream in data.STREAMS:
+    for stream in benchmark.STREAMS:
         for r in read_stream(bench, stream):
-            assert len(r.answer) >= data.MIN_ANSWER_CHARS
+            assert len(r.answer) >= benchmark.MIN_ANSWER_CHARS
             assert r.answer.casefold() not in r.question.casefold(), r
 
 
@@ -218,11 +218,11 @@ def test_earlier_answers_are_the_chain_before_the_stage(bench):
     # A -> B, kept at stage 3, -> C, and back to A at stage 5; evaluation rows do not count
     toy = [rec("f", 1, "A"), rec("f", 2, "B"), rec("f", 3, "B"), rec("f", 4, "C"), rec("f", 5, "A"),
            SimpleNamespace(fact_id="f", stage=2, answer="Z", split="eval"), rec("g", 1, "X")]
-    assert data.earlier_answers(toy) == {("f", 1): [], ("f", 2): ["A"], ("f", 3): ["A"], ("f", 4): ["A", "B"],
+    assert benchmark.earlier_answers(toy) == {("f", 1): [], ("f", 2): ["A"], ("f", 3): ["A"], ("f", 4): ["A", "B"],
                                          ("f", 5): ["B", "C"], ("g", 1): []}
     # on the built stream: an edited record's last earlier answer is its previous_answer
     records = read_stream(bench, "domain_independent")
-    earlier = data.earlier_answers(records)
+    earlier = benchmark.earlier_answers(records)
     edited = [r for r in records if r.split == "train" and r.edited]
     assert edited
     for r in edited:
@@ -234,15 +234,15 @@ def test_earlier_answers_are_the_chain_before_the_stage(bench):
 def cpu_bench(tmp_path_factory) -> Path:
     """The cpu profile's benchmark, with every third probed fact standing in for what the backbone
     knows (the structure does not depend on which facts the probe finds)."""
-    from mscl.params import load_params
+    from mscl.pipeline.params import load_params
 
-    candidates = data.probe_candidates(load_params("cpu", "01_data_build").sizes)
+    candidates = benchmark.probe_candidates(load_params("cpu", "01_data_build").sizes)
     return build_benchmark("cpu", seed=0, out_dir=tmp_path_factory.mktemp("cpu"),
                            known={f.fact_id for f in candidates[::3]}, known_by="every third (test)")
 
 
 def test_cpu_domain_independent_stream_is_the_revised_dataset(cpu_bench):
-    from mscl.params import load_params
+    from mscl.pipeline.params import load_params
 
     sizes = load_params("cpu", "01_data_build").sizes
     records = read_stream(cpu_bench, "domain_independent")
@@ -255,7 +255,7 @@ def test_cpu_domain_independent_stream_is_the_revised_dataset(cpu_bench):
         assert sum(r.edited for r in train) >= 0.8 * len(stage1)
     # each fact's answers form a chain: previous_answer is the answer before, no answer overlaps an earlier one
     for fact_id in stage1:
-        chain = data.edit_chain(records, fact_id)
+        chain = benchmark.edit_chain(records, fact_id)
         assert [c.stage for c in chain] == list(range(1, DOMAIN_INDEPENDENT_STAGES + 1))
         for before, now in zip(chain, chain[1:]):
             if now.edited:
@@ -284,7 +284,7 @@ def test_cpu_cross_domain_stream_has_enough_items(cpu_bench):
 
 
 def test_cpu_profile_has_the_power_the_protocol_needs():
-    from mscl.params import load_params
+    from mscl.pipeline.params import load_params
 
     assert len(load_params("cpu", "training").seeds) >= 3
 
@@ -295,14 +295,14 @@ def test_known_share_needs_the_probe(tmp_path):
 
 
 def test_load_benchmark(bench):
-    ds = data.load_benchmark(bench)
-    assert set(ds) == set(data.STREAMS)
+    ds = benchmark.load_benchmark(bench)
+    assert set(ds) == set(benchmark.STREAMS)
     assert ds["general"].num_rows == len(read_stream(bench, "general"))
-    assert ds["cross_domain"].column_names == list(data.FIELDS)
+    assert ds["cross_domain"].column_names == list(benchmark.FIELDS)
 
 
 def test_data_card(bench, tmp_path):
-    card = data.write_data_card(bench, tmp_path / "card.md").read_text()
+    card = benchmark.write_data_card(bench, tmp_path / "card.md").read_text()
     for needle in ("## Counts", "## Relations", "previous_answer", "periodictable", "cross_domain"):
         assert needle in card
 
@@ -352,5 +352,5 @@ def test_bad_lines_raise_data_error_naming_file_line_and_field(bench, tmp_path, 
 
 def test_valid_file_reads_back(bench):
     records = read_records(bench / "general.jsonl")
-    assert records and all(isinstance(r, data.Record) for r in records)
+    assert records and all(isinstance(r, benchmark.Record) for r in records)
     assert len({r.id for r in records}) == len(records)

@@ -6,7 +6,7 @@ import tomllib
 
 import yaml
 
-from mscl.paths import REPO_ROOT
+from mscl.pipeline.paths import REPO_ROOT
 
 
 def _pins(specs):

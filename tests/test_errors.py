@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from mscl import training
-from mscl.losses import preference_bias_loss
+from mscl.core.losses import preference_bias_loss
+from mscl.engine import training
+from mscl.engine.models import BackboneError, attach_lora
 from mscl.methods import UnknownMethodError, get_method
-from mscl.models import BackboneError, attach_lora
-from mscl.params import load_params
-from mscl.stages import StaleRunError, run_dir, run_stage
+from mscl.pipeline.params import load_params
+from mscl.pipeline.stages import StaleRunError, run_dir, run_stage
 from tests.test_training import LORA, RECORDS, _pbl, _train
 
 

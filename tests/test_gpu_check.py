@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mscl import gpu_check
-from mscl.paths import REPO_ROOT
+from mscl.pipeline.paths import REPO_ROOT
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")

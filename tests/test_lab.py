@@ -8,9 +8,10 @@ import urllib.request
 
 import pytest
 
-from mscl.paths import REPO_ROOT
+from mscl.pipeline.paths import REPO_ROOT
 
 
+@pytest.mark.trains
 @pytest.mark.skipif(not (REPO_ROOT / ".venv" / "bin" / "jupyter").exists(), reason="needs make setup's .venv")
 def test_make_lab_serves_the_notebooks():
     from mscl.lab import serve
@@ -21,6 +22,7 @@ def test_make_lab_serves_the_notebooks():
     assert {"00_quickstart.ipynb", "08_report.ipynb", "walkthrough"} <= names
 
 
+@pytest.mark.trains
 @pytest.mark.skipif(not (REPO_ROOT / ".venv" / "bin" / "jupyter").exists(), reason="needs make setup's .venv")
 def test_jupyterlab_renders_a_notebook_in_a_real_browser(tmp_path):
     from mscl import lab
@@ -57,7 +59,7 @@ def test_notebooks_open_on_the_cpu_run_and_link_their_executed_copy():
 
 
 def test_profile_status_says_whether_the_stages_are_there(scratch):
-    from mscl.report import profile_status
+    from mscl.evaluation.report import profile_status
 
     assert "make reproduce" in profile_status("cpu") and "smoke" in profile_status("cpu")
     assert "tiny random model" in profile_status("smoke")
@@ -65,3 +67,15 @@ def test_profile_status_says_whether_the_stages_are_there(scratch):
     stage.mkdir(parents=True)
     (stage / "manifest.json").write_text("{}")
     assert profile_status("cpu").startswith("profile cpu: 1 finished stages")
+
+
+def test_the_committed_notebooks_have_no_outputs(tmp_path):
+    from mscl.lab import NOTEBOOKS, notebooks_with_outputs
+
+    committed = [p for p in NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts]
+    assert len(committed) >= 10 and not notebooks_with_outputs(committed)
+    executed = tmp_path / "executed.ipynb"
+    executed.write_text(json.dumps({"cells": [{"cell_type": "code", "execution_count": 1, "outputs": [],
+                                               "source": "1"}]}))
+    assert notebooks_with_outputs([executed]) == [f"{executed}: cell 0 has outputs "
+                                                  "(clear them: Edit > Clear Outputs of All Cells)"]

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mscl.losses import (
+from mscl.core.losses import (
     REDUCTIONS,
     VARIANTS,
     preference_bias_loss,

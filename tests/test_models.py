@@ -6,7 +6,8 @@ import time
 import pytest
 import torch
 
-from mscl.models import (
+from mscl.engine.generation import answer_questions
+from mscl.engine.models import (
     BackboneError,
     attach_lora,
     cached_backbone_dir,
@@ -15,8 +16,7 @@ from mscl.models import (
     merge_lora,
     tiny_random_model,
 )
-from mscl.params import LoraParams
-from mscl.sampling import answer_questions
+from mscl.pipeline.params import LoraParams
 
 LORA = LoraParams(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
 
@@ -101,7 +101,7 @@ def test_lora_starts_as_identity_and_merges_exactly(tiny):
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["smollm2-135m", "gemma3-270m"])
 def test_own_decoding_loop_answers_as_transformers_generate(backbone):
-    """Greedy answers of mscl.sampling's own loop (batched, shared prefix, rows leaving) against
+    """Greedy answers of mscl.engine.generation's own loop (batched, shared prefix, rows leaving) against
     model.generate one question at a time, on the real embedded backbones."""
     model, tok = load_backbone(backbone)
     questions = ["What is the capital of France?", "Who wrote Hamlet?", "What is the chemical symbol of iron?",
@@ -113,7 +113,7 @@ def test_own_decoding_loop_answers_as_transformers_generate(backbone):
 
 
 def test_a_hub_id_that_cannot_be_fetched_says_what_to_do(monkeypatch):
-    from mscl.models import BackboneError, load_backbone
+    from mscl.engine.models import BackboneError, load_backbone
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(BackboneError, match=r"huggingface-cli download mscl-test/not-a-model.*HF_HUB_OFFLINE=0"):

@@ -1,4 +1,4 @@
-"""The oneDNN packed linear layers (mscl.packed_linear): same numbers as F.linear, same gradients,
+"""The oneDNN packed linear layers (mscl.engine.packed_linear): same numbers as F.linear, same gradients,
 and a packed copy that follows every change of its weight."""
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from mscl import packed_linear
-from mscl.models import attach_lora, merge_lora
-from mscl.params import LoraParams
+from mscl.engine import packed_linear
+from mscl.engine.models import attach_lora, merge_lora
+from mscl.pipeline.params import LoraParams
 
 pytestmark = pytest.mark.skipif(not packed_linear.available(), reason="this PyTorch has no oneDNN")
 

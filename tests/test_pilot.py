@@ -1,14 +1,16 @@
-"""The pilot's budget sweep (mscl/pilot.py) and the knowledge-conflict readers (mscl/conflict.py), on
-the smoke profile's tiny model."""
+"""The pilot's budget sweep (mscl/pipeline/pilot.py) and the knowledge-conflict readers
+(mscl/evaluation/conflict.py), on the smoke profile's tiny model."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mscl import conflict, data, pilot
-from mscl.params import load_params
-from mscl.stages import ensure_benchmark, run_stream
+from mscl import benchmark
+from mscl.evaluation import conflict
+from mscl.pipeline import pilot
+from mscl.pipeline.params import load_params
+from mscl.pipeline.stages import ensure_benchmark, run_stream
 
 
 def test_settings_come_in_the_rules_budget_order():
@@ -29,11 +31,11 @@ def test_sweep_runs_every_setting_on_the_reduced_stream(scratch):
     sweep = pilot.sweep_table("smoke")
     params = load_params("smoke", "02_pilot")
     assert list(sweep["setting"]) == [s.name for s in pilot.settings(params)]
-    stages = data.STREAM_STAGES["domain_independent"]
+    stages = benchmark.STREAM_STAGES["domain_independent"]
     assert [c for c in sweep.columns if c.startswith("ACC s")] == [f"ACC s{s}" for s in stages]
     assert [c for c in sweep.columns if c.startswith("stale s")] == [f"stale s{s}" for s in stages[1:]]
     reduced = pilot.sweep_root("smoke") / "data"
-    facts = {r.fact_id for r in data.read_stream(reduced, "domain_independent")}
+    facts = {r.fact_id for r in benchmark.read_stream(reduced, "domain_independent")}
     assert len(facts) == params.sweep.facts
     # a setting's stages are its own: other epochs, another run folder, reused the second time
     again = pilot.sweep_table("smoke")
@@ -45,7 +47,7 @@ def test_sweep_runs_every_setting_on_the_reduced_stream(scratch):
 def test_answer_sources_and_accuracy_matrix_read_the_saved_predictions(scratch):
     params = load_params("smoke", "training")
     manifests = run_stream("smoke", "cross_domain", "cit", params=params, verbose=False)
-    stages = data.stream_stages(ensure_benchmark("smoke", params.data_seed), "cross_domain")
+    stages = benchmark.stream_stages(ensure_benchmark("smoke", params.data_seed), "cross_domain")
     rows = conflict.answer_source_rows("smoke", "tiny-random", "cross_domain", ["cit"], stages, [0])
     assert set(rows["source"]) <= {"current", "stale", "neither"}
     assert len(rows) == sum(m["metrics"]["eval"]["n"] for m in manifests)

@@ -9,8 +9,8 @@ import dataclasses
 import pytest
 import torch
 
-from mscl.models import attach_lora, merge_lora, to_compute_dtype
-from mscl.params import load_params
+from mscl.engine.models import attach_lora, merge_lora, to_compute_dtype
+from mscl.pipeline.params import load_params
 
 
 def _bf16(profile: str = "smoke"):
@@ -20,7 +20,7 @@ def _bf16(profile: str = "smoke"):
 
 @pytest.mark.parametrize("method", ["cit", "pbl", "mocl", "flearning", "ours"])
 def test_every_method_trains_a_bf16_stage(scratch, method):
-    from mscl.stages import run_stage
+    from mscl.pipeline.stages import run_stage
 
     manifest = run_stage("smoke", "domain_independent", method, 2, params=_bf16(), verbose=False)
     assert manifest["precision"] == "bfloat16"

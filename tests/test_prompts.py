@@ -1,4 +1,4 @@
-"""One prompt encoding (mscl.models.encode_prompt): BOS exactly once, and a sampled response scored
+"""One prompt encoding (mscl.engine.models.encode_prompt): BOS exactly once, and a sampled response scored
 under exactly the ids it was sampled from, for SmolLM2, Gemma 3 and a Llama-3-style tokenizer."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
-from mscl import sampling
-from mscl.models import adds_bos, encode_prompt, encode_prompt_text, format_prompt, load_tokenizer
-from mscl.training import encode_pair
+from mscl.engine import decoder, generation
+from mscl.engine.models import adds_bos, encode_prompt, encode_prompt_text, format_prompt, load_tokenizer
+from mscl.engine.training import encode_pair
 
 LLAMA3_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
@@ -72,15 +72,15 @@ def test_generation_samples_from_the_training_prompt_ids(tiny, monkeypatch):
     model, tok = tiny
     model = copy.deepcopy(model)
     seen = []
-    real = sampling.decode_batch
+    real = decoder.decode_batch
 
     def spy(model, prompt_ids, **kw):
         seen.extend(list(p) for p in prompt_ids)
         return real(model, prompt_ids, **kw)
 
-    monkeypatch.setattr(sampling, "decode_batch", spy)
+    monkeypatch.setattr(decoder, "decode_batch", spy)
     questions = ["What is 2 + 2?", "Who wrote Hamlet?"]
-    sampling.sample_responses(model, tok, questions, k=2, temperature=1.0, top_p=0.95, max_new_tokens=3,
+    generation.sample_responses(model, tok, questions, k=2, temperature=1.0, top_p=0.95, max_new_tokens=3,
                               batch_size=4, seed=0)
     prompts = [encode_pair(tok, q, "x", 256) for q in questions]
     assert sorted(seen) == sorted(p["input_ids"][:p["prompt_len"]] for p in prompts)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from mscl.paths import REPO_ROOT
+from mscl.pipeline.paths import REPO_ROOT
 
 RUN = (
-    "import sys; from mscl.stages import run_stage; "
+    "import sys; from mscl.pipeline.stages import run_stage; "
     "m = run_stage('smoke', 'domain_independent', sys.argv[1], int(sys.argv[2]), verbose=False); "
     "print('DONE', m['config_hash'])"
 )
@@ -41,7 +41,7 @@ def _run(artifacts: Path, method: str, stage: int) -> None:
 
 def _stage_dir(artifacts: Path, method: str, stage: int) -> Path:
     """The folder of a finished stage: CIT's for the stage every method shares (smoke: stage 1)."""
-    from mscl.stages import finished_stage_dir
+    from mscl.pipeline.stages import finished_stage_dir
 
     return finished_stage_dir("smoke", "tiny-random", "domain_independent", method, stage, artifacts / "runs", seed=0)
 
@@ -50,6 +50,7 @@ def _metrics(artifacts: Path, method: str, stage: int) -> dict:
     return json.loads((_stage_dir(artifacts, method, stage) / "manifest.json").read_text())["metrics"]
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("method", ["cit", "pbl"])
 def test_sigkill_mid_stage_then_resume_gives_the_same_results(tmp_path, method):
     reference = tmp_path / "reference"

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mscl import claims as C
-from mscl.params import load_params
-from mscl.reproduce import evaluation_jobs, stage_jobs
+from mscl.evaluation import claims as C
+from mscl.pipeline.params import load_params
+from mscl.pipeline.reproduce import evaluation_jobs, stage_jobs
 
 
 def _frame(new, old=None):
@@ -73,7 +73,7 @@ def test_reproduce_plan_trains_every_stage_the_notebooks_read(profile):
     training = load_params(profile, "training")
     own = [j for j in jobs if not j.sweep_setting and not j.choice]
     sweep = [j for j in jobs if j.sweep_setting]
-    from mscl import pilot
+    from mscl.pipeline import pilot
     assert [j.sweep_setting for j in sorted(sweep, key=lambda j: j.sweep_setting)] == sorted(
         s.name for s in pilot.settings(load_params(profile, "02_pilot")))  # one job per setting of the sweep
     assert {(j.stream, j.method, j.stage) for j in shared} == {("domain_independent", "cit", 1),
@@ -102,7 +102,7 @@ def test_reproduce_plan_trains_every_stage_the_notebooks_read(profile):
 
 
 def test_a_shared_stage_is_cits_and_every_method_starts_from_it(scratch):
-    from mscl.stages import run_stage
+    from mscl.pipeline.stages import run_stage
 
     params = load_params("smoke", "training")
     assert params.shared_stages == 1
@@ -129,8 +129,8 @@ def _manifest(method, stage, seed, acc, krr):
 
 
 def test_results_table_averages_training_seeds():
-    from mscl.report import main_table
-    from mscl.stages import results_table
+    from mscl.evaluation.report import main_table
+    from mscl.pipeline.stages import results_table
 
     one = results_table([_manifest("cit", 2, 0, 0.5, 0.8)])
     assert "seed" not in one and "seeds" not in one and one["KRR_lo"].iloc[0] == pytest.approx(70.0)
@@ -151,7 +151,7 @@ def test_results_table_averages_training_seeds():
 
 
 def test_training_seeds_run_apart_on_the_same_data(scratch):
-    from mscl.stages import run_dir, run_stream
+    from mscl.pipeline.stages import run_dir, run_stream
 
     params = load_params("smoke", "training")
     first = run_stream("smoke", "domain_independent", "cit", params=params, seeds=[0, 1], verbose=False)
@@ -168,7 +168,7 @@ def test_training_seeds_run_apart_on_the_same_data(scratch):
     point, lo, hi = C.paired_difference(both, both, "ACC", n_resamples=50)
     assert point == lo == hi == 0.0
     with pytest.raises(ValueError, match="seeds"):
-        from mscl.params import TrainingParams, build, to_dict
+        from mscl.pipeline.params import TrainingParams, build, to_dict
         build(TrainingParams, {**to_dict(params), "seeds": [1, 1]})
 
 

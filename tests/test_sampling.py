@@ -1,4 +1,4 @@
-"""The batched decoding loop (mscl.sampling.decode_batch) against transformers' generate, and its sampler."""
+"""The batched decoding loop (mscl.engine.decoder.decode_batch) against transformers' generate, and its sampler."""
 from __future__ import annotations
 
 import copy
@@ -6,17 +6,10 @@ import copy
 import pytest
 import torch
 
-from mscl.models import attach_lora, format_prompt
-from mscl.params import LoraParams
-from mscl.sampling import (
-    answer_questions,
-    common_prefix_length,
-    decode_batch,
-    generate,
-    pick_tokens,
-    sample_responses,
-    uses_own_loop,
-)
+from mscl.engine.decoder import common_prefix_length, decode_batch, pick_tokens
+from mscl.engine.generation import answer_questions, generate, sample_responses, uses_own_loop
+from mscl.engine.models import attach_lora, format_prompt
+from mscl.pipeline.params import LoraParams
 
 QUESTIONS = ["What is the capital of France?", "Who wrote Hamlet?",
              "What is the chemical symbol of the element with atomic number 26, iron?", "2+2?",
@@ -46,27 +39,27 @@ def shared_attention_calls():
     """Counts the calls of the registered shared-prompt attention during a test."""
     from transformers import AttentionInterface
 
-    from mscl import sampling
+    from mscl.engine import decoder
 
     calls = []
 
     def counting(*args, **kwargs):
         calls.append(1)
-        return sampling._shared_prompt_attention(*args, **kwargs)
+        return decoder._shared_prompt_attention(*args, **kwargs)
 
-    AttentionInterface.register(sampling.SHARED_PROMPT_ATTENTION, counting)
+    AttentionInterface.register(decoder.SHARED_PROMPT_ATTENTION, counting)
     yield calls
-    AttentionInterface.register(sampling.SHARED_PROMPT_ATTENTION, sampling._shared_prompt_attention)
+    AttentionInterface.register(decoder.SHARED_PROMPT_ATTENTION, decoder._shared_prompt_attention)
 
 
 @pytest.fixture(params=["shared prompt", "k-fold copy"])
 def decoding(request, monkeypatch, shared_attention_calls):
     """Decode every batch with the shared-prompt attention, or every batch from a K-fold copy of the
     prompts with the model's own attention (and check that the test used the one it names)."""
-    from mscl import sampling
+    from mscl.engine import decoder
 
     shared = request.param == "shared prompt"
-    monkeypatch.setattr(sampling, "_SHARED_PROMPT_MIN_ROWS", 1 if shared else 10**9)
+    monkeypatch.setattr(decoder, "_SHARED_PROMPT_MIN_ROWS", 1 if shared else 10**9)
     yield request.param
     assert bool(shared_attention_calls) == shared
 
@@ -104,7 +97,7 @@ def test_k_samples_share_the_prompt(varied):
 
 
 def test_length_groups_trade_padding_against_passes():
-    from mscl.sampling import length_groups
+    from mscl.engine.decoder import length_groups
 
     assert length_groups([3, 3, 3, 20], overhead=0) == [(0, 3), (3, 4)]
     assert length_groups([3, 3, 3, 20], overhead=100) == [(0, 4)]      # 51 pads cost less than a pass
@@ -116,23 +109,23 @@ def test_grouped_prompt_passes_and_the_one_pass_path_give_the_same_tokens(varied
     """Prompts given longest first (decode_batch sorts them) run as one pass per length, as one pass,
     and through the path for caches with sliding layers, decoded with the shared prompt or from a
     K-fold copy: the same greedy tokens, in input order."""
-    from mscl import sampling
+    from mscl.engine import decoder
 
     model, tok = varied
     ids = sorted(_ids(tok, QUESTIONS), key=len, reverse=True)
     assert len({len(i) for i in ids}) >= 3
     kw = dict(max_new_tokens=6, k=2, pad_token_id=tok.pad_token_id)
     default = decode_batch(model, ids, **kw)
-    monkeypatch.setattr(sampling, "_SHARED_PROMPT_MIN_ROWS", 1)
+    monkeypatch.setattr(decoder, "_SHARED_PROMPT_MIN_ROWS", 1)
     assert decode_batch(model, ids, **kw) == default
-    monkeypatch.setattr(sampling, "_GROUP_OVERHEAD_TOKENS", 1)           # the prefix pass, then the shared prompt
+    monkeypatch.setattr(decoder, "_GROUP_OVERHEAD_TOKENS", 1)           # the prefix pass, then the shared prompt
     assert common_prefix_length(ids) > 0
     assert decode_batch(model, ids, **kw) == default
-    monkeypatch.setattr(sampling, "_GROUP_OVERHEAD_TOKENS", 0)           # a pass for every prompt length
+    monkeypatch.setattr(decoder, "_GROUP_OVERHEAD_TOKENS", 0)           # a pass for every prompt length
     assert decode_batch(model, ids, **kw) == default
-    monkeypatch.setattr(sampling, "_GROUP_OVERHEAD_TOKENS", 10_000)      # one pass (and no prefix pass)
+    monkeypatch.setattr(decoder, "_GROUP_OVERHEAD_TOKENS", 10_000)      # one pass (and no prefix pass)
     assert decode_batch(model, ids, **kw) == default
-    monkeypatch.setattr(sampling, "_plain_layers", lambda model: None)   # repeat-and-reserve path
+    monkeypatch.setattr(decoder, "_plain_layers", lambda model: None)   # repeat-and-reserve path
     assert decode_batch(model, ids, **kw) == default
     alone = [decode_batch(model, [i], max_new_tokens=6, pad_token_id=tok.pad_token_id)[0] for i in ids]
     assert default == [row for row in alone for _ in range(2)]
@@ -141,20 +134,20 @@ def test_grouped_prompt_passes_and_the_one_pass_path_give_the_same_tokens(varied
 def test_prompts_without_a_shared_prefix_group_and_leave_like_single_prompts(varied, monkeypatch, decoding):
     """No common prefix (c = 0), a pass for every prompt length, K = 2, and rows leaving at a stop
     token: each prompt's rows are what it gives decoded alone."""
-    from mscl import sampling
+    from mscl.engine import decoder
 
     model, tok = varied
     ids = [[5, 9, 14, 3], [7, 2], [11, 4, 8], [6, 10, 12, 13, 1]]
     assert common_prefix_length(ids) == 0
-    monkeypatch.setattr(sampling, "_GROUP_OVERHEAD_TOKENS", 0)
+    monkeypatch.setattr(decoder, "_GROUP_OVERHEAD_TOKENS", 0)
     kw = dict(max_new_tokens=8, pad_token_id=tok.pad_token_id)
-    under_test = sampling._SHARED_PROMPT_MIN_ROWS
-    monkeypatch.setattr(sampling, "_SHARED_PROMPT_MIN_ROWS", 10**9)      # the references: the model's own attention
+    under_test = decoder._SHARED_PROMPT_MIN_ROWS
+    monkeypatch.setattr(decoder, "_SHARED_PROMPT_MIN_ROWS", 10**9)      # the references: the model's own attention
     alone = [decode_batch(model, [i], **kw)[0] for i in ids]
     stop = alone[0][2]
     kw["stop_ids"] = [stop]
     alone = [decode_batch(model, [i], **kw)[0] for i in ids]
-    monkeypatch.setattr(sampling, "_SHARED_PROMPT_MIN_ROWS", under_test)
+    monkeypatch.setattr(decoder, "_SHARED_PROMPT_MIN_ROWS", under_test)
     assert decode_batch(model, ids, k=2, **kw) == [row for row in alone for _ in range(2)]
     assert len(alone[0]) == 2 and {len(a) for a in alone} != {8}     # rows left at different steps
 
@@ -176,7 +169,7 @@ def test_shared_prompt_attention_is_attention_over_each_rows_prompt_and_own_toke
     and pads in the prompts, against scaled dot-product attention over each row's own whole cache."""
     from types import SimpleNamespace
 
-    from mscl.sampling import _PromptStore, _shared_prompt_attention, _SharedPrompt
+    from mscl.engine.decoder import _PromptStore, _shared_prompt_attention, _SharedPrompt
 
     g = torch.Generator().manual_seed(0)
     n, k, kv_heads, heads, width, t, dim = 3, 3, 2, 6, 5, 4, 8
@@ -208,7 +201,7 @@ def test_sampled_rows_leave_one_by_one_alike_with_and_without_the_shared_prompt(
                                                                                 shared_attention_calls):
     """Sampled K = 3 continuations whose rows stop at different steps, some of a prompt's samples
     before the others: the same tokens with the shared prompt as from a K-fold copy."""
-    from mscl import sampling
+    from mscl.engine import decoder
 
     model, tok = varied
     ids = _ids(tok, QUESTIONS)
@@ -217,7 +210,7 @@ def test_sampled_rows_leave_one_by_one_alike_with_and_without_the_shared_prompt(
     stop = max(set(sum(probe, [])), key=sum(probe, []).count)        # the most frequent sampled token
     runs = {}
     for min_rows in (1, 10**9):
-        monkeypatch.setattr(sampling, "_SHARED_PROMPT_MIN_ROWS", min_rows)
+        monkeypatch.setattr(decoder, "_SHARED_PROMPT_MIN_ROWS", min_rows)
         runs[min_rows] = decode_batch(model, ids, generator=torch.Generator().manual_seed(3), stop_ids=[stop], **kw)
     assert runs[1] == runs[10**9]
     assert shared_attention_calls
@@ -312,9 +305,9 @@ def _first_half_share(probs: torch.Tensor, nucleus: set[int]) -> float:
 def test_top_p_draws_from_the_nucleus_only(rounds, monkeypatch):
     """One batch mixes rows whose nucleus lies in the top 64 and wider ones (277 and 2266 tokens); every
     row draws from its own nucleus only, in proportion to its probabilities."""
-    from mscl import sampling
+    from mscl.engine import decoder
 
-    monkeypatch.setattr(sampling, "_NUCLEUS_ROUNDS", rounds)
+    monkeypatch.setattr(decoder, "_NUCLEUS_ROUNDS", rounds)
     vocab, top_p, n = 4096, 0.8, 3000
     narrow = torch.zeros(vocab)
     narrow[[7, 300, 2000, 5]] = torch.tensor([0.5, 0.3, 0.15, 0.05])        # nucleus {7, 300}
@@ -363,7 +356,7 @@ def test_the_sampler_is_seeded():
 def test_reserved_cache_layer_behaves_as_the_dynamic_layer():
     from transformers.cache_utils import DynamicLayer
 
-    from mscl.sampling import _ReservedLayer
+    from mscl.engine.decoder import _ReservedLayer
 
     g = torch.Generator().manual_seed(0)
     k, v = torch.randn(3, 2, 5, 4, generator=g), torch.randn(3, 2, 5, 4, generator=g)
@@ -392,7 +385,7 @@ def test_reserved_cache_layer_behaves_as_the_dynamic_layer():
 def test_sliding_window_models_use_generate_once_the_window_is_reached(tiny, monkeypatch):
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    from mscl import sampling
+    from mscl.engine import decoder, generation
 
     _, tok = tiny
     config = Gemma3TextConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -402,11 +395,11 @@ def test_sliding_window_models_use_generate_once_the_window_is_reached(tiny, mon
                               bos_token_id=tok.bos_token_id)
     torch.manual_seed(0)
     model = Gemma3ForCausalLM(config).eval()
-    assert sampling.sliding_window(model) == 8 and sampling.sliding_window(tiny[0]) is None
+    assert generation.sliding_window(model) == 8 and generation.sliding_window(tiny[0]) is None
     theirs = answer_questions(model, tok, QUESTIONS, max_new_tokens=4, batch_size=5, backend="hf")
 
     def unused(*args, **kwargs):
         raise AssertionError("the own loop ran past an 8-token sliding window")
 
-    monkeypatch.setattr(sampling, "decode_batch", unused)
+    monkeypatch.setattr(decoder, "decode_batch", unused)
     assert answer_questions(model, tok, QUESTIONS, max_new_tokens=4, batch_size=5) == theirs

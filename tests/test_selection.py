@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mscl.selection import (
+from mscl.core.selection import (
     answer_overlap,
     dynamic_selection,
     keep_count,
@@ -129,7 +129,7 @@ def test_llm_indication_logic(monkeypatch):
         asked.extend(questions)
         return [canned[q] for q in questions]
 
-    monkeypatch.setattr("mscl.selection.answer_questions", fake_answers)
+    monkeypatch.setattr("mscl.core.selection.answer_questions", fake_answers)
     out = llm_indication(None, None, ["r1", "r2", "r3", "r4"], ["x1", "x1", "x1", "x2"], ["Fe", "Fe", "Fe", "Paris"],
                          min_f1=0.5, max_new_tokens=8, batch_size=8)
     # r1: answered with y; r2: wrong but worded like the answer to x1 (F1 5/6); r3: neither;

@@ -6,10 +6,9 @@ import copy
 import pytest
 import torch
 
-from mscl.models import attach_lora
-from mscl.params import LoraParams, PBLParams, TrainParams
-from mscl.preference import build_preference_data, split_responses
-from mscl.training import (
+from mscl.core.preference import build_preference_data, split_responses
+from mscl.engine.models import attach_lora
+from mscl.engine.training import (
     ContextLengthError,
     build_examples,
     encode_pair,
@@ -19,6 +18,7 @@ from mscl.training import (
     response_logps,
     train_lora,
 )
+from mscl.pipeline.params import LoraParams, PBLParams, TrainParams
 from tests.conftest import make_record
 
 LORA = LoraParams(r=8, alpha=16, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
@@ -133,7 +133,7 @@ def test_sampling_builds_a_split_for_every_record(tiny):
 
 
 def test_length_grouped_sampler_groups_and_reshuffles():
-    from mscl.training import LengthGroupedSampler
+    from mscl.engine.training import LengthGroupedSampler
 
     lengths = [40 + (i * 37) % 60 for i in range(22)]
     sampler = LengthGroupedSampler(lengths, batch_size=4, seed=0)

@@ -9,8 +9,8 @@ import types
 import pytest
 import torch
 
-from mscl import vllm_backend
-from mscl.sampling import generate
+from mscl.engine import vllm_backend
+from mscl.engine.generation import generate
 
 
 class _FakeLLM:
@@ -78,7 +78,7 @@ def test_vllm_generation_maps_requests_and_rebuilds_after_weights_change(tiny, f
     assert out == [[f"answer {i}-{j}" for j in range(2)] for i in range(3)]  # cleaned, in input order
     (llm,) = _FakeLLM.built
     sent, params = llm.calls[0]
-    from mscl.models import encode_prompt_text
+    from mscl.engine.models import encode_prompt_text
 
     assert sent == [{"prompt_token_ids": encode_prompt_text(tok, p)} for p in prompts]
     assert (params.n, params.max_tokens, params.temperature, params.top_p, params.seed) == (2, 7, 0.7, 0.9, 5)
@@ -93,7 +93,7 @@ def test_vllm_generation_maps_requests_and_rebuilds_after_weights_change(tiny, f
 
 
 def test_training_shuts_the_engine_down_first(tiny, fake_vllm):
-    from mscl import vllm_backend
+    from mscl.engine import vllm_backend
 
     model, tok = tiny
     model = copy.deepcopy(model)

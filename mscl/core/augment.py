@@ -14,7 +14,7 @@ with three worked demonstrations (a 135M model follows demonstrations far better
 - **PA**, paraphrase augmentation: the model rewords x with other words and another structure.
 
 Each strategy samples ``augment.count`` outputs per question (``augment.temperature``,
-``augment.top_p``, ``augment.max_new_tokens``), batched through :func:`mscl.sampling.generate` and
+``augment.top_p``, ``augment.max_new_tokens``), batched through :func:`mscl.engine.generation.generate` and
 seeded per strategy and round. An output becomes a candidate x' after light cleaning (labels such
 as "Rewritten question:" and wrapping quotes removed; a rewrite is cut after its first "?", which
 drops an answer the model appends; a background is cut after its first sentence). Degenerate
@@ -45,7 +45,7 @@ its fine-tuning damped, not another model; the LLM indication check, which asks 
 knows, always uses the model at the stage's start (``W``).
 
 Rounds (``augment.rounds``): round 1 rewrites the stage's training questions; round r > 1 rewrites
-the x' that round r - 1 *selected* (:mod:`mscl.selection`), each with the strategy that produced it,
+the x' that round r - 1 *selected* (:mod:`mscl.core.selection`), each with the strategy that produced it,
 so every strategy grows its own chain and the count grows linearly with the rounds rather than
 multiplying by the number of strategies. Every round is selected the same way, and the x' selected
 in all rounds are the augmented training pairs. The per-strategy, per-round counts (generated,
@@ -66,9 +66,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from mscl.models import interpolated_weights
-from mscl.sampling import generate
-from mscl.selection import (
+from mscl.core.selection import (
     SELECTION_MODES,
     SELECTION_REASONS,
     llm_indication,
@@ -76,11 +74,13 @@ from mscl.selection import (
     select_candidates,
     word_tokens,
 )
+from mscl.engine.generation import generate
+from mscl.engine.models import interpolated_weights
 
 STRATEGIES = ("bki", "lce", "pa")
 DEGENERATE_REASONS = ("empty", "prompt_echo", "not_question", "no_sentence", "copy", "answer_leak", "too_long",
                       "duplicate")
-# the benchmark record's fields (mscl.data.Record), copied from the original record
+# the benchmark record's fields (mscl.benchmark.Record), copied from the original record
 RECORD_FIELDS = ("id", "fact_id", "stream", "stage", "domain", "split", "question", "answer", "previous_answer",
                  "edited", "shared_with", "source")
 
@@ -369,7 +369,7 @@ class Augmentation:
 
 def rewrite_seed(stage_seed: int, round_: int, strategy_index: int) -> int:
     """The sampling seed of one strategy's rewrites in one round of a stage (``stage_seed``:
-    :func:`mscl.stages.stage_seed`)."""
+    :func:`mscl.pipeline.stages.stage_seed`)."""
     return stage_seed * 1000 + 10 * round_ + strategy_index
 
 
@@ -378,15 +378,15 @@ def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequen
                       earlier_answers: Mapping[str, Sequence[str]] | None = None) -> Augmentation:
     """Augment ``records`` with the model itself, round after round, and select what to keep.
 
-    ``params`` is a :class:`mscl.params.TrainingParams` (``augment`` for the knobs; ``eval`` for the
+    ``params`` is a :class:`mscl.pipeline.params.TrainingParams` (``augment`` for the knobs; ``eval`` for the
     batch size and the indication's answer length). Per round and strategy: generate, drop
     degenerate outputs, score MI against the original question; then (``selection == "dynamic"``
-    with ``augment.indication``) ask for the LLM indication and select (:func:`mscl.selection.
+    with ``augment.indication``) ask for the LLM indication and select (:func:`mscl.core.selection.
     select_candidates`); the selected x' are the next round's sources. Deterministic for a seed.
 
-    ``backbone_weights`` (:func:`mscl.models.lora_target_weights` of the backbone before stage 1):
+    ``backbone_weights`` (:func:`mscl.engine.models.lora_target_weights` of the backbone before stage 1):
     the rewrites are generated with ``augment.rewriter_scale`` of the model's fine-tuning delta
-    (:func:`mscl.models.interpolated_weights`); the LLM indication always asks the model itself.
+    (:func:`mscl.engine.models.interpolated_weights`); the LLM indication always asks the model itself.
     ``earlier_answers``: fact id -> the answers revisions replaced; a rewrite naming one is a leak.
     """
     for s in strategies:

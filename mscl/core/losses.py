@@ -12,8 +12,8 @@ probability to zero forever), so this module offers the exact form (``variant="p
 optional clamp on r) and a bounded one (``variant="sigmoid"``, the DPO/KTO-style logistic form).
 ``ref_logps`` is always treated as a constant: it is detached, and can be precomputed once.
 
-This is the training path: :class:`mscl.training.StageTrainer` computes each sequence's log-prob
-from the packed rows (:func:`mscl.training.response_logps`) and its objective as
+This is the training path: :class:`mscl.engine.training.StageTrainer` computes each sequence's log-prob
+from the packed rows (:func:`mscl.engine.training.response_logps`) and its objective as
 :func:`total_loss` of the gold NLL and :func:`preference_bias_loss`.
 """
 from __future__ import annotations
@@ -130,7 +130,7 @@ def preference_bias_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
             ``ref_logps`` is detached.
         aligned: bool tensor of that shape, True for Y_align, False for Y_conflict.
         weights: optional tensor of that shape, each response's weight: the number of identical
-            samples it stands for (:func:`mscl.preference.split_responses` merges them), so the
+            samples it stands for (:func:`mscl.core.preference.split_responses` merges them), so the
             weighted loss equals the loss over the K samples one by one.
     """
     aligned_term, conflict_term = preference_bias_terms(

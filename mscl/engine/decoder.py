@@ -1,11 +1,7 @@
-"""Batched generation: K sampled responses per question (PBL, augmentation) and greedy answers (evaluation).
+"""The KV-cache decoding loop behind :func:`mscl.engine.generation.generate` for plain causal LMs.
 
-Prompts are sorted by length before batching so a batch holds prompts of similar length (less
-padding), then the results are put back in input order. Sampling is seeded per batch (its own
-``torch.Generator``), so the same seed gives the same responses whatever else ran before.
-
-A plain transformers causal LM is decoded by :func:`decode_batch`, a KV-cache loop written for
-this workload, rather than by ``model.generate``:
+:func:`decode_batch` is written for this workload (K samples of many short prompts), rather than
+``model.generate``:
 
 - *Shared prefix.* Every prompt of a batch starts with the same chat template (and system prompt):
   that common prefix is run once, for one row, and its keys and values are copied to the batch
@@ -31,16 +27,7 @@ this workload, rather than by ``model.generate``:
   nucleus is looked for among its 64 most likely tokens, and a row with a wider one draws from the
   whole vocabulary until the draw lands in the nucleus (:func:`pick_tokens`).
 
-With vLLM installed and the model on a GPU, the ``auto`` backend hands the prompts to vLLM instead
-(:mod:`mscl.vllm_backend`; ``$MSCL_GENERATION_BACKEND`` forces a choice).
-
 Greedy decoding gives ``model.generate``'s tokens (``tests/test_sampling.py`` compares them).
-Sampling draws from exactly what the params say, temperature then nucleus/top-p
-(:func:`pick_tokens`); unlike ``model.generate`` it does not add the model's
-``generation_config`` extras (transformers' default ``top_k=50``, repetition penalties). Models
-with their own ``generate`` (MoCL's routed modules, PEFT wrappers), ``backend="hf"``, and batches
-long enough to reach a sliding attention window (:func:`sliding_window`; the pads between the
-shared prefix and a prompt would count against the window) use ``model.generate``.
 """
 from __future__ import annotations
 
@@ -49,52 +36,8 @@ import math
 from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
 from transformers import AttentionInterface
 from transformers.cache_utils import DynamicCache, DynamicLayer
-
-from mscl.models import DEFAULT_SYSTEM_PROMPT, encode_prompt_text, format_prompt
-
-BACKENDS = ("auto", "loop", "hf", "vllm")
-
-
-def _clean(text: str, plain_prompt: bool) -> str:
-    # A base model under the plain "Question: ... Answer:" format runs on into the next
-    # question; its answer is the first line.
-    text = text.strip()
-    if plain_prompt:
-        text = text.split("\n", 1)[0].strip()
-    return text
-
-
-def uses_own_loop(model) -> bool:
-    """Whether :func:`decode_batch` can decode ``model``: a plain transformers causal LM whose
-    ``generate`` is the library's own (not MoCL's or PEFT's)."""
-    from transformers import GenerationMixin
-
-    return (getattr(type(model), "generate", None) is GenerationMixin.generate
-            and not getattr(model.config, "is_encoder_decoder", False))
-
-
-def sliding_window(model) -> int | None:
-    """The smallest sliding attention window of ``model``'s layers (Gemma 3, Mistral), or None."""
-    config = model.config
-    window = getattr(config, "sliding_window", None)
-    types = getattr(config, "layer_types", None)
-    if not window or (types is not None and "sliding_attention" not in types):
-        return None
-    return int(window)
-
-
-def stop_token_ids(model, tokenizer) -> list[int]:
-    """End-of-sequence ids: the tokenizer's and the generation config's."""
-    ids = set()
-    for value in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
-        if isinstance(value, int):
-            ids.add(value)
-        elif value:
-            ids.update(int(v) for v in value)
-    return sorted(ids)
 
 
 def _line_tables(tokenizer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -601,121 +544,3 @@ def decode_batch(model, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: 
             cache, logits = out.past_key_values, out.logits[:, -1]
             next_pos = next_pos + 1
     return [[t for t in row if t >= 0] for row in tokens_out.tolist()]
-
-
-def resolve(model, backend: str = "auto") -> str:
-    """The backend :func:`generate` uses for ``model``: ``"vllm"``, ``"loop"`` (:func:`decode_batch`)
-    or ``"hf"`` (``model.generate``)."""
-    from mscl import vllm_backend
-
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown generation backend {backend!r}; known: {', '.join(BACKENDS)}")
-    if backend != "auto":
-        return backend
-    if vllm_backend.resolve_backend(model, uses_own_loop(model)) == "vllm":
-        return "vllm"
-    return "loop" if uses_own_loop(model) else "hf"
-
-
-def _generate_hf(model, tokenizer, enc, *, max_new_tokens, num_return_sequences, do_sample, temperature, top_p,
-                 seed):
-    kwargs = dict(max_new_tokens=max_new_tokens, num_return_sequences=num_return_sequences,
-                  pad_token_id=tokenizer.pad_token_id, do_sample=do_sample)
-    if do_sample:
-        kwargs.update(temperature=temperature, top_p=top_p)
-    else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    device = enc["input_ids"].device
-    with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
-        torch.manual_seed(seed)
-        out = model.generate(**enc, **kwargs)
-    return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-
-
-@torch.no_grad()
-def generate(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    *,
-    max_new_tokens: int,
-    batch_size: int,
-    num_return_sequences: int = 1,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    seed: int = 0,
-    desc: str | None = None,
-    backend: str = "auto",
-) -> list[list[str]]:
-    """Generate ``num_return_sequences`` continuations for each already-formatted prompt.
-
-    Returns one list per prompt, in input order. ``batch_size`` counts prompts per forward pass
-    (each expands to ``num_return_sequences`` rows). ``backend``: ``"auto"`` resolves as
-    :func:`resolve` says (vLLM on a GPU when installed, else :func:`decode_batch` for a plain
-    transformers model, else ``model.generate``); ``"loop"``, ``"hf"`` and ``"vllm"`` force one.
-    """
-    backend = resolve(model, backend)
-    if not prompts:
-        return []
-    plain = not getattr(tokenizer, "chat_template", None)
-    if backend == "vllm":
-        from mscl import vllm_backend
-
-        texts = vllm_backend.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
-                                      num_return_sequences=num_return_sequences, do_sample=do_sample,
-                                      temperature=temperature, top_p=top_p, seed=seed,
-                                      stop_ids=stop_token_ids(model, tokenizer))
-        return [[_clean(t, plain) for t in row] for row in texts]
-    window = sliding_window(model) if backend == "loop" else None
-    was_training = model.training
-    model.eval()
-    tokenizer.padding_side = "left"
-    device = next(model.parameters()).device
-    encoded = [encode_prompt_text(tokenizer, p) for p in prompts]  # the ids training scores under
-    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-    results: list[list[str] | None] = [None] * len(prompts)
-    stops = stop_token_ids(model, tokenizer)
-    k = num_return_sequences
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    for b, idx in enumerate(tqdm(batches, desc=desc or "generate", leave=False, disable=desc is None)):
-        batch_seed = seed * 100_003 + b
-        longest = max(len(encoded[i]) for i in idx)
-        if backend == "loop" and (window is None or longest + max_new_tokens <= window):
-            generator = torch.Generator(device=device).manual_seed(batch_seed)
-            out = decode_batch(model, [encoded[i] for i in idx], max_new_tokens=max_new_tokens, k=k,
-                               do_sample=do_sample, temperature=temperature, top_p=top_p, generator=generator,
-                               stop_ids=stops, pad_token_id=tokenizer.pad_token_id, first_line_only=plain,
-                               tokenizer=tokenizer)
-            texts = tokenizer.batch_decode(out, skip_special_tokens=True)
-        else:
-            enc = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt").to(device)
-            texts = _generate_hf(model, tokenizer, enc, max_new_tokens=max_new_tokens, num_return_sequences=k,
-                                 do_sample=do_sample, temperature=temperature, top_p=top_p, seed=batch_seed)
-        for j, i in enumerate(idx):
-            results[i] = [_clean(t, plain) for t in texts[j * k : (j + 1) * k]]
-    if was_training:
-        model.train()
-    return results  # type: ignore[return-value]
-
-
-def answer_questions(model, tokenizer, questions: Sequence[str], *, max_new_tokens: int, batch_size: int,
-                     desc: str | None = None, backend: str = "auto",
-                     system: str | None = DEFAULT_SYSTEM_PROMPT) -> list[str]:
-    """Greedy answers, one per question (the evaluation decoding; deterministic)."""
-    prompts = [format_prompt(tokenizer, q, system) for q in questions]
-    out = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, desc=desc,
-                   backend=backend)
-    return [o[0] for o in out]
-
-
-def sample_responses(model, tokenizer, questions: Sequence[str], *, k: int, temperature: float, top_p: float,
-                     max_new_tokens: int, batch_size: int, seed: int, desc: str | None = None,
-                     backend: str = "auto", system: str | None = DEFAULT_SYSTEM_PROMPT) -> list[list[str]]:
-    """K sampled responses per question (temperature/top-p sampling), for the preference split;
-    ``system=None`` asks a bare user turn."""
-    prompts = [format_prompt(tokenizer, q, system) for q in questions]
-    per_batch = max(1, batch_size // max(k, 1))
-    return generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=per_batch,
-                    num_return_sequences=k, do_sample=True, temperature=temperature, top_p=top_p,
-                    seed=seed, desc=desc, backend=backend)

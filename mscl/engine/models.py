@@ -27,8 +27,8 @@ from typing import Callable
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from mscl import packed_linear
-from mscl.paths import artifacts_dir
+from mscl.engine import packed_linear
+from mscl.pipeline.paths import artifacts_dir
 
 DEFAULT_BACKBONE = "smollm2-135m"
 DEFAULT_SYSTEM_PROMPT = "Answer the question with a short answer."
@@ -197,7 +197,7 @@ def frozen_dtype(model) -> torch.dtype:
 def load_backbone(name: str = DEFAULT_BACKBONE, seed: int = 0, dtype: torch.dtype = torch.float32):
     """Turn a backbone name into ``(model, tokenizer)``, the model in eval mode on the CPU.
 
-    Its linear layers compute through oneDNN on the CPU (:mod:`mscl.packed_linear`). ``seed`` only
+    Its linear layers compute through oneDNN on the CPU (:mod:`mscl.engine.packed_linear`). ``seed`` only
     matters for ``tiny-random``. Loading an embedded backbone the first time
     dequantizes its GGUF and caches safetensors under ``artifacts/models/<name>``.
     """
@@ -281,7 +281,7 @@ def response_suffix(tokenizer) -> str:
 
 # --------------------------------------------------------------------------- LoRA
 def attach_lora(model, lora, adapter_name: str = "default"):
-    """Wrap ``model`` with a fresh LoRA adapter (``lora``: a :class:`mscl.params.LoraParams`)."""
+    """Wrap ``model`` with a fresh LoRA adapter (``lora``: a :class:`mscl.pipeline.params.LoraParams`)."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(

@@ -5,7 +5,7 @@ Total objective of one batch (weights from ``params/<profile>/training.yaml``)::
     L = nll_weight * NLL(gold answer | x)  +  preference_weight * L_bias(Y_align, Y_conflict)
 
 where NLL is the mean per-token negative log-likelihood of the gold answers and ``L_bias`` is
-:func:`mscl.losses.preference_bias_loss` over the sampled responses, against reference
+:func:`mscl.core.losses.preference_bias_loss` over the sampled responses, against reference
 log-probabilities computed once, before training, with the model at the start of the stage (so no
 second model runs during training). CIT is the same trainer with no sampled responses.
 
@@ -31,9 +31,9 @@ from typing import Sequence
 import torch
 from transformers import Trainer, TrainingArguments
 
-from mscl import dist
-from mscl.losses import preference_bias_loss, total_loss
-from mscl.models import encode_prompt, frozen_dtype, response_suffix
+from mscl.core.losses import preference_bias_loss, total_loss
+from mscl.engine.models import encode_prompt, frozen_dtype, response_suffix
+from mscl.pipeline import dist
 
 IGNORE = -100
 
@@ -138,7 +138,7 @@ def pack_examples(examples: list[dict], pad_token_id: int) -> dict:
         "n_tokens": torch.bincount(target_sequence_t, minlength=len(flat)),
         "is_gold": torch.tensor([s.get("kind", "gold") == "gold" for s in flat]),
         "aligned": torch.tensor([bool(s.get("aligned", True)) for s in flat]),
-        # how many identical samples a response stands for (merged by mscl.preference.split_responses)
+        # how many identical samples a response stands for (merged by mscl.core.preference.split_responses)
         "counts": torch.tensor([float(s.get("count", 1)) for s in flat]),
         "ref_logps": torch.tensor([float(s["ref_logp"]) if s.get("ref_logp") is not None else 0.0 for s in flat]),
     }
@@ -261,7 +261,7 @@ class StageTrainer(Trainer):
         logps = response_logps(model, inputs)
         gold = inputs["is_gold"]
         # the mean over the gold tokens of the global batch: with N processes each one's share is
-        # scaled by N because DDP averages the gradients (mscl.dist)
+        # scaled by N because DDP averages the gradients (mscl.pipeline.dist)
         tokens = dist.global_count(inputs["n_tokens"][gold].sum()).clamp(min=1)
         nll = -logps[gold].sum() / tokens * dist.world_size()
         pref = None  # the preference term of this batch's responses (PBL only)
@@ -290,7 +290,7 @@ class StageTrainer(Trainer):
                 self._metrics["logratio_aligned"].append(ratio[aligned].mean().item())
             if (~aligned).any():
                 self._metrics["logratio_conflict"].append(ratio[~aligned].mean().item())
-        # the objective (mscl.losses.total_loss): CIT is the NLL alone; a PBL batch without responses
+        # the objective (mscl.core.losses.total_loss): CIT is the NLL alone; a PBL batch without responses
         # is its weighted NLL
         if self.bias is None:
             loss = nll
@@ -317,11 +317,11 @@ class StageTrainer(Trainer):
 
 
 def training_arguments(train, output_dir, seed: int, n_examples: int) -> TrainingArguments:
-    """The Trainer's arguments from ``params.train`` (a :class:`mscl.params.TrainParams`)."""
+    """The Trainer's arguments from ``params.train`` (a :class:`mscl.pipeline.params.TrainParams`)."""
     steps_per_epoch = math.ceil(n_examples / (train.batch_size * train.grad_accum))
     return TrainingArguments(
         output_dir=str(output_dir),
-        # under a launcher the global batch stays train.batch_size (mscl.dist)
+        # under a launcher the global batch stays train.batch_size (mscl.pipeline.dist)
         per_device_train_batch_size=dist.per_device_batch_size(train.batch_size),
         gradient_accumulation_steps=train.grad_accum,
         num_train_epochs=train.epochs,
@@ -345,7 +345,7 @@ def training_arguments(train, output_dir, seed: int, n_examples: int) -> Trainin
 def train_lora(model, tokenizer, examples: list[dict], train, output_dir, seed: int, bias_params=None):
     """Train the (already LoRA-wrapped) ``model`` on ``examples``; returns the Trainer's log history.
     A vLLM engine left from the stage's sampling is shut down first, so training has the GPU."""
-    from mscl import vllm_backend
+    from mscl.engine import vllm_backend
 
     vllm_backend.shutdown()
     trainer = StageTrainer(

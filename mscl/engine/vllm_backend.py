@@ -1,6 +1,6 @@
 """Optional vLLM backend for sampling and evaluation (the authors evaluate with vLLM).
 
-Used by :func:`mscl.sampling.generate` when the backend resolves to ``"vllm"``
+Used by :func:`mscl.engine.generation.generate` when the backend resolves to ``"vllm"``
 (:func:`resolve_backend`): with ``MSCL_GENERATION_BACKEND=vllm``, or with ``auto`` (the default)
 when ``vllm`` is importable, a GPU is present and the model is a plain transformers causal LM on
 it. Everything else (no vLLM, no GPU, MoCL's routed modules, a PEFT wrapper) takes the transformers
@@ -43,7 +43,7 @@ def resolve_backend(model, uses_own_loop: bool) -> str:
     (several processes: one in-process engine each would fight over the GPU and the process group)
     always take the transformers path; ``vllm`` forced without vLLM or without a GPU is an error.
     """
-    from mscl import dist
+    from mscl.pipeline import dist
 
     choice = os.environ.get(ENV, "auto").strip().lower() or "auto"
     if choice not in CHOICES:
@@ -62,7 +62,7 @@ def expected_backend() -> str:
     identity): ``"vllm"`` when ``$MSCL_GENERATION_BACKEND`` allows it, vLLM is installed, a GPU is
     visible and there is one process; ``"transformers"`` otherwise (models vLLM cannot serve fall
     back to it at run time)."""
-    from mscl import dist
+    from mscl.pipeline import dist
 
     choice = os.environ.get(ENV, "auto").strip().lower() or "auto"
     if choice == "transformers" or dist.world_size() > 1 or not (installed() and torch.cuda.is_available()):
@@ -134,11 +134,11 @@ def shutdown() -> None:
 def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, num_return_sequences: int,
              do_sample: bool, temperature: float, top_p: float, seed: int, stop_ids: Sequence[int]) -> list[list[str]]:
     """Raw completions (not yet cleaned), ``num_return_sequences`` per prompt, in input order. The
-    engine gets token ids (:func:`mscl.models.encode_prompt_text`), not text, so it samples from
+    engine gets token ids (:func:`mscl.engine.models.encode_prompt_text`), not text, so it samples from
     exactly the ids training scores a response under."""
     from vllm import SamplingParams
 
-    from mscl.models import encode_prompt_text
+    from mscl.engine.models import encode_prompt_text
 
     params = SamplingParams(
         n=num_return_sequences, max_tokens=max_new_tokens, stop_token_ids=list(stop_ids), seed=seed,

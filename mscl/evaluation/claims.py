@@ -44,10 +44,10 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from mscl import metrics
-from mscl.io import read_jsonl
-from mscl.paths import REPO_ROOT
-from mscl.stages import finished_stage_dir
+from mscl.evaluation import metrics
+from mscl.pipeline.io import read_jsonl
+from mscl.pipeline.paths import REPO_ROOT
+from mscl.pipeline.stages import finished_stage_dir
 
 PAPER_DIR = REPO_ROOT / "reports" / "paper"
 # Bootstrap resamples for the claims: the smallest bootstrap p-value is 2 / (B + 1), and Holm's
@@ -79,7 +79,7 @@ def paper_results(folder: Path = PAPER_DIR) -> dict[str, pd.DataFrame]:
 
 
 def paper_main_table(paper_main: pd.DataFrame) -> pd.DataFrame:
-    """The paper's main table in the long form :func:`mscl.report.main_table` lays out (methods other
+    """The paper's main table in the long form :func:`mscl.evaluation.report.main_table` lays out (methods other
     than CIT have no stage-1 column in the paper: they start from CIT's stage 1)."""
     long = paper_main.copy()
     long["trained_by"] = np.where((long["stage"] == 1) & (long["method"] != "CIT"), "CIT", long["method"])

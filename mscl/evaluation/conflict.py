@@ -2,15 +2,15 @@
 
 - **Answer sources.** Each evaluation answer is the stage's *current* gold answer, a *stale* one (an
   earlier answer of the fact's chain that an edit replaced) or *neither*
-  (:func:`mscl.metrics.answer_source`). A method that resolves the conflict moves mass from stale to
+  (:func:`mscl.evaluation.metrics.answer_source`). A method that resolves the conflict moves mass from stale to
   current; one that merely fails to learn leaves it in neither.
 - **The accuracy matrix** of the cross-domain stream: R[k][j] = ACC after stage k on the facts that
   stay domain j's to the end of the stream (no later stage asks them again), on their answers (the
-  stage's ``eval`` set for j = k, its ``history`` set for j < k; :func:`mscl.data.stage_sets`).
+  stage's ``eval`` set for j = k, its ``history`` set for j < k; :func:`mscl.benchmark.stage_sets`).
   Every cell of a column thus scores the same facts; the facts domain j hands over to domain j+1,
   which asks them again with an edited answer, count in column j+1 only. Average accuracy,
   backward transfer and forgetting follow Chaudhry et al. (2018)
-  (:func:`mscl.metrics.continual_summary`).
+  (:func:`mscl.evaluation.metrics.continual_summary`).
 """
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from mscl import metrics
-from mscl.io import read_jsonl
-from mscl.stages import finished_stage_dir
+from mscl.evaluation import metrics
+from mscl.pipeline.io import read_jsonl
+from mscl.pipeline.stages import finished_stage_dir
 
 
 def _predictions(profile: str, backbone: str, stream: str, method: str, stage: int, seed: int,
@@ -34,7 +34,7 @@ def _predictions(profile: str, backbone: str, stream: str, method: str, stage: i
 def answer_source_rows(profile: str, backbone: str, stream: str, methods: Sequence[str], stages: Sequence[int],
                        seeds: Sequence[int], eval_set: str = "eval", runs_root: Path | None = None) -> pd.DataFrame:
     """One row per (method, stage, seed, evaluation item of ``eval_set``) with its ``source``
-    (current, stale or neither), ready for :func:`mscl.report.answer_source_table`."""
+    (current, stale or neither), ready for :func:`mscl.evaluation.report.answer_source_table`."""
     rows = []
     for method in methods:
         for stage in stages:
@@ -48,13 +48,13 @@ def answer_source_rows(profile: str, backbone: str, stream: str, methods: Sequen
 
 def accuracy_matrices(profile: str, backbone: str, stream: str, method: str, stages: Sequence[int],
                       seeds: Sequence[int], runs_root: Path | None = None) -> list[np.ndarray]:
-    """R (:func:`mscl.metrics.accuracy_matrix`) of ``method`` for each training seed, in order, over
+    """R (:func:`mscl.evaluation.metrics.accuracy_matrix`) of ``method`` for each training seed, in order, over
     the facts that stay their domain's to the end (the same facts in every cell of a column)."""
-    from mscl import data
-    from mscl.params import load_params
-    from mscl.stages import ensure_benchmark
+    from mscl import benchmark
+    from mscl.pipeline.params import load_params
+    from mscl.pipeline.stages import ensure_benchmark
 
-    records = data.read_stream(ensure_benchmark(profile, load_params(profile, "training").data_seed), stream)
+    records = benchmark.read_stream(ensure_benchmark(profile, load_params(profile, "training").data_seed), stream)
     last_asked: dict[str, int] = {}
     for r in records:
         last_asked[r.fact_id] = max(last_asked.get(r.fact_id, 0), r.stage)

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from mscl import choices
-from mscl import claims as C
-from mscl import pilot as budget_sweep
-from mscl.io import atomic_write_text
-from mscl.models import DEFAULT_SYSTEM_PROMPT
-from mscl.params import TrainingParams, load_params
-from mscl.paths import reports_dir
-from mscl.report import main_table, save_table
-from mscl.stages import evaluation_modes
+from mscl.engine.models import DEFAULT_SYSTEM_PROMPT
+from mscl.evaluation import claims as C
+from mscl.evaluation.report import main_table, save_table
+from mscl.pipeline import choices
+from mscl.pipeline import pilot as budget_sweep
+from mscl.pipeline.io import atomic_write_text
+from mscl.pipeline.params import TrainingParams, load_params
+from mscl.pipeline.paths import reports_dir
+from mscl.pipeline.stages import evaluation_modes
 
 NOTEBOOK_PARAMS = ("02_pilot", "04_domain_independent", "05_cross_domain", "06_ablations", "07_retention")
 
@@ -105,7 +105,7 @@ def ablation_tables(r: ReportInputs) -> dict[str, pd.DataFrame]:
 
 
 def paper_claims(r: ReportInputs, n_boot: int = C.CLAIMS_BOOTSTRAP) -> list:
-    """Every claim of the paper these runs can check (:class:`mscl.claims.Claim`): the pilot's
+    """Every claim of the paper these runs can check (:class:`mscl.evaluation.claims.Claim`): the pilot's
     decline, Ours against every baseline of the main table, the ablations' pairs, the cross-domain
     stream and retention."""
     nb, training, paper, preds = r.nb, r.training, r.paper, r.preds
@@ -180,7 +180,7 @@ def paper_claims(r: ReportInputs, n_boot: int = C.CLAIMS_BOOTSTRAP) -> list:
                                                 preds("cit", last, ret.stream, "retention"), n_boot,
                                                 with_p=True)))
     if len(claims) > C.HOLM_FAMILY_MAX:
-        raise ValueError(f"{len(claims)} claims: raise mscl.claims.CLAIMS_BOOTSTRAP and HOLM_FAMILY_MAX")
+        raise ValueError(f"{len(claims)} claims: raise mscl.evaluation.claims.CLAIMS_BOOTSTRAP and HOLM_FAMILY_MAX")
     return claims
 
 
@@ -259,7 +259,7 @@ def deviations(r: ReportInputs, pick) -> str:
         f"- Self-distillation rewrites with `augment.rewriter_scale: {training.augment.rewriter_scale:g}` of the "
         "stage's fine-tuning delta (1.0 is the paper's setting; `notebooks/03b_augmentation.ipynb` measures why).",
         "- Mutual information read as a lexical-overlap score between x' and the original question x "
-        "(`mscl/selection.py`); the slides define neither the counterpart nor the counts.",
+        "(`mscl/core/selection.py`); the slides define neither the counterpart nor the counts.",
         f"- LoRA on {', '.join(training.train.lora.target_modules)}, rank {training.train.lora.r}; "
         f"{training.train.epochs:g} epochs at learning rate {training.train.learning_rate:g}: "
         f"{budget_sweep.check_regime(profile, pick)}.",
@@ -401,11 +401,11 @@ def write_report(r: ReportInputs, claims_df: pd.DataFrame, ablations: dict, ours
         deviations_text,
         f"### Evaluation mode: stage {last}, greedy against the authors' sampling",
         "ACC (%) of each method's last stage, its evaluation questions answered under both modes (mean and "
-        "seed sd; `mscl.stages.evaluation_modes`):",
+        "seed sd; `mscl.pipeline.stages.evaluation_modes`):",
         markdown(modes_table),
         "## What this run costs",
         "Wall time of every finished stage, from its manifest (`timings_s`), summed per stream and method "
-        "(`mscl.reproduce.stage_costs`); `make reproduce` runs two stage jobs side by side with one thread "
+        "(`mscl.pipeline.reproduce.stage_costs`); `make reproduce` runs two stage jobs side by side with one thread "
         "each, so the training phase takes about half the sum:",
         markdown(costs),
         *(["The jobs of the `make reproduce` run that trained them, one thread each, two at a time "

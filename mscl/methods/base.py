@@ -1,6 +1,6 @@
 """The one interface every continual-learning method implements.
 
-A method is a small strategy object (Avalanche-style): the stage loop in :mod:`mscl.stages` owns
+A method is a small strategy object (Avalanche-style): the stage loop in :mod:`mscl.pipeline.stages` owns
 data, evaluation and bookkeeping; a method only says what the model is at the start of a stage and
 how it learns the stage. Adding a method means adding one file here and one line in the registry.
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 from transformers import set_seed
 
-from mscl.models import attach_lora, load_adapter, merge_lora, save_adapter
-from mscl.training import build_examples, train_lora
+from mscl.engine.models import attach_lora, load_adapter, merge_lora, save_adapter
+from mscl.engine.training import build_examples, train_lora
 
 
 @dataclass
@@ -24,15 +24,17 @@ class StageContext:
     stage: int
     stage_dir: Path                  # this stage's folder; the method saves its state here
     previous_dirs: list[Path]        # folders of stages 1..N-1 of the same method, in order
-    params: Any                      # mscl.params.TrainingParams
+    params: Any                      # mscl.pipeline.params.TrainingParams
     tokenizer: Any
     sets: dict[str, list]            # "train", "eval", "edited", "retention", "general" records
     seed: int
-    # the backbone's LoRA-target weights before any stage was merged (mscl.models.lora_target_weights),
+    # the backbone's LoRA-target weights before any stage was merged (mscl.engine.models.lora_target_weights),
     # when the method asks for them (Method.needs_backbone_weights)
     backbone_weights: dict | None = None
-    # fact id -> the fact's answers at earlier stages that revisions replaced (mscl.data.earlier_answers)
+    # fact id -> the fact's answers at earlier stages that revisions replaced (mscl.benchmark.earlier_answers)
     earlier_answers: dict = field(default_factory=dict)
+    # the training records of the stream's stages before this one, in stage order (a replay buffer's source)
+    earlier_train: list = field(default_factory=list)
     info: dict = field(default_factory=dict)   # what the method wants saved in the stage's manifest
 
 
@@ -49,7 +51,7 @@ class Method(ABC):
 
     def identity(self) -> dict:
         """The parameters this method's results depend on (hashed into every stage's manifest)."""
-        from mscl.params import to_dict
+        from mscl.pipeline.params import to_dict
 
         everything = to_dict(self.params)
         keys = ("backbone", "seed", "data_seed", "shared_stages", "train", "eval", *self.param_sections)

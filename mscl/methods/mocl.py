@@ -56,9 +56,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import set_seed
 
-from mscl.io import read_json, write_json
+from mscl.engine.training import build_examples, train_lora
 from mscl.methods.base import Method, StageContext
-from mscl.training import build_examples, train_lora
+from mscl.pipeline.io import read_json, write_json
 
 MODULE_DIR = "mocl"
 
@@ -235,7 +235,7 @@ class MoCLModel(nn.Module):
     def register_prompts(self, examples: list[dict], tokenizer, batch_size: int) -> torch.Tensor:
         """Compute ``q`` of every training sequence's prompt and file it under the sequence's ids.
 
-        ``examples`` are :func:`mscl.training.build_examples` rows (a sequence's prompt is its first
+        ``examples`` are :func:`mscl.engine.training.build_examples` rows (a sequence's prompt is its first
         ``prompt_len`` ids). Returns the distinct prompts' representations, in order.
         """
         prompts = list(dict.fromkeys(tuple(seq["input_ids"][: seq["prompt_len"]])

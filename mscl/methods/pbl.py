@@ -2,9 +2,9 @@
 
 Before training a stage, the model at the stage's start samples K responses to every training
 question; they are split into Y_align and Y_conflict against the gold answer
-(:mod:`mscl.preference`) and scored once by that same frozen model (the reference). Training then
+(:mod:`mscl.core.preference`) and scored once by that same frozen model (the reference). Training then
 minimises ``nll_weight * NLL(gold) + preference_weight * (alpha * L_PP + beta * L_NP)``
-(:mod:`mscl.training`, :func:`mscl.losses.preference_bias_loss`).
+(:mod:`mscl.engine.training`, :func:`mscl.core.losses.preference_bias_loss`).
 
 The paper's other two parts are switches (:class:`SelfDistillation`), so the full method and every
 ablation are configurations of one code path, on PBL (``PBL_VARIANTS``) or on CIT (``CIT_VARIANTS``:
@@ -26,7 +26,7 @@ name                augmentation            selection of the augmented pairs
 ==================  ======================  ==================================================
 
 Before sampling, the model at the stage's start rewrites the training questions
-(:func:`mscl.augment.self_distillation`); the selected pairs (x', y) join the stage's training
+(:func:`mscl.core.augment.self_distillation`); the selected pairs (x', y) join the stage's training
 records: they are trained on with the gold answer and, with ``augment.preference``, get K sampled
 responses and the preference bias like every training question. They are kept in the stage folder
 (``augmented.jsonl``; every candidate with its fate in ``augment_candidates.jsonl``; the counts in
@@ -34,12 +34,12 @@ responses and the preference bias like every training question. They are kept in
 """
 from __future__ import annotations
 
-from mscl.augment import STRATEGIES, augmented_record_from_row, record_row, self_distillation
-from mscl.io import read_json, read_jsonl, write_json, write_jsonl
+from mscl.core.augment import STRATEGIES, augmented_record_from_row, record_row, self_distillation
+from mscl.core.preference import build_preference_data, split_summary
+from mscl.engine.training import build_examples, reference_logps
 from mscl.methods.base import SequentialLoRA, StageContext
 from mscl.methods.cit import CIT
-from mscl.preference import build_preference_data, split_summary
-from mscl.training import build_examples, reference_logps
+from mscl.pipeline.io import read_json, read_jsonl, write_json, write_jsonl
 
 
 class AugmentationError(RuntimeError):
@@ -50,8 +50,8 @@ class SelfDistillation:
     """The paper's second and third parts as a mix-in: before a stage, the model at its start rewrites
     the training questions (``strategies``) and the selected pairs (x', y) join the stage's records."""
 
-    strategies: tuple[str, ...] = ()   # augmentation strategies (mscl.augment.STRATEGIES); () = no augmentation
-    selection: str = "all"             # how augmented pairs are selected (mscl.selection.SELECTION_MODES)
+    strategies: tuple[str, ...] = ()   # augmentation strategies (mscl.core.augment.STRATEGIES); () = no augmentation
+    selection: str = "all"             # how augmented pairs are selected (mscl.core.selection.SELECTION_MODES)
     keep_fraction: float = 1.0         # the fraction random selection keeps
 
     def augmented_records(self, model, ctx: StageContext) -> list:

@@ -6,7 +6,7 @@ try (dotted ``training.yaml`` keys and their values). The rule, stated there bef
 
     the setting with the highest mean ACC at ``stage`` over the profile's training seeds wins,
     unless the paired 95% interval of its difference to ``default`` (seeds, then facts within
-    seeds, resampled: :func:`mscl.claims.paired_difference`) includes 0; a tie goes to ``default``.
+    seeds, resampled: :func:`mscl.evaluation.claims.paired_difference`) includes 0; a tie goes to ``default``.
 
 ``default`` is the paper's own form where the paper prints one (the summed L_PP + L_NP), otherwise
 the baseline's published setting. :func:`pick` applies the rule to :func:`choice_table`, and
@@ -28,13 +28,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mscl import data as benchmark
-from mscl.claims import paired_difference, stage_predictions
+from mscl import benchmark as benchmark
+from mscl.engine.models import artifacts_dir
+from mscl.evaluation.claims import paired_difference, stage_predictions
+from mscl.evaluation.metrics import is_correct
 from mscl.methods import get_method
-from mscl.metrics import is_correct
-from mscl.models import artifacts_dir
-from mscl.params import ChoiceParams, ParamsError, TrainingParams, load_params, params_path
-from mscl.stages import SHARED_METHOD, ensure_benchmark, finished_model, is_finished, results_table, run_dir, run_stage
+from mscl.pipeline.params import ChoiceParams, ParamsError, TrainingParams, load_params, params_path
+from mscl.pipeline.stages import (
+    SHARED_METHOD,
+    ensure_benchmark,
+    finished_model,
+    is_finished,
+    results_table,
+    run_dir,
+    run_stage,
+)
 
 CHOICE_BOOTSTRAP = 2000
 
@@ -181,7 +189,7 @@ def split_study(profile: str, settings: list[tuple[int, float]], backbone: str |
     temperature): aligned and conflicting samples (%), distinct responses per question, questions
     with no aligned sample (%) and, among the revised facts, questions whose samples all give the
     previous answer (%); mean over the seeds. Sampling only: nothing is trained."""
-    from mscl.preference import build_preference_data
+    from mscl.core.preference import build_preference_data
 
     training = load_params(profile, "training")
     stream = stream or load_params(profile, "06_ablations").stream

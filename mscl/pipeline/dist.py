@@ -1,7 +1,7 @@
 """Several processes, one stage: what the stage loop needs to run under ``accelerate launch``.
 
 ``accelerate launch --num_processes N -m mscl run ...`` (or with a config from ``params/accelerate/``)
-starts N copies of the same command. Each copy runs :func:`mscl.stages.run_stage` in full:
+starts N copies of the same command. Each copy runs :func:`mscl.pipeline.stages.run_stage` in full:
 
 - **training** is data-parallel: ``transformers.Trainer`` sees the launcher's environment and wraps
   the model in DDP (or DeepSpeed, per the config). The per-device batch is

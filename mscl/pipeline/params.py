@@ -16,7 +16,7 @@ from typing import Any, get_args, get_origin
 
 import yaml
 
-PARAMS_ROOT = Path(__file__).resolve().parent.parent / "params"
+PARAMS_ROOT = Path(__file__).resolve().parents[2] / "params"
 PROFILES = ("smoke", "cpu", "gpu")
 
 
@@ -44,7 +44,7 @@ class QuickstartParams:
 
 @dataclasses.dataclass(frozen=True)
 class BenchmarkSizes:
-    """How many facts each part of the benchmark draws (mscl/data.py); the paper's proportions at
+    """How many facts each part of the benchmark draws (mscl/benchmark/); the paper's proportions at
     paper scale in profile gpu. One cross-domain stage is one domain: its facts are
     ``cross_independent_per_stage + cross_conflict_per_stage`` (paper: 2,000 + 1,000 = 3,000 per
     domain) and ``cross_conflict_per_stage`` is also how many facts two consecutive domains share
@@ -139,7 +139,7 @@ class FLearningParams:
 
 @dataclasses.dataclass(frozen=True)
 class AugmentParams:
-    """Self-distillation augmentation and dynamic data selection (mscl/augment.py, mscl/selection.py).
+    """Self-distillation augmentation and dynamic data selection (mscl/core/augment.py, mscl/core/selection.py).
     Which strategies and which selection mode a method uses is its name (``pbl+bki``, ``ours``...)."""
     count: int                     # outputs sampled per question, per strategy and round
     temperature: float
@@ -153,7 +153,7 @@ class AugmentParams:
     indication_f1: float           # ... "as it answers x": token F1 of the two answers at least this (1.0: identical)
     preference: bool               # augmented pairs also get PBL's sampled responses (false: gold NLL only)
     # the model rewrites with this share of its fine-tuning delta since the backbone: 1.0 is the
-    # model at the stage's start (the paper), 0.0 the backbone before stage 1 (see mscl/augment.py)
+    # model at the stage's start (the paper), 0.0 the backbone before stage 1 (see mscl/core/augment.py)
     rewriter_scale: float
 
     def problems(self) -> list[tuple[str, str]]:
@@ -207,7 +207,7 @@ class StageTrainingParams:
 
 @dataclasses.dataclass(frozen=True)
 class SweepParams:
-    """notebooks/02_pilot.ipynb: CIT's training budget swept on a reduced stream (mscl/pilot.py)."""
+    """notebooks/02_pilot.ipynb: CIT's training budget swept on a reduced stream (mscl/pipeline/pilot.py)."""
     facts: int                         # the first this many facts of the base set, at every stage
     epochs: list[float]
     learning_rates: list[float]
@@ -247,7 +247,7 @@ class StreamMethodsParams:
 
 @dataclasses.dataclass(frozen=True)
 class ChoiceParams:
-    """One knob chosen by measurement (mscl/choices.py): ``method`` trained up to ``stage`` under each
+    """One knob chosen by measurement (mscl/pipeline/choices.py): ``method`` trained up to ``stage`` under each
     setting, with every training seed; ties go to ``default``."""
     method: str
     stage: int
@@ -274,7 +274,7 @@ class AblationParams:
     stage: int
     tables: dict[str, list[str]]   # table name -> the variants it compares, in order
     seeds: list[int]               # the training seeds the ablations run (of training.yaml's seeds)
-    choices: dict[str, ChoiceParams]           # study name -> its settings and rule (mscl/choices.py)
+    choices: dict[str, ChoiceParams]           # study name -> its settings and rule (mscl/pipeline/choices.py)
     split_settings: list[list[float]]          # [K, temperature] pairs the preference split is sampled under
 
 

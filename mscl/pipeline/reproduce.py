@@ -1,7 +1,7 @@
-"""``python -m mscl.reproduce --profile cpu``: run the numbered notebooks in order with papermill.
+"""``python -m mscl.pipeline.reproduce --profile cpu``: run the numbered notebooks in order with papermill.
 
 This is what ``make reproduce`` (and ``make smoke``) call. Each notebook runs with its profile's
-parameter files; executed copies go to ``<reports>/notebooks/`` (see :func:`mscl.paths.reports_dir`).
+parameter files; executed copies go to ``<reports>/notebooks/`` (see :func:`mscl.pipeline.paths.reports_dir`).
 Notebooks that train reuse every stage already finished under ``artifacts/runs/``, so a rerun after
 a kill picks up where it stopped. Notebook 03 (one stage of one method) runs once per stage of the
 domain-independent stream for CIT and PBL (PBL from stage 2: stage 1 is CIT's, shared).
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mscl.paths import REPO_ROOT, artifacts_dir, reports_dir
+from mscl.pipeline.paths import REPO_ROOT, artifacts_dir, reports_dir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,9 +38,9 @@ STAGE_STREAM = "domain_independent"
 
 def planned_runs(profile: str, backbone: str | None) -> list[tuple[str, str, dict]]:
     """(notebook name, executed-copy name, parameters) in the order they run."""
-    from mscl import data
-    from mscl.params import load_params
-    from mscl.stages import SHARED_METHOD
+    from mscl import benchmark
+    from mscl.pipeline.params import load_params
+    from mscl.pipeline.stages import SHARED_METHOD
 
     common = {"profile": profile, **({"backbone": backbone} if backbone else {})}
     runs = []
@@ -48,7 +48,7 @@ def planned_runs(profile: str, backbone: str | None) -> list[tuple[str, str, dic
         name = path.stem
         if name == STAGE_NOTEBOOK:
             training = load_params(profile, "training")
-            stages = data.STREAM_STAGES[STAGE_STREAM]
+            stages = benchmark.STREAM_STAGES[STAGE_STREAM]
             for method in STAGE_METHODS:
                 # a shared stage is CIT's: shown once, under cit
                 for stage in stages if method == SHARED_METHOD else stages[training.shared_stages:]:
@@ -75,9 +75,9 @@ class StageJob:
     method: str
     stage: int
     seed: int = 0
-    sweep_setting: str | None = None   # a setting of the pilot's budget sweep (mscl/pilot.py) instead
+    sweep_setting: str | None = None   # a setting of the pilot's budget sweep (mscl/pipeline/pilot.py) instead
     sweep_cost: float = 0.0            # its relative cost (epochs x stages x its share of the base set)
-    choice: str | None = None          # "<study>/<setting>" of mscl/choices.py instead (every seed)
+    choice: str | None = None          # "<study>/<setting>" of mscl/pipeline/choices.py instead (every seed)
     mode: str | None = None            # instead: ask the finished stage's questions under this evaluation mode
 
     @property
@@ -120,13 +120,13 @@ def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list
     Read from the notebooks' params files, so a method added to a table is trained here too; a
     method's job runs its whole chain up to the last stage any notebook needs.
     """
-    from mscl import data
-    from mscl.params import load_params
-    from mscl.stages import SHARED_METHOD
+    from mscl import benchmark
+    from mscl.pipeline.params import load_params
+    from mscl.pipeline.stages import SHARED_METHOD
 
     training = load_params(profile, "training")
     default = backbone or training.backbone
-    stages = {s: data.STREAM_STAGES[s] for s in ("domain_independent", "cross_domain")}
+    stages = {s: benchmark.STREAM_STAGES[s] for s in ("domain_independent", "cross_domain")}
     wanted: dict[tuple[str, str, str, int], int] = {}
 
     def want(b: str, stream: str, method: str, stage: int | None = None, seeds: list[int] | None = None) -> None:
@@ -150,7 +150,7 @@ def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list
     for methods in ablations.tables.values():
         for method in methods:
             want(default, ablations.stream, method, ablations.stage, ablations.seeds)
-    from mscl import choices
+    from mscl.pipeline import choices
 
     for choice in ablations.choices.values():  # the profile's own setting is the main run's chain
         want(default, ablations.stream, choice.method, choice.stage)
@@ -164,14 +164,14 @@ def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list
             own.append(StageJob(b, stream, method, stage, seed))
     # the pilot's budget sweep: one job per setting, CIT on a reduced stream (its cost relative to a
     # CIT stage of the full base set trained with training.yaml's epochs)
-    from mscl import pilot as budget_sweep
+    from mscl.pipeline import pilot as budget_sweep
 
     share = pilot.sweep.facts / load_params(profile, "01_data_build").sizes.stage1_facts
     for setting in budget_sweep.settings(pilot):
         own.append(StageJob(default, pilot.stream, pilot.method, stages[pilot.stream][-1], training.seeds[0],
                             sweep_setting=setting.name,
                             sweep_cost=len(stages[pilot.stream]) * share * setting.epochs / training.train.epochs))
-    # the measured choices' other settings: one job per setting, every seed (mscl/choices.py)
+    # the measured choices' other settings: one job per setting, every seed (mscl/pipeline/choices.py)
     for study, choice in ablations.choices.items():
         for setting in choice.settings:
             if not choices.is_profile_setting(profile, study, setting):
@@ -235,8 +235,8 @@ def train_stages(profile: str, backbone: str | None, workers: int) -> list[dict]
     the pilot's sweep, then the methods that read another method's stages; returns one timing row
     per job."""
     from mscl.methods import METHODS
-    from mscl.params import load_params
-    from mscl.stages import ensure_benchmark
+    from mscl.pipeline.params import load_params
+    from mscl.pipeline.stages import ensure_benchmark
 
     ensure_benchmark(profile, load_params(profile, "training").data_seed)  # once, before jobs that read it
     shared, own = stage_jobs(profile, backbone)
@@ -255,13 +255,13 @@ def train_stages(profile: str, backbone: str | None, workers: int) -> list[dict]
 
 def evaluation_jobs(profile: str, backbone: str | None) -> list[StageJob]:
     """The report's side table asks every main-table method's last stage again under the other
-    evaluation mode (:func:`mscl.stages.mode_predictions`): one job per method and seed, after training."""
-    from mscl import data
-    from mscl.params import EVAL_MODES, load_params
+    evaluation mode (:func:`mscl.pipeline.stages.mode_predictions`): one job per method and seed, after training."""
+    from mscl import benchmark
+    from mscl.pipeline.params import EVAL_MODES, load_params
 
     training = load_params(profile, "training")
     main = load_params(profile, "04_domain_independent")
-    last = data.STREAM_STAGES[main.stream][-1]
+    last = benchmark.STREAM_STAGES[main.stream][-1]
     return [StageJob(backbone or training.backbone, main.stream, method, last, seed, mode=mode)
             for mode in EVAL_MODES if mode != training.eval.mode for method in main.methods for seed in training.seeds]
 
@@ -273,8 +273,8 @@ def stage_costs(profile: str, backbone: str | None = None) -> "pd.DataFrame":
     wall time their training takes on that many workers."""
     import pandas as pd
 
-    from mscl.io import read_json
-    from mscl.params import load_params
+    from mscl.pipeline.io import read_json
+    from mscl.pipeline.params import load_params
 
     slug = (backbone or load_params(profile, "training").backbone).replace("/", "__")
     rows = []
@@ -304,7 +304,7 @@ def write_timings(profile: str, rows: list[dict], total_s: float) -> Path:
     after the training phase, for the report, and again at the end."""
     import pandas as pd
 
-    from mscl.report import save_table
+    from mscl.evaluation.report import save_table
 
     table = pd.DataFrame(rows + [{"phase": "total", "job": "make reproduce (after setup)", "seconds": total_s}])
     table["minutes"] = table["seconds"] / 60
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="stage jobs at a time (default: 2 on a CPU with 2+ cores, 1 with a GPU)")
     args = parser.parse_args(argv)
 
-    from mscl.stages import check_devices
+    from mscl.pipeline.stages import check_devices
 
     check_devices(args.profile)  # a gpu profile without a GPU stops here, within seconds
     import papermill as pm
@@ -337,8 +337,8 @@ def main(argv: list[str] | None = None) -> int:
 
         workers = args.workers or (1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1))
         # the data and the backbone cache first (notebooks 00 and 01 would make them anyway)
-        from mscl.models import load_backbone
-        from mscl.params import load_params
+        from mscl.engine.models import load_backbone
+        from mscl.pipeline.params import load_params
 
         load_backbone(args.backbone or load_params(args.profile, "training").backbone)
         timings += train_stages(args.profile, args.backbone, workers)

@@ -27,11 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mscl import data as benchmark
-from mscl import dist, metrics, vllm_backend
-from mscl.io import read_json, read_jsonl, sha256_json, write_json, write_jsonl
-from mscl.methods import StageContext, get_method
-from mscl.models import (
+from mscl import benchmark as benchmark
+from mscl.engine import vllm_backend
+from mscl.engine.generation import answer_questions, resolve, sample_responses
+from mscl.engine.models import (
     BackboneError,
     artifacts_dir,
     load_adapter,
@@ -42,9 +41,12 @@ from mscl.models import (
     resolve_dtype,
     to_compute_dtype,
 )
-from mscl.params import EVAL_MODES, TrainingParams, load_params, to_dict
-from mscl.sampling import answer_questions, resolve, sample_responses
-from mscl.training import ContextLengthError
+from mscl.engine.training import ContextLengthError
+from mscl.evaluation import metrics
+from mscl.methods import StageContext, get_method
+from mscl.pipeline import dist
+from mscl.pipeline.io import read_json, read_jsonl, sha256_json, write_json, write_jsonl
+from mscl.pipeline.params import EVAL_MODES, TrainingParams, load_params, to_dict
 
 EVAL_SETS = ("eval", "edited", "retention", "history", "general")
 SHARED_METHOD = "cit"  # trains the stages every method shares (training.yaml: shared_stages)
@@ -87,7 +89,7 @@ def finished_stage_dir(profile: str, backbone: str, stream: str, method: str, st
 
 
 def check_devices(profile: str, params: TrainingParams | None = None) -> None:
-    """:func:`mscl.dist.check_devices` for ``profile``'s ``training.yaml`` (``require_cuda``)."""
+    """:func:`mscl.pipeline.dist.check_devices` for ``profile``'s ``training.yaml`` (``require_cuda``)."""
     params = params or load_params(profile, "training")
     dist.check_devices(params.require_cuda, f"params/{profile}/training.yaml")
 
@@ -96,7 +98,7 @@ def ensure_benchmark(profile: str, seed: int, data_dir: Path | None = None) -> P
     """The benchmark folder of ``profile``, built first if it is not there (or not complete).
 
     When the profile asks for facts the backbone already knows (``known_share`` in
-    ``01_data_build.yaml``), the profile's backbone is asked :func:`mscl.data.probe_candidates`
+    ``01_data_build.yaml``), the profile's backbone is asked :func:`mscl.benchmark.probe_candidates`
     first (:func:`known_facts`)."""
     folder = Path(data_dir) if data_dir else artifacts_dir() / "data" / profile
     if not (folder / "manifest.json").is_file():
@@ -194,7 +196,7 @@ def _answer_sets(model, tokenizer, sets: dict[str, list], names: list[str], para
                  desc: str, seed: int = 0) -> dict[str, list[str]]:
     """Answers to the questions of each named set (:func:`_answers`), every distinct question asked
     once (the edited and retention sets are parts of the evaluation set). Under a launcher greedy
-    evaluation is split across the processes and gathered on each (:func:`mscl.dist.shard`)."""
+    evaluation is split across the processes and gathered on each (:func:`mscl.pipeline.dist.shard`)."""
     questions = list(dict.fromkeys(r.question for name in names for r in sets[name]))
     if params.eval.mode == "greedy":  # greedy answers do not depend on the batch: split over the processes
         answered = dist.gather_shards(questions, _answers(model, tokenizer, dist.shard(questions), params, desc))
@@ -254,6 +256,18 @@ def stage_metrics(predictions: dict[str, list[dict]], first_correct: dict[str, b
     return out
 
 
+def stage_identity(profile: str, stream: str, method_name: str, stage: int, backbone: str, params,
+                   data_manifest: dict) -> dict:
+    """What a stage's results depend on, hashed into its manifest's ``config_hash``: values only (the
+    params the method reads, the data files' hashes, the precision and generation backend resolved
+    here), never a module path, so moving code never invalidates a finished stage."""
+    return {"profile": profile, "stream": stream, "method": method_name, "stage": stage,
+            "backbone": backbone, "params": get_method(method_name, params).identity(),
+            "data": data_manifest.get("files", {}),
+            "precision": str(resolve_dtype(params.train.dtype, _device())).removeprefix("torch."),
+            "generation": vllm_backend.expected_backend()}
+
+
 def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params: TrainingParams | None = None,
               backbone: str | None = None, runs_root: Path | None = None, data_dir: Path | None = None,
               verbose: bool = True) -> dict:
@@ -280,11 +294,7 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
         return {**manifest, "method": method_name, "trained_by": SHARED_METHOD}
     folder = run_dir(profile, backbone, stream, method_name, stage, runs_root, seed=params.seed)
     data_manifest = read_json(data_folder / "manifest.json")
-    identity = {"profile": profile, "stream": stream, "method": method_name, "stage": stage,
-                "backbone": backbone, "params": method.identity(), "data": data_manifest.get("files", {}),
-                # what the same params compute with here: the resolved precision and generation backend
-                "precision": str(resolve_dtype(params.train.dtype, _device())).removeprefix("torch."),
-                "generation": vllm_backend.expected_backend()}
+    identity = stage_identity(profile, stream, method_name, stage, backbone, params, data_manifest)
     config_hash = sha256_json(identity)
     if is_finished(folder):
         manifest = read_json(folder / "manifest.json")
@@ -316,7 +326,7 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
         folder.mkdir(parents=True, exist_ok=True)
     dist.barrier()
     final_folder = folder
-    if not dist.is_main():  # under a launcher, only process 0 writes the stage folder (mscl.dist)
+    if not dist.is_main():  # under a launcher, only process 0 writes the stage folder (mscl.pipeline.dist)
         folder = final_folder / f"rank{dist.rank()}"
         folder.mkdir(parents=True, exist_ok=True)
         for cache in final_folder.iterdir():  # a restarted stage: the same caches as process 0
@@ -344,10 +354,13 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
     for shared_dir in shared_dirs:  # the shared CIT stages are plain LoRA adapters merged in order
         base = merge_lora(load_adapter(base, shared_dir / "adapter"))
     own_dirs = [d for d in previous_dirs if d not in shared_dirs]
-    earlier = benchmark.earlier_answers(benchmark.read_stream(data_folder, stream))
+    records = benchmark.read_stream(data_folder, stream)
+    earlier = benchmark.earlier_answers(records)
     ctx = StageContext(stream=stream, stage=stage, stage_dir=folder, previous_dirs=own_dirs, params=params,
                        tokenizer=tokenizer, sets=sets, seed=seed, backbone_weights=backbone_weights,
-                       earlier_answers={r.fact_id: earlier.get((r.fact_id, r.stage), []) for r in sets["train"]})
+                       earlier_answers={r.fact_id: earlier.get((r.fact_id, r.stage), []) for r in sets["train"]},
+                       earlier_train=sorted((r for r in records if r.stage < stage and r.split == "train"),
+                                            key=lambda r: r.stage))
     model = to_compute_dtype(method.start_model(base, ctx), resolve_dtype(params.train.dtype, _device()))
     model = model.to(_device())
     timings["load"] = time.perf_counter() - tic
@@ -505,7 +518,7 @@ def results_table(manifests: list[dict], per_seed: bool = False):
             "KRR_lo": 100 * r["retention"].get("krr_lo", float("nan")),
             "KRR_hi": 100 * r["retention"].get("krr_hi", float("nan")),
             "ACC_general": 100 * r["general"].get("acc", float("nan")),
-            # where the stage's evaluation answers come from (mscl.metrics.answer_source)
+            # where the stage's evaluation answers come from (mscl.evaluation.metrics.answer_source)
             **{source: 100 * r["eval"].get(f"source_{source}", float("nan")) for source in metrics.ANSWER_SOURCES},
             "wall_s": m["timings_s"]["total"],
             "seed": m.get("run_seed", m["params"]["seed"]),

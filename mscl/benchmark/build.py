@@ -1,0 +1,364 @@
+"""Building the streams: edits, revision chains, stages, and atomic byte-identical files.
+
+Three streams, one JSONL file each, one :class:`~mscl.benchmark.records.Record` schema:
+
+- ``general`` (stage 0): well-known facts (capitals of the most populous countries, element
+  symbols, ...) kept disjoint from every fact the two streams use; it checks that general knowledge
+  survives the stages.
+- ``domain_independent`` (5 stages), the paper's revised dataset ("manually edit the answers and use
+  the revised dataset for fine-tuning"): stage 1 learns a base set mixing all domains; every later
+  stage retrains the same facts, ``revised_share`` of them with a revised answer, so a fact's answers
+  form a chain A -> B -> C -> D -> E and ``previous_answer`` is the link before. The other facts keep
+  their answer at every stage: the knowledge-retention set (KRR). Part of the base set
+  (``known_share``) is facts the backbone answers before any training, found by asking it
+  (:func:`probe_candidates`, ``mscl.pipeline.stages.known_facts``).
+- ``cross_domain`` (7 stages, stage k = domain k, in the paper's order): stage k holds
+  domain-independent examples of domain k (true answers) and cross-domain conflict examples: facts
+  shared by domains k-1 and k (the same underlying fact asked in domain k's framing, e.g. an
+  airport's city in transportation and then tourism), whose answer in domain k is edited to differ
+  from the answer learned in stage k-1 (``shared_with`` names domain k-1). **Stage 1** has no
+  earlier domain, so it holds only natural-sciences domain-independent examples, of which
+  ``cross_conflict_per_stage`` come from the relations it shares with medicine and are re-asked,
+  edited, in stage 2; it holds as many facts as every later stage (independent + conflict).
+
+An edit replaces an answer by a real answer of *another* fact of the same relation (a city for a
+city, a currency code for a currency code), drawn from ``random.Random`` seeded with a string built
+from the seed and the record's place (never Python's salted ``hash()``); it differs from every
+earlier answer of the fact and is neither a substring nor a superstring of one of them, case
+ignored, because the metric counts an answer correct when the gold string is a substring of the
+generated text.
+
+:func:`build_benchmark` writes ``general.jsonl``, ``domain_independent.jsonl``,
+``cross_domain.jsonl`` and ``manifest.json`` atomically with a fixed key order, so the same seed
+gives byte-identical files.
+"""
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from mscl.benchmark.records import DOMAIN_INDEPENDENT_STAGES, DOMAINS, FILES, GENERAL_DOMAIN, MANIFEST, SPLITS, Record
+from mscl.benchmark.relations import RELATIONS, Fact, _interleave, answer_pool, candidate_facts, relation_of
+from mscl.benchmark.sources import package_versions
+
+# The relations the general set draws from, in turn: the best-known facts a backbone should keep.
+GENERAL_RELATIONS = (
+    "capital",
+    "element_symbol",
+    "country_currency_code",
+    "city_country",
+    "country_language",
+    "country_continent",
+)
+# A numeric answer is edited to one of this many nearest numbers of the same relation.
+NEARBY_NUMBERS = 10
+
+
+def _rng(seed: int, *where: Any) -> random.Random:
+    """A generator for one decision, seeded by a string (hashed with SHA-512 by ``random``), so a
+    decision does not depend on how many random numbers other decisions drew."""
+    return random.Random("|".join(map(str, (seed, *where))))
+
+
+def _conflicts(candidate: str, earlier: Iterable[str]) -> bool:
+    c = candidate.casefold()
+    return any(c in e.casefold() or e.casefold() in c for e in earlier)
+
+
+def edited_answer(fact: Fact, history: list[str], rng: random.Random) -> str | None:
+    """A counterfactual answer for ``fact``: a real answer of another fact of the same relation.
+
+    It is none of the fact's earlier answers (``history``: the true answer and every edit), neither
+    a substring nor a superstring of one of them (case ignored), and not inside one of the fact's
+    questions. ``None`` when the relation has no such answer.
+    """
+    pool = answer_pool(fact.relation)
+    questions = relation_of(fact.fact_id).questions(fact.label)
+
+    def ok(c: str) -> bool:
+        return not _conflicts(c, history) and all(c.casefold() not in q.casefold() for q in questions)
+
+    if all(a.isdigit() for a in pool):
+        # A number is replaced by a nearby number of the same relation (10 neutrons -> 12, not 116),
+        # so the edit stays plausible.
+        true = int(history[0])
+        near = [c for c in sorted(pool, key=lambda a: (abs(int(a) - true), int(a))) if ok(c)][:NEARBY_NUMBERS]
+        if near:
+            return rng.choice(near)
+    for _ in range(200):   # rejection sampling: cheap for the large pools
+        c = rng.choice(pool)
+        if ok(c):
+            return c
+    start = rng.randrange(len(pool))   # small pools: scan once from a random place
+    for i in range(len(pool)):
+        c = pool[(start + i) % len(pool)]
+        if ok(c):
+            return c
+    return None
+
+
+def _sizes(profile: str):
+    from mscl.pipeline.params import ParamsError, load_params
+    params = load_params(profile, "01_data_build")
+    if params.profile != profile:
+        raise ParamsError(f"params/{profile}/01_data_build.yaml says profile {params.profile!r}")
+    return params.sizes
+
+
+def _records(fact: Fact, *, stream: str, stage: int, domain: str, answer: str, previous: str | None,
+             shared_with: str | None, templates: tuple[str, ...]) -> list[Record]:
+    """The training question (``templates[0]``) and one evaluation question per other wording of one
+    fact: every held-out wording is asked, more items at no training cost."""
+    out = []
+    for w, template in enumerate(templates):
+        split = "train" if w == 0 else "eval"
+        out.append(Record(
+            id=f"{stream}/{stage}/{split}/{fact.fact_id}" + (f"#{w}" if w else ""), fact_id=fact.fact_id,
+            stream=stream, stage=stage, domain=domain, split=split, question=template.format(label=fact.label),
+            answer=answer, previous_answer=previous, edited=previous is not None,
+            shared_with=shared_with, source=fact.source))
+    return out
+
+
+def _by_split(records: list[Record]) -> list[Record]:
+    """File order inside a stage: every training record, then every evaluation record."""
+    return [r for split in SPLITS for r in records if r.split == split]
+
+
+class _Plan:
+    """Which facts are still free: the general set, then the streams, take from the same pools."""
+
+    def __init__(self) -> None:
+        self.reserved: set[str] = set()
+        self.shortfalls: list[str] = []
+        self.known_in_base = 0
+
+    def pool(self, relations: Iterable[str], exclude: set[str] = frozenset()) -> list[Fact]:
+        return [f for f in _interleave(candidate_facts(r) for r in relations)
+                if f.fact_id not in self.reserved and f.fact_id not in exclude]
+
+    def note(self, what: str, got: int, wanted: int) -> None:
+        if got < wanted:
+            self.shortfalls.append(f"{what}: {got} of {wanted} facts (the sources hold no more)")
+
+
+def _domain_relations(domain: str) -> list[str]:
+    return [r.name for r in RELATIONS if r.domain == domain]
+
+
+def _general(plan: _Plan, n: int) -> list[Record]:
+    # At most the best-known half of each relation, so the streams keep facts of every relation
+    # (at paper scale the general set would otherwise take every country's capital).
+    heads = [candidate_facts(r)[:(len(candidate_facts(r)) + 1) // 2] for r in GENERAL_RELATIONS]
+    facts = _interleave(heads)[:n]
+    plan.note("general set", len(facts), n)
+    plan.reserved.update(f.fact_id for f in facts)
+    recs = []
+    for f in facts:
+        recs += _records(f, stream="general", stage=0, domain=GENERAL_DOMAIN, answer=f.answer, previous=None,
+                         shared_with=None, templates=relation_of(f.fact_id).templates)
+    return _by_split(recs)
+
+
+def _spread(pools: list[list[Fact]], n: int) -> list[Fact]:
+    """Up to ``n`` facts taken from the pools in turn (one per pool per round, best-known first), so
+    every pool (domain) gives about ``n / len(pools)``."""
+    taken: list[list[Fact]] = [[] for _ in pools]
+    total, i = 0, 0
+    while total < n and any(len(t) < len(p) for t, p in zip(taken, pools)):
+        d = i % len(pools)
+        if len(taken[d]) < len(pools[d]):
+            taken[d].append(pools[d][len(taken[d])])
+            total += 1
+        i += 1
+    return _interleave(taken)
+
+
+def probe_candidates(sizes) -> list[Fact]:
+    """The facts a backbone is asked about before the build (:func:`build_benchmark`'s ``known``):
+    the best-known ``sizes.probe_pool`` facts of the seven domains, taken in turn, outside the general
+    set (the same facts the domain-independent stream chooses from)."""
+    plan = _Plan()
+    _general(plan, sizes.general)   # reserves the general set's facts
+    return _spread([plan.pool(_domain_relations(d)) for d in DOMAINS], sizes.probe_pool)
+
+
+def revision_chain(fact: Fact, revisions: int, seed: int, stream: str) -> list[str] | None:
+    """The fact's answers stage after stage, ``[true answer, B, C, ...]`` with ``revisions`` edits:
+    each edit a real answer of the same relation that is none of the earlier ones, contains none and
+    is contained in none (:func:`edited_answer`); ``None`` when the relation runs out of answers."""
+    chain = [fact.answer]
+    for stage in range(2, revisions + 2):
+        answer = edited_answer(fact, chain, _rng(seed, stream, stage, "edit", fact.fact_id))
+        if answer is None:
+            return None
+        chain.append(answer)
+    return chain
+
+
+def _domain_independent(plan: _Plan, sizes, seed: int, known: set[str] | None) -> list[Record]:
+    """The paper's revised dataset: stage 1 learns a base set of ``sizes.stage1_facts`` facts from all
+    seven domains; every later stage retrains the same facts, ``sizes.revised_share`` of them with a
+    new answer (each revised fact's answers form a chain A -> B -> C -> D -> E), the rest with their
+    unchanged answer (the retention set, KRR). ``known`` (facts the backbone answers before any
+    training) supplies ``sizes.known_share`` of the base set, so that revisions also fight
+    pre-trained knowledge, as the paper's stage-1 KGR below its ACC implies."""
+    stream = "domain_independent"
+    n = sizes.stage1_facts
+    revisions = DOMAIN_INDEPENDENT_STAGES - 1
+    pools = [plan.pool(_domain_relations(d)) for d in DOMAINS]
+    chains: dict[str, list[str] | None] = {}
+
+    def chain(f: Fact) -> list[str] | None:
+        if f.fact_id not in chains:
+            chains[f.fact_id] = revision_chain(f, revisions, seed, stream)
+        return chains[f.fact_id]
+
+    n_known = round(sizes.known_share * n) if known is not None else 0
+    # Known facts must carry a full chain (a known fact is meant to be revised against its prior).
+    known_pools = [[f for f in p if f.fact_id in known and chain(f)] for p in pools] if n_known else [[] for _ in pools]
+    base = _spread(known_pools, n_known)
+    plan.note("domain_independent base set: facts the backbone knows", len(base), n_known)
+    chosen = {f.fact_id for f in base}
+    unknown_pools = [[f for f in p if f.fact_id not in chosen and not (known and f.fact_id in known)] for p in pools]
+    base += _spread(unknown_pools, n - len(base))
+    plan.note("domain_independent base set", len(base), n)
+    _rng(seed, stream, "order").shuffle(base)
+    wanted_revised = math.ceil(sizes.revised_share * n)
+    # A fact whose relation runs out of fresh answers keeps its answer; the others that keep theirs
+    # are drawn with the seed, known and unknown facts alike.
+    must_keep = [f for f in base if not chain(f)]
+    n_keep = max(len(base) - wanted_revised, len(must_keep))
+    free = [f for f in base if chain(f)]
+    kept = {f.fact_id for f in must_keep + _rng(seed, stream, "retention").sample(free, n_keep - len(must_keep))}
+    plan.note("domain_independent revised facts", len(base) - len(kept), wanted_revised)
+    records: list[Record] = []
+    for stage in range(1, DOMAIN_INDEPENDENT_STAGES + 1):
+        recs = []
+        for f in base:
+            rel = relation_of(f.fact_id)
+            if stage == 1 or f.fact_id in kept:
+                answer, previous = f.answer, None
+            else:
+                answer, previous = chains[f.fact_id][stage - 1], chains[f.fact_id][stage - 2]
+            recs += _records(f, stream=stream, stage=stage, domain=rel.domain, answer=answer, previous=previous,
+                             shared_with=None, templates=rel.templates)
+        records += _by_split(recs)
+    plan.known_in_base = sum(1 for f in base if known and f.fact_id in known)
+    return records
+
+
+def _cross_domain(plan: _Plan, sizes, seed: int) -> list[Record]:
+    """Stage k = domain k: its domain-independent examples, plus the facts it shares with domain k-1
+    asked in its own framing with an edited answer (the cross-domain conflicts)."""
+    stream = "cross_domain"
+    used: set[str] = set()
+    handed_over: list[Fact] = []   # shared facts of stage k-1, re-asked and edited in stage k
+    records: list[Record] = []
+    for stage, domain in enumerate(DOMAINS, start=1):
+        recs = []
+        for f in handed_over:
+            rel = relation_of(f.fact_id)
+            answer = edited_answer(f, [f.answer], _rng(seed, stream, stage, "edit", f.fact_id))
+            if answer is None:
+                continue
+            recs += _records(f, stream=stream, stage=stage, domain=domain, answer=answer, previous=f.answer,
+                             shared_with=rel.domain, templates=rel.shared_templates)
+        if stage > 1:
+            plan.note(f"cross_domain stage {stage} ({domain}) conflicts", sum(r.split == "train" for r in recs),
+                      sizes.cross_conflict_per_stage)
+        # Domain-independent examples: first the facts this domain shares with the next one (they
+        # come back, edited, in stage k+1), then the rest of the domain's best-known facts.
+        handed_over = []
+        if stage < len(DOMAINS):
+            shared_next = [r.name for r in RELATIONS if r.domain == domain and r.shared_with == DOMAINS[stage]]
+            handed_over = plan.pool(shared_next, used)[:sizes.cross_conflict_per_stage]
+            plan.note(f"cross_domain stage {stage} ({domain}) facts shared with {DOMAINS[stage]}",
+                      len(handed_over), sizes.cross_conflict_per_stage)
+        chosen = {f.fact_id for f in handed_over}
+        # stage 1 has no conflicts: it holds as many facts as every later stage, all independent
+        n_independent = sizes.cross_independent_per_stage + (sizes.cross_conflict_per_stage if stage == 1 else 0)
+        rest = plan.pool(_domain_relations(domain), used | chosen)[:n_independent - len(handed_over)]
+        independent = handed_over + rest
+        plan.note(f"cross_domain stage {stage} ({domain}) independent", len(independent), n_independent)
+        used.update(f.fact_id for f in independent)
+        for f in independent:
+            recs += _records(f, stream=stream, stage=stage, domain=domain, answer=f.answer, previous=None,
+                             shared_with=None, templates=relation_of(f.fact_id).templates)
+        records += _by_split(recs)
+    return records
+
+
+def default_data_dir(profile: str) -> Path:
+    """Where ``build_benchmark`` writes by default: ``artifacts_dir()/data/<profile>``."""
+    from mscl.engine.models import artifacts_dir  # lazy: mscl.engine.models imports torch
+    return artifacts_dir() / "data" / profile
+
+
+def build_benchmark(profile: str, seed: int, out_dir: str | Path | None = None,
+                    known: Iterable[str] | None = None, known_by: str | None = None) -> Path:
+    """Build the three streams for ``profile`` (sizes from ``params/<profile>/01_data_build.yaml``)
+    and write them, with ``manifest.json``, to ``out_dir`` (default :func:`default_data_dir`).
+
+    ``known``: the fact ids, among :func:`probe_candidates`, that the backbone ``known_by`` already
+    answers (``mscl.pipeline.stages.ensure_benchmark`` asks it); they make up ``sizes.known_share`` of the
+    domain-independent base set. Required when that share is above 0.
+
+    The same ``seed`` (and ``known``) gives byte-identical files; another seed gives other edits and
+    another order of the base set. Returns the folder.
+    """
+    sizes = _sizes(profile)
+    if sizes.known_share > 0 and known is None:
+        raise ValueError(f"params/{profile}/01_data_build.yaml asks for known_share {sizes.known_share}: pass "
+                         "the facts the backbone knows (`known=`, see mscl.pipeline.stages.ensure_benchmark)")
+    known = set(known) if known is not None else None
+    folder = Path(out_dir) if out_dir is not None else default_data_dir(profile)
+    folder.mkdir(parents=True, exist_ok=True)
+    plan = _Plan()
+    streams = {
+        "general": _general(plan, sizes.general),
+        "domain_independent": _domain_independent(plan, sizes, seed, known),
+        "cross_domain": _cross_domain(plan, sizes, seed),
+    }
+    files = {}
+    for stream, records in streams.items():
+        text = "".join(json.dumps(dataclasses.asdict(r), ensure_ascii=False) + "\n" for r in records)
+        write_atomic(folder / FILES[stream], text)
+        files[FILES[stream]] = {"records": len(records), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    manifest = {
+        "profile": profile,
+        "seed": seed,
+        "sizes": dataclasses.asdict(sizes),
+        "packages": package_versions(),
+        "files": files,
+        "known": {"backbone": known_by, "probed": sizes.probe_pool if known is not None else 0,
+                  "known_in_probe": len(known) if known is not None else 0,
+                  "known_in_base_set": plan.known_in_base, "base_set": sizes.stage1_facts,
+                  "fact_ids": sorted(known) if known is not None else []},
+        "relations": {r.name: {"domain": r.domain, "shared_with": r.shared_with, "description": r.description,
+                               "available": len(candidate_facts(r.name))} for r in RELATIONS},
+        "shortfalls": plan.shortfalls,
+    }
+    write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return folder
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path`` and rename it: a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)   # mkstemp creates 0600; these are ordinary shared files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
