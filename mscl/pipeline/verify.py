@@ -1,4 +1,4 @@
-"""``python -m mscl.verify --profile cpu``: do the saved numbers reproduce under this environment?
+"""``python -m mscl.pipeline.verify --profile cpu``: do the saved numbers reproduce under this environment?
 
 Recomputes, with whatever library versions are installed, everything a run derives without a
 model, and compares it with what the run saved:
@@ -7,8 +7,11 @@ model, and compares it with what the run saved:
   knew are read from the data manifest, so no model is asked) and every file's sha256 compared
   with the data manifest's;
 - **every finished stage's metrics**: recomputed from its saved ``predictions.jsonl``
-  (:func:`mscl.stages.stage_metrics`, the bootstrap intervals included) and compared with its
-  manifest.
+  (:func:`mscl.pipeline.stages.stage_metrics`, the bootstrap intervals included) and compared with its
+  manifest;
+- **every finished stage's config hash**: recomputed by this checkout's code from the params, data
+  hashes and backbone its manifest recorded (:func:`mscl.pipeline.stages.stage_identity`), so a
+  change of code (moving a module, say) that would make finished stages stale shows here first.
 
 It prints a JSON summary and exits 1 when anything differs. Used to check that a change of pins
 (numpy for the vLLM extra, say) does not move the cpu results.
@@ -23,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mscl import data as benchmark
-from mscl.io import read_json, read_jsonl
-from mscl.models import artifacts_dir
-from mscl.stages import EVAL_SETS, stage_metrics
+from mscl import benchmark
+from mscl.engine.models import artifacts_dir
+from mscl.pipeline.io import read_json, read_jsonl, sha256_json
+from mscl.pipeline.params import TrainingParams, build, load_params, to_dict
+from mscl.pipeline.stages import EVAL_SETS, stage_identity, stage_metrics
 
 
 def data_matches(profile: str) -> dict:
@@ -72,15 +76,40 @@ def stage_metrics_match(profile: str) -> dict[str, bool]:
     return out
 
 
+def _overlay(base: dict, recorded: dict) -> dict:
+    """``recorded`` over ``base``, key by key in nested mappings."""
+    out = dict(base)
+    for key, value in recorded.items():
+        out[key] = _overlay(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def config_hashes_match(profile: str) -> dict[str, bool]:
+    """Every finished stage of ``profile``: the config hash this code computes from what its manifest
+    recorded equals the one it was saved under (so ``run_stage`` would reuse it)."""
+    out, today = {}, to_dict(load_params(profile, "training"))
+    for path in sorted((artifacts_dir() / "runs" / profile).glob("**/stage*/manifest.json")):
+        m = read_json(path)
+        # keys added to the schema after the stage ran take today's values: if one of them is part of
+        # the identity, the recomputed hash differs, as run_stage's would
+        params = build(TrainingParams, _overlay(today, m["params"]), path=str(path))
+        identity = stage_identity(m["profile"], m["stream"], m["method"], m["stage"], m["backbone"], params,
+                                  {"files": m["data_manifest"]})
+        out[f"{path.parent.relative_to(artifacts_dir())} (config hash)"] = sha256_json(identity) == m["config_hash"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
     args = parser.parse_args(argv)
     files = data_matches(args.profile)
     stages = stage_metrics_match(args.profile)
+    hashes = config_hashes_match(args.profile)
     summary = {"numpy": np.__version__, "data_files_equal": sum(files.values()), "data_files": len(files),
                "stages_equal": sum(stages.values()), "stages": len(stages),
-               "differ": [k for k, v in {**files, **stages}.items() if not v]}
+               "config_hashes_equal": sum(hashes.values()),
+               "differ": [k for k, v in {**files, **stages, **hashes}.items() if not v]}
     print(json.dumps(summary, indent=2))
     return 0 if not summary["differ"] else 1
 
