@@ -79,3 +79,14 @@ def test_the_committed_notebooks_have_no_outputs(tmp_path):
                                                "source": "1"}]}))
     assert notebooks_with_outputs([executed]) == [f"{executed}: cell 0 has outputs "
                                                   "(clear them: Edit > Clear Outputs of All Cells)"]
+
+
+def test_every_numbered_notebook_narrates_and_keeps_its_cells_short():
+    from mscl.lab import NOTEBOOKS
+
+    for path in sorted(NOTEBOOKS.glob("[0-9]*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        prose = [c for c in cells if c["cell_type"] == "markdown"]
+        longest = max(len("".join(c["source"]).splitlines()) for c in cells if c["cell_type"] == "code")
+        assert len(prose) >= 3, f"{path.name}: {len(prose)} markdown cells, want at least 3"
+        assert longest <= 40, f"{path.name}: a code cell of {longest} lines (the logic belongs in mscl)"
