@@ -38,16 +38,13 @@ def llama3_style(chat: bool):
     return tok
 
 
-def tokenizers_under_test():
-    yield "smollm2", load_tokenizer("smollm2-135m")
-    yield "gemma3", load_tokenizer("gemma3-270m")
-    yield "llama3-chat", llama3_style(chat=True)
-    yield "llama3-base", llama3_style(chat=False)
+TOKENIZERS = {"smollm2": lambda: load_tokenizer("smollm2-135m"), "gemma3": lambda: load_tokenizer("gemma3-270m"),
+              "llama3-chat": lambda: llama3_style(chat=True), "llama3-base": lambda: llama3_style(chat=False)}
 
 
-@pytest.mark.parametrize("name", ["smollm2", "gemma3", "llama3-chat", "llama3-base"])
+@pytest.mark.parametrize("name", sorted(TOKENIZERS))
 def test_bos_exactly_once_and_sampling_ids_are_training_ids(name):
-    tok = dict(tokenizers_under_test())[name]
+    tok = TOKENIZERS[name]()
     question = "What is the capital of France?"
     ids = encode_prompt(tok, question)
     bos = tok.bos_token_id
