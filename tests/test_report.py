@@ -7,6 +7,7 @@ import pytest
 
 from mscl.evaluation import claims as C
 from mscl.pipeline.params import load_params
+from mscl.pipeline.paths import REPO_ROOT
 from mscl.pipeline.reproduce import evaluation_jobs, stage_jobs
 
 
@@ -180,3 +181,17 @@ def test_reproduce_asks_the_main_tables_last_stages_under_the_other_evaluation_m
     assert {(j.method, j.seed) for j in jobs} == {(m, s) for m in main.methods for s in training.seeds}
     assert {j.mode for j in jobs} == {"authors", "greedy"} - {training.eval.mode}
     assert all(j.stage == 5 and j.command(profile)[2:4] == ["mscl", "evaluate"] for j in jobs)
+
+
+def test_the_readme_results_block_is_the_committed_tables(tmp_path):
+    from mscl.evaluation import glance
+
+    readme = REPO_ROOT / "README.md"
+    assert glance.glance("cpu") in readme.read_text(encoding="utf-8"), "run `python -m mscl.evaluation.glance`"
+    copy = tmp_path / "README.md"
+    copy.write_text(readme.read_text(encoding="utf-8").replace("| CIT | ", "| CIT (typed by hand) | "))
+    assert glance.main(["--check", "--readme", str(copy)]) == 1
+    assert glance.update(copy) and glance.main(["--check", "--readme", str(copy)]) == 0
+    copy.write_text("# no block\n")
+    with pytest.raises(ValueError, match="no results block"):
+        glance.update(copy)
