@@ -1,6 +1,8 @@
 """docs/extending.md's code runs as written: its method block registers, its test template passes."""
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import re
 
 import pytest
@@ -37,12 +39,23 @@ def test_the_example_method_trains_and_its_test_template_passes(scratch, monkeyp
     assert manifest["method_info"]["replay"] == {"pool": 0, "replayed": 0}
 
 
-@pytest.mark.parametrize("name", ["extending.md", "method.md", "design.md"])
-def test_docs_name_only_modules_that_exist(name):
-    text = (REPO_ROOT / "docs" / name).read_text(encoding="utf-8")
-    for dotted in sorted(set(re.findall(r"\bmscl(?:\.[a-z_]+)+", text))):
-        parts = dotted.split(".")
-        while len(parts) > 1 and not (REPO_ROOT.joinpath(*parts).is_dir()
-                                      or REPO_ROOT.joinpath(*parts[:-1], parts[-1] + ".py").is_file()):
-            parts.pop()   # a name inside a module: mscl.pipeline.stages.run_stage
-        assert len(parts) > 1, f"docs/{name} names {dotted}, which is not a module of mscl"
+def _is_module(dotted: str) -> bool:
+    try:
+        return importlib.util.find_spec(dotted) is not None
+    except ModuleNotFoundError:   # a name under a module, not a package
+        return False
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO_ROOT / "docs").glob("*.md")) + ["README.md"])
+def test_docs_name_only_modules_and_names_that_exist(name):
+    """Every ``mscl.a.b.c`` the page names is a module, or a name defined in one."""
+    text = (REPO_ROOT / ("README.md" if name == "README.md" else f"docs/{name}")).read_text(encoding="utf-8")
+    for dotted in sorted(set(re.findall(r"\bmscl(?:\.[A-Za-z_]\w*)+", text))):
+        parts, rest = dotted.split("."), []
+        while len(parts) > 1 and not _is_module(".".join(parts)):
+            rest.insert(0, parts.pop())   # a name inside a module: mscl.pipeline.stages.run_stage
+        assert len(parts) > 1, f"{name} names {dotted}, which is not a module of mscl"
+        obj = importlib.import_module(".".join(parts))
+        for attr in rest:
+            assert hasattr(obj, attr), f"{name} names {dotted}: {'.'.join(parts)} has no {attr!r}"
+            obj = getattr(obj, attr)

@@ -21,7 +21,7 @@ def test_no_module_over_600_lines_and_at_most_8_at_the_top():
     assert not long, f"modules over {MAX_LINES} lines: {long}"
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(top) <= MAX_TOP_LEVEL, f"{len(top)} modules at the top of mscl/: {top}"
-    for folder in (p for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"):
+    for folder in (p for p in PACKAGE.iterdir() if p.is_dir() and p.name.isidentifier() and p.name != "__pycache__"):
         assert (folder / "__init__.py").is_file(), f"{folder} is not a package (setuptools would not ship it)"
 
 

@@ -43,7 +43,7 @@ training parameters, because these machines are noisy and only figures taken tog
     in the same run. The details give the batched run's share of that peak
     (``batched_matmul_peak_share``). And ``batched_generation_linear_bound``: the loop's time over
     the time a third batched run spends inside the backbone's linear layers (timed by hooks,
-    :class:`LinearTimer`; the details give their share of that run, and their own FLOPs over their
+    :class:`~mscl.bench.compute.LinearTimer`; the details give their share of that run, and their own FLOPs over their
     time), the speedup were attention, sampling, norms and Python free.
 Also measured, without a bar (it is why ``make reproduce`` runs two 1-thread stage jobs at a time
 on a 2-core machine): ``parallel_jobs_throughput``, the training work two 1-thread processes do

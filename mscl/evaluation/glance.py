@@ -25,6 +25,8 @@ NAMES = {"cit": "CIT", "pbl": "PBL", "mocl": "MoCL", "flearning": "F-Learning", 
 
 def _cell(value: str) -> str:
     """``45.2±8.5 (+24.8)`` -> ``45.2±8.5``; ``—`` (the shared CIT stage) -> ``(CIT's)``."""
+    if pd.isna(value):
+        return "—"
     value = str(value).strip()
     return "(CIT's)" if value == "—" else re.sub(r"\s*\([+-][\d.]+\)$", "", value)
 
@@ -36,8 +38,12 @@ def glance(profile: str = "cpu") -> str:
     acc = [c for c in main.columns if c.endswith(" ACC")]
     lines = ["| method | " + " | ".join(c.removesuffix(" ACC") for c in acc) + " |",
              "|---|" + "---|" * len(acc)]
-    lines += [f"| {NAMES.get(r.method, r.method)} | " + " | ".join(_cell(r[c]) for c in acc) + " |"
-              for _, r in main.iterrows()]
+    several = main["backbone"].nunique() > 1 if "backbone" in main else False
+
+    def label(r) -> str:
+        return f"{NAMES.get(r.method, r.method)}" + (f" ({r.backbone})" if several else "")
+
+    lines += [f"| {label(r)} | " + " | ".join(_cell(r[c]) for c in acc) + " |" for _, r in main.iterrows()]
     claims = pd.read_csv(tables / "08_claims.csv")
     agree = claims["verdict (Holm)"] == "agrees"
     per_section = claims.assign(agree=agree).groupby("section", sort=False)["agree"].agg(["sum", "size"])
@@ -65,7 +71,7 @@ def update(readme: Path = REPO_ROOT / "README.md", profile: str = "cpu") -> bool
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="cpu", choices=["cpu", "gpu"])
+    parser.add_argument("--profile", default="cpu", choices=["cpu"], help="the committed run's (the README says cpu)")
     parser.add_argument("--readme", type=Path, default=REPO_ROOT / "README.md")
     parser.add_argument("--check", action="store_true", help="exit 1 if the README's block is out of date")
     args = parser.parse_args(argv)

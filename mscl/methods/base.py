@@ -26,7 +26,7 @@ class StageContext:
     previous_dirs: list[Path]        # folders of stages 1..N-1 of the same method, in order
     params: Any                      # mscl.pipeline.params.TrainingParams
     tokenizer: Any
-    sets: dict[str, list]            # "train", "eval", "edited", "retention", "general" records
+    sets: dict[str, list]            # "train", "eval", "edited", "retention", "history", "general" records
     seed: int
     # the backbone's LoRA-target weights before any stage was merged (mscl.engine.models.lora_target_weights),
     # when the method asks for them (Method.needs_backbone_weights)
