@@ -90,3 +90,12 @@ def test_every_numbered_notebook_narrates_and_keeps_its_cells_short():
         longest = max(len("".join(c["source"]).splitlines()) for c in cells if c["cell_type"] == "code")
         assert len(prose) >= 3, f"{path.name}: {len(prose)} markdown cells, want at least 3"
         assert longest <= 40, f"{path.name}: a code cell of {longest} lines (the logic belongs in mscl)"
+
+
+def test_every_notebook_cell_has_an_id():
+    from mscl.lab import NOTEBOOKS
+
+    for path in sorted(p for p in NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        missing = [i for i, c in enumerate(cells) if "id" not in c]
+        assert not missing, f"{path.name}: cells {missing} have no id (nbformat 4.5 requires one)"
