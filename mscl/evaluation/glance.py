@@ -1,10 +1,11 @@
 """The README's "Results at a glance", written from the committed report's tables, never by hand.
 
 ``python -m mscl.evaluation.glance [--profile cpu] [--check]`` rewrites the block between the two
-markers in ``README.md`` from ``reports/tables/04_domain_independent.csv`` (ACC per method and stage,
-mean±seed sd) and ``reports/tables/08_claims.csv`` (each claim's Holm-corrected verdict, counted per
-section); notebook 08 calls it after writing the report. ``--check`` exits 1 when the README's
-block differs from what the tables give (``tests/test_report.py`` runs it).
+markers in ``README.md`` from three of the report's tables: ``04_domain_independent.csv`` (ACC per
+method and stage, mean±seed sd), ``08_claims.csv`` (each claim's Holm-corrected verdict, counted per
+section) and ``08_stage_costs.csv`` (what the stages cost). Notebook 08 calls it after writing the
+report. ``--check`` exits 1 when the README's block differs from what the tables give
+(``tests/test_report.py`` runs it).
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from mscl.pipeline.paths import REPO_ROOT, reports_dir
 
 BEGIN = "<!-- results at a glance: written by `python -m mscl.evaluation.glance` from reports/tables -->"
 END = "<!-- end of the results at a glance -->"
-NAMES = {"cit": "CIT", "pbl": "PBL", "mocl": "MoCL", "flearning": "F-Learning", "ours": "Ours"}
+NAMES = {"cit": "CIT", "pbl": "PBL", "mocl": "MoCL", "flearning": "F-Learning", "ours": "Ours",
+         "cit+matched": "CIT, compute-matched"}
 
 
 def _cell(value: str) -> str:
@@ -48,12 +50,24 @@ def glance(profile: str = "cpu") -> str:
     agree = claims["verdict (Holm)"] == "agrees"
     per_section = claims.assign(agree=agree).groupby("section", sort=False)["agree"].agg(["sum", "size"])
     sections = "; ".join(f"{s} {int(row['sum'])} of {int(row['size'])}" for s, row in per_section.iterrows())
-    lines += ["", f"**{int(agree.sum())} of the paper's {len(claims)} claims checked here agree** after Holm's "
-              f"correction (95% bootstrap intervals over seeds and facts): {sections}."]
+    control = claims["claim"].str.contains("cit+matched", regex=False)
+    lines += ["", f"**{int(agree.sum())} of the {len(claims)} claims checked here agree** after Holm's correction "
+              f"(95% bootstrap intervals over seeds and facts): {sections}."
+              + (f" {int(control.sum())} of the main-table claims set Ours against CIT trained on as many examples "
+                 "(`cit+matched`), a control the paper does not run." if control.any() else "")]
     if (~agree).any():
         lines += ["", "Not reproduced (ours, in points, with its 95% interval):", ""]
         lines += [f"- {r.section}: {r.claim}: {r['ours (points, 95% CI)']}, {r['verdict (Holm)']}"
                   for _, r in claims[~agree].iterrows()]
+    costs_path = tables / "08_stage_costs.csv"
+    if costs_path.is_file():
+        costs = pd.read_csv(costs_path).sort_values("total_min", ascending=False)
+        total = costs["total_min"].sum()
+        top = "; ".join(f"{r.method} on {r.stream.replace('_', '-')}, {r.total_min:.0f}"
+                        for r in costs.head(3).itertuples())
+        lines += ["", f"**Cost.** The run's stages took {total:.0f} worker-minutes by their manifests "
+                  f"(`reports/tables/08_stage_costs.md`), about {total / 2:.0f} minutes on the two 1-thread workers "
+                  f"of a 2-core machine, over the 120-minute target; the largest: {top}."]
     return "\n".join([BEGIN, *lines, END])
 
 
