@@ -48,13 +48,13 @@ lint: $(STAMP)
 smoke: $(STAMP)
 	$(BIN)/python -m mscl.pipeline.reproduce --profile smoke $(if $(BACKBONE),--backbone $(BACKBONE))
 
-# speed figures side by side in one run -> reports/benchmarks.{md,json} (mscl/bench/)
+# speed figures side by side in one run -> reports/benchmarks.{md,json} (mscl/perf/)
 bench: $(STAMP)
-	$(BIN)/python -m mscl.bench --profile $(PROFILE) $(if $(BACKBONE),--backbone $(BACKBONE))
+	$(BIN)/python -m mscl.perf --profile $(PROFILE) $(if $(BACKBONE),--backbone $(BACKBONE))
 
-# the GPU path end to end in minutes, offline -> reports/gpu_check.json (mscl/gpu_check.py); exits 2 on a CPU
+# the GPU path end to end in minutes, offline -> reports/gpu_check.json (mscl/perf/gpu_check.py); exits 2 on a CPU
 gpu-check: $(STAMP)
-	$(BIN)/python -m mscl.gpu_check
+	$(BIN)/python -m mscl.perf.gpu_check
 
 # Jupyter refuses to start as root (containers, CI machines) unless told --allow-root
 lab: $(STAMP)

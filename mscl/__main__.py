@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "choose":
         return _choose(args)
 
-    from mscl.pipeline.params import load_params
+    from mscl.common.params import load_params
     from mscl.pipeline.stages import results_table, run_stage, run_stream
 
     params = load_params(args.profile, "training")
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             manifests.append(run_stage(args.profile, args.stream, method, args.stage, params=params,
                                        backbone=args.backbone))
-    from mscl.pipeline import dist
+    from mscl.common import dist
 
     if dist.is_main():
         print(results_table(manifests).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sweep(args) -> int:
+    from mscl.common.params import load_params
     from mscl.pipeline import pilot
-    from mscl.pipeline.params import load_params
 
     grid = pilot.settings(load_params(args.profile, "02_pilot"))
     names = [s.name for s in grid]
@@ -95,7 +95,7 @@ def _sweep(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from mscl.pipeline.params import load_params
+    from mscl.common.params import load_params
     from mscl.pipeline.stages import mode_predictions
 
     params = load_params(args.profile, "training")

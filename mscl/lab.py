@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-from mscl.pipeline.paths import REPO_ROOT
+from mscl.common.paths import REPO_ROOT
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mscl.pipeline.paths import REPO_ROOT
+from mscl.common.paths import REPO_ROOT
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

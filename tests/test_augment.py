@@ -8,6 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from mscl.common.io import read_json, read_jsonl
+from mscl.common.params import load_params
 from mscl.core.augment import (
     DEGENERATE_REASONS,
     AugmentedRecord,
@@ -21,8 +23,6 @@ from mscl.core.augment import (
     summary_rows,
 )
 from mscl.methods import METHODS, StageContext, UnknownMethodError, get_method
-from mscl.pipeline.io import read_json, read_jsonl
-from mscl.pipeline.params import load_params
 from tests.conftest import make_record
 
 FRANCE = make_record(0, "What is the capital of France?", "Paris")
@@ -229,7 +229,7 @@ def test_cit_variants_are_the_same_switches_without_the_learning_bias():
         method = get_method(name, params)
         assert (method.name, method.strategies, method.selection, method.keep_fraction) == (
             name, strategies, selection, keep)
-        assert method.bias_params() is None and "pbl" not in method.param_sections   # no learning bias
+        assert method.objective() is None and "pbl" not in method.param_sections   # no learning bias
 
 
 def test_cit_with_augmentation_trains_on_gold_and_rewrites_without_sampling(tiny, tmp_path, canned):
@@ -321,7 +321,7 @@ def test_interpolated_weights_moves_between_backbone_and_model_and_restores(tiny
 def test_rewriter_scale_is_range_checked(tmp_path):
     import yaml
 
-    from mscl.pipeline.params import PARAMS_ROOT, ParamsError, TrainingParams, load_params_file
+    from mscl.common.params import PARAMS_ROOT, ParamsError, TrainingParams, load_params_file
 
     raw = yaml.safe_load((PARAMS_ROOT / "smoke" / "training.yaml").read_text())
     raw["augment"]["rewriter_scale"] = 1.5
@@ -334,8 +334,8 @@ def test_rewriter_scale_is_range_checked(tmp_path):
 def test_an_augmenting_stage_that_keeps_nothing_is_an_error(scratch, monkeypatch):
     import dataclasses
 
+    from mscl.common.params import load_params
     from mscl.methods.pbl import AugmentationError
-    from mscl.pipeline.params import load_params
     from mscl.pipeline.stages import run_stage
 
     params = dataclasses.replace(load_params("smoke", "training"), require_kept_rewrites=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from mscl.common.params import ChoiceParams, ParamsError, build, load_params
 from mscl.core.preference import split_table
 from mscl.methods.mocl import routing_table
 from mscl.pipeline import choices
-from mscl.pipeline.params import ChoiceParams, ParamsError, build, load_params
 from mscl.pipeline.reproduce import stage_jobs
 from mscl.pipeline.stages import SHARED_METHOD, is_finished, run_dir
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mscl.evaluation.metrics import accuracy_matrix, continual_summary
+from mscl.core.metrics import accuracy_matrix, continual_summary
 from mscl.evaluation.report import accuracy_matrix_heatmap, answer_source_figure, answer_source_table
 
 nan = np.nan

@@ -234,7 +234,7 @@ def test_earlier_answers_are_the_chain_before_the_stage(bench):
 def cpu_bench(tmp_path_factory) -> Path:
     """The cpu profile's benchmark, with every third probed fact standing in for what the backbone
     knows (the structure does not depend on which facts the probe finds)."""
-    from mscl.pipeline.params import load_params
+    from mscl.common.params import load_params
 
     candidates = benchmark.probe_candidates(load_params("cpu", "01_data_build").sizes)
     return build_benchmark("cpu", seed=0, out_dir=tmp_path_factory.mktemp("cpu"),
@@ -242,7 +242,7 @@ def cpu_bench(tmp_path_factory) -> Path:
 
 
 def test_cpu_domain_independent_stream_is_the_revised_dataset(cpu_bench):
-    from mscl.pipeline.params import load_params
+    from mscl.common.params import load_params
 
     sizes = load_params("cpu", "01_data_build").sizes
     records = read_stream(cpu_bench, "domain_independent")
@@ -284,7 +284,7 @@ def test_cpu_cross_domain_stream_has_enough_items(cpu_bench):
 
 
 def test_cpu_profile_has_the_power_the_protocol_needs():
-    from mscl.pipeline.params import load_params
+    from mscl.common.params import load_params
 
     assert len(load_params("cpu", "training").seeds) >= 3
 

@@ -19,8 +19,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from mscl.pipeline.io import read_json
-from mscl.pipeline.paths import REPO_ROOT
+from mscl.common.io import read_json
+from mscl.common.paths import REPO_ROOT
 
 ATOL = 1e-5
 STAGE = ["run", "--profile", "smoke", "--stream", "domain_independent", "--method", "cit", "--stage", "1"]
@@ -82,7 +82,7 @@ def test_two_processes_give_the_single_process_stage(two_runs):
 @pytest.mark.trains
 def test_predictions_are_written_once_and_match(two_runs):
     """Under the launcher greedy evaluation is split over the two processes and gathered
-    (mscl.pipeline.dist.shard): the answers are those of the single process."""
+    (mscl.common.dist.shard): the answers are those of the single process."""
     one, two = two_runs
     assert (one / "predictions.jsonl").read_text() == (two / "predictions.jsonl").read_text()
 
@@ -99,7 +99,7 @@ def test_shipped_accelerate_configs_load(config):
 
 
 def test_global_batch_must_split_over_the_processes(monkeypatch):
-    from mscl.pipeline import dist
+    from mscl.common import dist
 
     monkeypatch.setenv("WORLD_SIZE", "3")
     with pytest.raises(ValueError, match="train.batch_size=4 does not split over 3 processes"):
@@ -120,9 +120,9 @@ def test_process_shares_of_the_loss_average_to_the_single_process_loss(tiny, mon
     from collections import defaultdict
     from types import SimpleNamespace
 
+    from mscl.common import dist
+    from mscl.common.params import load_params
     from mscl.engine.training import StageTrainer, build_examples, pack_examples
-    from mscl.pipeline import dist
-    from mscl.pipeline.params import load_params
     from tests.conftest import make_record
 
     model, tok = tiny
@@ -160,7 +160,7 @@ def test_process_shares_of_the_loss_average_to_the_single_process_loss(tiny, mon
 def test_a_gpu_profile_refuses_to_start_without_cuda_within_seconds(scratch):
     import time
 
-    from mscl.pipeline.paths import REPO_ROOT
+    from mscl.common.paths import REPO_ROOT
 
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "MSCL_ARTIFACTS": str(scratch)}
     tic = time.perf_counter()
@@ -176,7 +176,7 @@ def test_a_gpu_profile_refuses_to_start_without_cuda_within_seconds(scratch):
 
 
 def test_one_process_that_sees_several_gpus_refuses(monkeypatch):
-    from mscl.pipeline import dist
+    from mscl.common import dist
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
@@ -187,7 +187,7 @@ def test_one_process_that_sees_several_gpus_refuses(monkeypatch):
 
 
 def test_shards_cover_the_items_once_and_gather_back_in_order(monkeypatch):
-    from mscl.pipeline import dist
+    from mscl.common import dist
 
     items = list(range(11))
     monkeypatch.setenv("WORLD_SIZE", "3")

@@ -6,7 +6,7 @@ import tomllib
 
 import yaml
 
-from mscl.pipeline.paths import REPO_ROOT
+from mscl.common.paths import REPO_ROOT
 
 
 def _pins(specs):

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from mscl.core.losses import preference_bias_loss
+from mscl.common.params import load_params
+from mscl.core.losses import PreferenceObjective, preference_bias_loss
 from mscl.engine import training
 from mscl.engine.models import BackboneError, attach_lora
 from mscl.methods import UnknownMethodError, get_method
-from mscl.pipeline.params import load_params
 from mscl.pipeline.stages import StaleRunError, run_dir, run_stage
 from tests.test_training import LORA, RECORDS, _pbl, _train
 
@@ -48,7 +48,8 @@ def test_non_finite_loss_stops_with_the_step_number(tiny, monkeypatch, tmp_path)
     real = training.response_logps
     monkeypatch.setattr(training, "response_logps", lambda m, b: real(m, b) * float("nan"))
     with pytest.raises(training.NonFiniteLossError, match="non-finite loss .* at step 0"):
-        training.train_lora(peft_model, tok, examples, _train(epochs=1), tmp_path, seed=0, bias_params=_pbl())
+        training.train_lora(peft_model, tok, examples, _train(epochs=1), tmp_path, seed=0,
+                            objective=PreferenceObjective.from_params(_pbl()))
 
 
 

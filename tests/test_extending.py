@@ -8,7 +8,7 @@ import re
 import pytest
 
 import mscl.methods
-from mscl.pipeline.paths import REPO_ROOT
+from mscl.common.paths import REPO_ROOT
 
 PAGE = REPO_ROOT / "docs" / "extending.md"
 

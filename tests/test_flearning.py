@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from mscl.benchmark import Record
+from mscl.common.io import read_json
+from mscl.common.params import LoraParams, TrainParams, load_params
 from mscl.engine.models import attach_lora
 from mscl.engine.training import build_examples, pack_sequences, response_logps
 from mscl.methods import StageContext, get_method
 from mscl.methods.flearning import FORGETTING_ADAPTER, STATE_FILE, merge_scaled_lora, old_knowledge
-from mscl.pipeline.io import read_json
-from mscl.pipeline.params import LoraParams, TrainParams, load_params
 from tests.conftest import make_record
 
 LORA = LoraParams(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])

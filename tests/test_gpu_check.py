@@ -1,4 +1,4 @@
-"""make gpu-check (mscl/gpu_check.py): on a CPU it refuses; its 8B-shaped precision check runs on a tiny
+"""make gpu-check (mscl/perf/gpu_check.py): on a CPU it refuses; its 8B-shaped precision check runs on a tiny
 shape here."""
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from mscl import gpu_check
-from mscl.pipeline.paths import REPO_ROOT
+from mscl.common.paths import REPO_ROOT
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
 def test_on_a_cpu_it_says_there_is_no_gpu_and_fails():
-    out = subprocess.run([sys.executable, "-m", "mscl.gpu_check"], cwd=REPO_ROOT, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "mscl.perf.gpu_check"], cwd=REPO_ROOT, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 2 and "no GPU" in out.stderr and "torch.cuda.is_available() is False" in out.stderr
     assert not (REPO_ROOT / "reports" / "gpu_check.json").exists() or "gpu_check.json" not in out.stdout

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from mscl.pipeline.paths import REPO_ROOT
+from mscl.common.paths import REPO_ROOT
 
 
 @pytest.mark.trains

@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
-from mscl.pipeline.io import read_json
-from mscl.pipeline.paths import REPO_ROOT
+from mscl.common.io import read_json
+from mscl.common.paths import REPO_ROOT
 from mscl.pipeline.stages import run_dir, run_stage, stage_identity
 
 PACKAGE = REPO_ROOT / "mscl"
@@ -38,7 +38,7 @@ def _strings(value):
 
 
 def test_the_stage_identity_names_no_module_or_source_path(scratch):
-    from mscl.pipeline.params import load_params
+    from mscl.common.params import load_params
     from mscl.pipeline.stages import ensure_benchmark
 
     params = load_params("smoke", "training")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mscl.pipeline.paths import REPO_ROOT
+from mscl.common.paths import REPO_ROOT
 
 
 def test_ruff_check_passes():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mscl.pipeline.params import load_params
+from mscl.common.params import load_params
 from mscl.pipeline.stages import run_stage
 
 
@@ -20,8 +20,8 @@ def test_cit_matched_trains_on_as_many_examples_as_ours(scratch):
 
 
 def test_cit_matched_repeats_the_gold_pairs_in_order_up_to_ours_count(tiny, tmp_path):
+    from mscl.common.io import write_json
     from mscl.methods import StageContext, get_method
-    from mscl.pipeline.io import write_json
     from tests.conftest import make_record
 
     _, tokenizer = tiny
@@ -64,7 +64,7 @@ def test_the_authors_evaluation_mode_samples_from_a_bare_user_turn(scratch, tiny
 
 
 def test_eval_mode_is_checked():
-    from mscl.pipeline.params import ParamsError, TrainingParams, build, to_dict
+    from mscl.common.params import ParamsError, TrainingParams, build, to_dict
 
     params = to_dict(load_params("smoke", "training"))
     with pytest.raises(ParamsError, match="mode"):

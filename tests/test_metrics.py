@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from mscl.evaluation.metrics import (
+from mscl.core.metrics import (
     accuracy,
     accuracy_ci,
     bootstrap_ci,
@@ -138,7 +138,7 @@ def test_summarize_keys_and_speed():
 
 
 def test_cluster_bootstrap_keeps_a_questions_rows_together():
-    from mscl.evaluation.metrics import resample_indices
+    from mscl.core.metrics import resample_indices
 
     rng = np.random.default_rng(0)
     labels = np.array(["q1", "q2", "q3"] * 2)  # 3 questions x 2 seeds, seed-major as the claims have them

@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 import torch
 
+from mscl.common.params import LoraParams, TrainParams, load_params
 from mscl.engine.generation import answer_questions
 from mscl.engine.models import attach_lora, format_prompt, merge_lora
 from mscl.engine.training import build_examples, pack_sequences, response_logps, train_lora
 from mscl.methods import StageContext, get_method
 from mscl.methods.mocl import MoCLModel, prototype_key
-from mscl.pipeline.params import LoraParams, TrainParams, load_params
 from tests.conftest import make_record
 
 LORA = LoraParams(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])

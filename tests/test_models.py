@@ -6,6 +6,7 @@ import time
 import pytest
 import torch
 
+from mscl.common.params import LoraParams
 from mscl.engine.generation import answer_questions
 from mscl.engine.models import (
     BackboneError,
@@ -16,7 +17,6 @@ from mscl.engine.models import (
     merge_lora,
     tiny_random_model,
 )
-from mscl.pipeline.params import LoraParams
 
 LORA = LoraParams(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from mscl.common.params import LoraParams
 from mscl.engine import packed_linear
 from mscl.engine.models import attach_lora, merge_lora
-from mscl.pipeline.params import LoraParams
 
 pytestmark = pytest.mark.skipif(not packed_linear.available(), reason="this PyTorch has no oneDNN")
 

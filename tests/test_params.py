@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mscl.pipeline.params import PARAMS_ROOT, PROFILES, SCHEMAS, ParamsError, load_params, load_params_file
+from mscl.common.params import PARAMS_ROOT, PROFILES, SCHEMAS, ParamsError, load_params, load_params_file
 
 GOOD = Path(PARAMS_ROOT / "smoke" / "00_quickstart.yaml").read_text()
 
@@ -70,8 +70,8 @@ def test_unknown_profile_and_missing_file():
 def test_precision_knob_and_the_stage_identity():
     import torch
 
+    from mscl.common.params import TrainingParams, build, to_dict
     from mscl.engine.models import resolve_dtype
-    from mscl.pipeline.params import TrainingParams, build, to_dict
 
     assert resolve_dtype("auto", "cpu") == torch.float32       # the CPU computes in fp32
     assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
@@ -83,9 +83,9 @@ def test_precision_knob_and_the_stage_identity():
 
 
 def test_a_stage_run_in_another_precision_or_backend_is_not_reused(scratch, monkeypatch):
+    from mscl.common.params import TrainingParams, build, to_dict
     from mscl.engine import vllm_backend
     from mscl.pipeline import stages
-    from mscl.pipeline.params import TrainingParams, build, to_dict
 
     params = load_params("smoke", "training")
     stages.run_stage("smoke", "domain_independent", "cit", 1, params=params, verbose=False)

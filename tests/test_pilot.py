@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from mscl import benchmark
+from mscl.common.params import load_params
 from mscl.evaluation import conflict
 from mscl.pipeline import pilot
-from mscl.pipeline.params import load_params
 from mscl.pipeline.stages import ensure_benchmark, run_stream
 
 

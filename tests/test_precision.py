@@ -9,8 +9,8 @@ import dataclasses
 import pytest
 import torch
 
+from mscl.common.params import load_params
 from mscl.engine.models import attach_lora, merge_lora, to_compute_dtype
-from mscl.pipeline.params import load_params
 
 
 def _bf16(profile: str = "smoke"):

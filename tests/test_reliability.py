@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mscl.pipeline.paths import REPO_ROOT
+from mscl.common.paths import REPO_ROOT
 
 RUN = (
     "import sys; from mscl.pipeline.stages import run_stage; "

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mscl.common.params import load_params
+from mscl.common.paths import REPO_ROOT
 from mscl.evaluation import claims as C
-from mscl.pipeline.params import load_params
-from mscl.pipeline.paths import REPO_ROOT
 from mscl.pipeline.reproduce import evaluation_jobs, stage_jobs
 
 
@@ -169,7 +169,7 @@ def test_training_seeds_run_apart_on_the_same_data(scratch):
     point, lo, hi = C.paired_difference(both, both, "ACC", n_resamples=50)
     assert point == lo == hi == 0.0
     with pytest.raises(ValueError, match="seeds"):
-        from mscl.pipeline.params import TrainingParams, build, to_dict
+        from mscl.common.params import TrainingParams, build, to_dict
         build(TrainingParams, {**to_dict(params), "seeds": [1, 1]})
 
 

@@ -6,10 +6,10 @@ import copy
 import pytest
 import torch
 
+from mscl.common.params import LoraParams
 from mscl.engine.decoder import common_prefix_length, decode_batch, pick_tokens
 from mscl.engine.generation import answer_questions, generate, sample_responses, uses_own_loop
 from mscl.engine.models import attach_lora, format_prompt
-from mscl.pipeline.params import LoraParams
 
 QUESTIONS = ["What is the capital of France?", "Who wrote Hamlet?",
              "What is the chemical symbol of the element with atomic number 26, iron?", "2+2?",

@@ -6,6 +6,8 @@ import copy
 import pytest
 import torch
 
+from mscl.common.params import LoraParams, PBLParams, TrainParams
+from mscl.core.losses import PreferenceObjective
 from mscl.core.preference import build_preference_data, split_responses
 from mscl.engine.models import attach_lora
 from mscl.engine.training import (
@@ -18,7 +20,6 @@ from mscl.engine.training import (
     response_logps,
     train_lora,
 )
-from mscl.pipeline.params import LoraParams, PBLParams, TrainParams
 from tests.conftest import make_record
 
 LORA = LoraParams(r=8, alpha=16, dropout=0.0, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
@@ -98,7 +99,7 @@ def test_pbl_raises_aligned_and_lowers_conflicting_logratios(tiny):
     torch.manual_seed(0)
     peft_model = attach_lora(model, LORA)
     history = train_lora(peft_model, tok, examples, _train(), "/tmp/mscl-test-trainer", seed=0,
-                         bias_params=_pbl())
+                         objective=PreferenceObjective.from_params(_pbl()))
     aligned, conflict = _logps_by_kind(peft_model, tok, examples)
     assert aligned.mean() > 0.1, aligned
     assert conflict.mean() < -0.1, conflict

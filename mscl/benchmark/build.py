@@ -104,7 +104,7 @@ def edited_answer(fact: Fact, history: list[str], rng: random.Random) -> str | N
 
 
 def _sizes(profile: str):
-    from mscl.pipeline.params import ParamsError, load_params
+    from mscl.common.params import ParamsError, load_params
     params = load_params(profile, "01_data_build")
     if params.profile != profile:
         raise ParamsError(f"params/{profile}/01_data_build.yaml says profile {params.profile!r}")
@@ -297,7 +297,7 @@ def _cross_domain(plan: _Plan, sizes, seed: int) -> list[Record]:
 
 def default_data_dir(profile: str) -> Path:
     """Where ``build_benchmark`` writes by default: ``artifacts_dir()/data/<profile>``."""
-    from mscl.engine.models import artifacts_dir  # lazy: mscl.engine.models imports torch
+    from mscl.common.paths import artifacts_dir
     return artifacts_dir() / "data" / profile
 
 

@@ -15,7 +15,7 @@ from mscl.benchmark.sources import _HOP, SOURCE_SEPARATOR
 def default_data_card_path(profile: str) -> Path:
     """``reports/data_card.md`` for cpu, ``reports/data_card_gpu.md`` for gpu; a smoke run writes
     beside its data under artifacts so it never overwrites a committed card."""
-    from mscl.pipeline.params import PARAMS_ROOT
+    from mscl.common.params import PARAMS_ROOT
     reports = PARAMS_ROOT.parent / "reports"
     return {"cpu": reports / "data_card.md", "gpu": reports / "data_card_gpu.md"}.get(
         profile, default_data_dir(profile) / "data_card.md")

@@ -378,7 +378,7 @@ def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequen
                       earlier_answers: Mapping[str, Sequence[str]] | None = None) -> Augmentation:
     """Augment ``records`` with the model itself, round after round, and select what to keep.
 
-    ``params`` is a :class:`mscl.pipeline.params.TrainingParams` (``augment`` for the knobs; ``eval`` for the
+    ``params`` is a :class:`mscl.common.params.TrainingParams` (``augment`` for the knobs; ``eval`` for the
     batch size and the indication's answer length). Per round and strategy: generate, drop
     degenerate outputs, score MI against the original question; then (``selection == "dynamic"``
     with ``augment.indication``) ask for the LLM indication and select (:func:`mscl.core.selection.

@@ -13,10 +13,13 @@ optional clamp on r) and a bounded one (``variant="sigmoid"``, the DPO/KTO-style
 ``ref_logps`` is always treated as a constant: it is detached, and can be precomputed once.
 
 This is the training path: :class:`mscl.engine.training.StageTrainer` computes each sequence's log-prob
-from the packed rows (:func:`mscl.engine.training.response_logps`) and its objective as
-:func:`total_loss` of the gold NLL and :func:`preference_bias_loss`.
+from the packed rows (:func:`mscl.engine.training.response_logps`) and hands them to the
+:class:`PreferenceObjective` a method gives it, which is :func:`total_loss` of the gold NLL and
+:func:`preference_bias_loss`. The trainer knows nothing of the paper: it minimises what it is given.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +28,7 @@ __all__ = [
     "preference_bias_terms",
     "preference_bias_loss",
     "total_loss",
+    "PreferenceObjective",
     "VARIANTS",
     "REDUCTIONS",
 ]
@@ -143,3 +147,38 @@ def total_loss(nll: torch.Tensor, preference: torch.Tensor, nll_weight: float = 
                preference_weight: float = 1.0) -> torch.Tensor:
     """L = nll_weight * NLL(gold answer) + preference_weight * L_PBL."""
     return nll_weight * nll + preference_weight * preference
+
+
+@dataclasses.dataclass(frozen=True)
+class PreferenceObjective:
+    """PBL's objective as the stage trainer calls it: ``L = nll_weight * NLL + preference_weight * L_PBL``.
+
+    Built from ``params.pbl`` (:meth:`from_params`); the trainer calls :meth:`preference` on a
+    batch's sampled responses and :meth:`total` to combine it with the gold NLL.
+    """
+    alpha: float
+    beta: float
+    variant: str = "sigmoid"
+    scale: float = 1.0
+    clamp: float = 0.0
+    reduction: str = "sum"
+    nll_weight: float = 1.0
+    preference_weight: float = 1.0
+
+    @classmethod
+    def from_params(cls, pbl) -> PreferenceObjective:
+        """From a :class:`mscl.common.params.PBLParams` (or anything with the same fields)."""
+        return cls(**{f.name: getattr(pbl, f.name) for f in dataclasses.fields(cls)})
+
+    def preference(self, policy_logps: torch.Tensor, ref_logps: torch.Tensor, aligned: torch.Tensor,
+                   weights: torch.Tensor | None = None) -> torch.Tensor:
+        """:func:`preference_bias_loss` with this objective's knobs."""
+        return preference_bias_loss(policy_logps, ref_logps, aligned, alpha=self.alpha, beta=self.beta,
+                                    variant=self.variant, scale=self.scale, clamp=self.clamp,
+                                    reduction=self.reduction, weights=weights)
+
+    def total(self, nll: torch.Tensor, preference: torch.Tensor | None) -> torch.Tensor:
+        """:func:`total_loss`; a batch without sampled responses is its weighted NLL."""
+        if preference is None:
+            return self.nll_weight * nll
+        return total_loss(nll, preference, self.nll_weight, self.preference_weight)

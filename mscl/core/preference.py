@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Sequence
 
+from mscl.core.metrics import is_correct
 from mscl.engine.generation import sample_responses
-from mscl.evaluation.metrics import is_correct
 
 SCORERS = ("containment",)
 

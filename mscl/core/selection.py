@@ -34,7 +34,7 @@ round of augmentation and the fine-tuning:
 
 2. **Indication from the LLM** (:func:`llm_indication`): the model at the start of the stage answers
    x' and x greedily; the indication holds when its answer to x' is correct for y (the evaluation's
-   containment test, :func:`mscl.evaluation.metrics.is_correct`) or is the same answer it gives to x: x'
+   containment test, :func:`mscl.core.metrics.is_correct`) or is the same answer it gives to x: x'
    "produces the same result as x". "The same answer" is a token F1 (SQuAD's answer overlap, over
    lower-cased word tokens) of at least ``augment.indication_f1`` between the two answers; 1.0
    asks for identical answers. A small model answers in whole sentences whose wording varies with
@@ -57,8 +57,8 @@ from typing import Sequence
 
 import numpy as np
 
+from mscl.core.metrics import is_correct
 from mscl.engine.generation import answer_questions
-from mscl.evaluation.metrics import is_correct
 
 SELECTION_MODES = ("all", "random", "dynamic")
 # why a non-degenerate rewrite was not selected (counted in the augmentation summary)

@@ -27,8 +27,8 @@ from typing import Callable
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from mscl.common.paths import artifacts_dir
 from mscl.engine import packed_linear
-from mscl.pipeline.paths import artifacts_dir
 
 DEFAULT_BACKBONE = "smollm2-135m"
 DEFAULT_SYSTEM_PROMPT = "Answer the question with a short answer."
@@ -281,7 +281,7 @@ def response_suffix(tokenizer) -> str:
 
 # --------------------------------------------------------------------------- LoRA
 def attach_lora(model, lora, adapter_name: str = "default"):
-    """Wrap ``model`` with a fresh LoRA adapter (``lora``: a :class:`mscl.pipeline.params.LoraParams`)."""
+    """Wrap ``model`` with a fresh LoRA adapter (``lora``: a :class:`mscl.common.params.LoraParams`)."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(

@@ -31,9 +31,8 @@ from typing import Sequence
 import torch
 from transformers import Trainer, TrainingArguments
 
-from mscl.core.losses import preference_bias_loss, total_loss
+from mscl.common import dist
 from mscl.engine.models import encode_prompt, frozen_dtype, response_suffix
-from mscl.pipeline import dist
 
 IGNORE = -100
 
@@ -246,9 +245,11 @@ class NonFiniteLossError(FloatingPointError):
 class StageTrainer(Trainer):
     """``transformers.Trainer`` with the stage objective as its loss; nothing else overridden but logging."""
 
-    def __init__(self, *args, bias_params=None, **kwargs):
+    def __init__(self, *args, objective=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.bias = bias_params
+        # the method's objective over the sampled responses (mscl.core.losses.PreferenceObjective);
+        # None trains on the gold NLL alone
+        self.bias = objective
         self._metrics: dict[str, list[float]] = defaultdict(list)
 
     def _get_train_sampler(self, train_dataset=None):
@@ -261,7 +262,7 @@ class StageTrainer(Trainer):
         logps = response_logps(model, inputs)
         gold = inputs["is_gold"]
         # the mean over the gold tokens of the global batch: with N processes each one's share is
-        # scaled by N because DDP averages the gradients (mscl.pipeline.dist)
+        # scaled by N because DDP averages the gradients (mscl.common.dist)
         tokens = dist.global_count(inputs["n_tokens"][gold].sum()).clamp(min=1)
         nll = -logps[gold].sum() / tokens * dist.world_size()
         pref = None  # the preference term of this batch's responses (PBL only)
@@ -273,12 +274,8 @@ class StageTrainer(Trainer):
             # every process joins this reduction, with or without responses in its batch
             all_responses = dist.global_count(n_responses).clamp(min=1)
         if self.bias is not None and resp.any():
-            pref = preference_bias_loss(
-                logps[resp], inputs["ref_logps"][resp].to(logps.dtype), inputs["aligned"][resp],
-                alpha=self.bias.alpha, beta=self.bias.beta, variant=self.bias.variant,
-                scale=self.bias.scale, clamp=self.bias.clamp, reduction=self.bias.reduction,
-                weights=inputs["counts"][resp],
-            )
+            pref = self.bias.preference(logps[resp], inputs["ref_logps"][resp].to(logps.dtype),
+                                        inputs["aligned"][resp], weights=inputs["counts"][resp])
             self._metrics["preference"].append(pref.item())  # this process's batch
             if dist.world_size() > 1:  # the global batch's sum or mean, as for the NLL above
                 if self.bias.reduction == "mean":
@@ -290,14 +287,8 @@ class StageTrainer(Trainer):
                 self._metrics["logratio_aligned"].append(ratio[aligned].mean().item())
             if (~aligned).any():
                 self._metrics["logratio_conflict"].append(ratio[~aligned].mean().item())
-        # the objective (mscl.core.losses.total_loss): CIT is the NLL alone; a PBL batch without responses
-        # is its weighted NLL
-        if self.bias is None:
-            loss = nll
-        elif pref is None:
-            loss = self.bias.nll_weight * nll
-        else:
-            loss = total_loss(nll, pref, self.bias.nll_weight, self.bias.preference_weight)
+        # CIT is the NLL alone; PBL's objective combines it with the preference term
+        loss = nll if self.bias is None else self.bias.total(nll, pref)
         # every rank learns of a non-finite loss on any rank, so all stop together (none waits on NCCL)
         finite = bool(torch.isfinite(loss))
         if dist.any_rank(not finite):
@@ -317,11 +308,11 @@ class StageTrainer(Trainer):
 
 
 def training_arguments(train, output_dir, seed: int, n_examples: int) -> TrainingArguments:
-    """The Trainer's arguments from ``params.train`` (a :class:`mscl.pipeline.params.TrainParams`)."""
+    """The Trainer's arguments from ``params.train`` (a :class:`mscl.common.params.TrainParams`)."""
     steps_per_epoch = math.ceil(n_examples / (train.batch_size * train.grad_accum))
     return TrainingArguments(
         output_dir=str(output_dir),
-        # under a launcher the global batch stays train.batch_size (mscl.pipeline.dist)
+        # under a launcher the global batch stays train.batch_size (mscl.common.dist)
         per_device_train_batch_size=dist.per_device_batch_size(train.batch_size),
         gradient_accumulation_steps=train.grad_accum,
         num_train_epochs=train.epochs,
@@ -342,9 +333,11 @@ def training_arguments(train, output_dir, seed: int, n_examples: int) -> Trainin
     )
 
 
-def train_lora(model, tokenizer, examples: list[dict], train, output_dir, seed: int, bias_params=None):
+def train_lora(model, tokenizer, examples: list[dict], train, output_dir, seed: int, objective=None):
     """Train the (already LoRA-wrapped) ``model`` on ``examples``; returns the Trainer's log history.
-    A vLLM engine left from the stage's sampling is shut down first, so training has the GPU."""
+    ``objective`` is the method's loss over sampled responses (:class:`mscl.core.losses.PreferenceObjective`),
+    None for the gold NLL alone. A vLLM engine left from the stage's sampling is shut down first, so
+    training has the GPU."""
     from mscl.engine import vllm_backend
 
     vllm_backend.shutdown()
@@ -353,7 +346,7 @@ def train_lora(model, tokenizer, examples: list[dict], train, output_dir, seed: 
         args=training_arguments(train, output_dir, seed, len(examples)),
         train_dataset=examples,
         data_collator=PackedCollator(tokenizer.pad_token_id),
-        bias_params=bias_params,
+        objective=objective,
     )
     trainer.train()
     model.eval()

@@ -43,7 +43,7 @@ def resolve_backend(model, uses_own_loop: bool) -> str:
     (several processes: one in-process engine each would fight over the GPU and the process group)
     always take the transformers path; ``vllm`` forced without vLLM or without a GPU is an error.
     """
-    from mscl.pipeline import dist
+    from mscl.common import dist
 
     choice = os.environ.get(ENV, "auto").strip().lower() or "auto"
     if choice not in CHOICES:
@@ -62,7 +62,7 @@ def expected_backend() -> str:
     identity): ``"vllm"`` when ``$MSCL_GENERATION_BACKEND`` allows it, vLLM is installed, a GPU is
     visible and there is one process; ``"transformers"`` otherwise (models vLLM cannot serve fall
     back to it at run time)."""
-    from mscl.pipeline import dist
+    from mscl.common import dist
 
     choice = os.environ.get(ENV, "auto").strip().lower() or "auto"
     if choice == "transformers" or dist.world_size() > 1 or not (installed() and torch.cuda.is_available()):

@@ -1,6 +1,6 @@
 """From saved predictions to the paper's tables: metrics, claims, figures and the report.
 
-- :mod:`~mscl.evaluation.metrics`: ACC, KGR, KRR and the answer sources of a prediction;
+- :mod:`~mscl.core.metrics`: ACC, KGR, KRR and the answer sources of a prediction;
 - :mod:`~mscl.evaluation.conflict`: the picture of knowledge conflict across stages;
 - :mod:`~mscl.evaluation.claims`: the paper's claims as paired bootstrap tests (Holm-adjusted);
 - :mod:`~mscl.evaluation.report`: tables and figures under the profile's reports folder;

@@ -44,9 +44,9 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from mscl.evaluation import metrics
-from mscl.pipeline.io import read_jsonl
-from mscl.pipeline.paths import REPO_ROOT
+from mscl.common.io import read_jsonl
+from mscl.common.paths import REPO_ROOT
+from mscl.core import metrics
 from mscl.pipeline.stages import finished_stage_dir
 
 PAPER_DIR = REPO_ROOT / "reports" / "paper"

@@ -2,7 +2,7 @@
 
 - **Answer sources.** Each evaluation answer is the stage's *current* gold answer, a *stale* one (an
   earlier answer of the fact's chain that an edit replaced) or *neither*
-  (:func:`mscl.evaluation.metrics.answer_source`). A method that resolves the conflict moves mass from stale to
+  (:func:`mscl.core.metrics.answer_source`). A method that resolves the conflict moves mass from stale to
   current; one that merely fails to learn leaves it in neither.
 - **The accuracy matrix** of the cross-domain stream: R[k][j] = ACC after stage k on the facts that
   stay domain j's to the end of the stream (no later stage asks them again), on their answers (the
@@ -10,7 +10,7 @@
   Every cell of a column thus scores the same facts; the facts domain j hands over to domain j+1,
   which asks them again with an edited answer, count in column j+1 only. Average accuracy,
   backward transfer and forgetting follow Chaudhry et al. (2018)
-  (:func:`mscl.evaluation.metrics.continual_summary`).
+  (:func:`mscl.core.metrics.continual_summary`).
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from mscl.evaluation import metrics
-from mscl.pipeline.io import read_jsonl
+from mscl.common.io import read_jsonl
+from mscl.core import metrics
 from mscl.pipeline.stages import finished_stage_dir
 
 
@@ -48,10 +48,10 @@ def answer_source_rows(profile: str, backbone: str, stream: str, methods: Sequen
 
 def accuracy_matrices(profile: str, backbone: str, stream: str, method: str, stages: Sequence[int],
                       seeds: Sequence[int], runs_root: Path | None = None) -> list[np.ndarray]:
-    """R (:func:`mscl.evaluation.metrics.accuracy_matrix`) of ``method`` for each training seed, in order, over
+    """R (:func:`mscl.core.metrics.accuracy_matrix`) of ``method`` for each training seed, in order, over
     the facts that stay their domain's to the end (the same facts in every cell of a column)."""
     from mscl import benchmark
-    from mscl.pipeline.params import load_params
+    from mscl.common.params import load_params
     from mscl.pipeline.stages import ensure_benchmark
 
     records = benchmark.read_stream(ensure_benchmark(profile, load_params(profile, "training").data_seed), stream)

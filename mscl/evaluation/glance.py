@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mscl.pipeline.io import atomic_write_text
-from mscl.pipeline.paths import REPO_ROOT, reports_dir
+from mscl.common.io import atomic_write_text
+from mscl.common.paths import REPO_ROOT, reports_dir
 
 BEGIN = "<!-- results at a glance: written by `python -m mscl.evaluation.glance` from reports/tables -->"
 END = "<!-- end of the results at a glance -->"

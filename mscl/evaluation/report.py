@@ -10,9 +10,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from mscl.evaluation.metrics import ANSWER_SOURCES
-from mscl.pipeline.io import atomic_write_text
-from mscl.pipeline.paths import REPO_ROOT, artifacts_dir, reports_dir
+from mscl.common.io import atomic_write_text
+from mscl.common.paths import REPO_ROOT, artifacts_dir, reports_dir
+from mscl.core.metrics import ANSWER_SOURCES
 
 # the profile a notebook opens on: cpu (the committed run's stages, reused after `make reproduce`);
 # `make test` sets smoke, and papermill's parameters override both
@@ -96,7 +96,7 @@ def main_table(long: pd.DataFrame, baseline: str = "cit", metrics: tuple[str, ..
 
 def answer_source_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Per-item answer sources (columns ``method``, ``stage``, ``seed``, ``source`` in
-    :data:`~mscl.evaluation.metrics.ANSWER_SOURCES`) to one row per (method, stage): for each source s,
+    :data:`~mscl.core.metrics.ANSWER_SOURCES`) to one row per (method, stage): for each source s,
 
     s = mean over seeds of 100 * #(items of the seed with source s) / #(items of the seed)
 
@@ -164,7 +164,7 @@ def answer_source_figure(table: pd.DataFrame, *, methods: Sequence[str] | None =
 
 def accuracy_matrix_heatmap(R: np.ndarray, labels: Sequence[str], *, ax=None, title: str = "",
                             sd: np.ndarray | None = None):
-    """Heatmap of an accuracy matrix (:func:`mscl.evaluation.metrics.accuracy_matrix`, fractions) in percent,
+    """Heatmap of an accuracy matrix (:func:`mscl.core.metrics.accuracy_matrix`, fractions) in percent,
     100 * R[k, j] written in each cell (``"62.5±1.3"`` with an across-seed ``sd`` of the same shape,
     also fractions), NaN cells blank; rows "after stage k", columns the domain whose facts are
     evaluated, both labelled with ``labels``. Returns the Axes."""

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from mscl.common.io import atomic_write_text
+from mscl.common.params import TrainingParams, load_params
+from mscl.common.paths import reports_dir
 from mscl.engine.models import DEFAULT_SYSTEM_PROMPT
 from mscl.evaluation import claims as C
 from mscl.evaluation.report import main_table, save_table
 from mscl.pipeline import choices
 from mscl.pipeline import pilot as budget_sweep
-from mscl.pipeline.io import atomic_write_text
-from mscl.pipeline.params import TrainingParams, load_params
-from mscl.pipeline.paths import reports_dir
 from mscl.pipeline.stages import evaluation_modes
 
 NOTEBOOK_PARAMS = ("02_pilot", "04_domain_independent", "05_cross_domain", "06_ablations", "07_retention")

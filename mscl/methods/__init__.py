@@ -17,7 +17,7 @@ class UnknownMethodError(KeyError):
 
 
 def get_method(name: str, params) -> Method:
-    """The method called ``name``, configured with ``params`` (a :class:`mscl.pipeline.params.TrainingParams`)."""
+    """The method called ``name``, configured with ``params`` (a :class:`mscl.common.params.TrainingParams`)."""
     if name not in METHODS:
         raise UnknownMethodError(f"unknown method {name!r}; known methods: {', '.join(sorted(METHODS))}")
     return METHODS[name](params)

@@ -24,7 +24,7 @@ class StageContext:
     stage: int
     stage_dir: Path                  # this stage's folder; the method saves its state here
     previous_dirs: list[Path]        # folders of stages 1..N-1 of the same method, in order
-    params: Any                      # mscl.pipeline.params.TrainingParams
+    params: Any                      # mscl.common.params.TrainingParams
     tokenizer: Any
     sets: dict[str, list]            # "train", "eval", "edited", "retention", "history", "general" records
     seed: int
@@ -51,7 +51,7 @@ class Method(ABC):
 
     def identity(self) -> dict:
         """The parameters this method's results depend on (hashed into every stage's manifest)."""
-        from mscl.pipeline.params import to_dict
+        from mscl.common.params import to_dict
 
         everything = to_dict(self.params)
         keys = ("backbone", "seed", "data_seed", "shared_stages", "train", "eval", *self.param_sections)
@@ -89,8 +89,9 @@ class SequentialLoRA(Method):
         """Training examples of the stage (the gold pairs; subclasses add to them)."""
         return build_examples(ctx.tokenizer, ctx.sets["train"], self.params.train.max_length)
 
-    def bias_params(self):
-        """Preference-bias knobs for the trainer; None trains on the gold answers alone."""
+    def objective(self):
+        """The trainer's loss over sampled responses (:class:`mscl.core.losses.PreferenceObjective`);
+        None trains on the gold answers alone."""
         return None
 
     def train_stage(self, model, ctx: StageContext):
@@ -98,6 +99,6 @@ class SequentialLoRA(Method):
         set_seed(ctx.seed)
         peft_model = attach_lora(model, self.params.train.lora)
         ctx.info["log_history"] = train_lora(peft_model, ctx.tokenizer, examples, self.params.train,
-                                             ctx.stage_dir / "trainer", ctx.seed, self.bias_params())
+                                             ctx.stage_dir / "trainer", ctx.seed, self.objective())
         save_adapter(peft_model, ctx.stage_dir / "adapter")
         return merge_lora(peft_model)

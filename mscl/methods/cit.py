@@ -1,8 +1,8 @@
 """CIT: continual instruction tuning, plain sequential LoRA fine-tuning on each stage's gold answers."""
 from __future__ import annotations
 
+from mscl.common.io import read_json
 from mscl.methods.base import SequentialLoRA, StageContext
-from mscl.pipeline.io import read_json
 
 
 class CIT(SequentialLoRA):
@@ -23,7 +23,7 @@ class ComputeMatchedCIT(CIT):
     def reference_examples(self, ctx: StageContext) -> int:
         """How many examples the reference method trained on at this stage: gold + kept rewrites."""
         folder = ctx.stage_dir
-        if folder.name.startswith("rank"):   # a launcher's scratch folder (mscl.pipeline.dist)
+        if folder.name.startswith("rank"):   # a launcher's scratch folder (mscl.common.dist)
             folder = folder.parent
         manifest_path = folder.parent.parent / self.reference / folder.name / "manifest.json"
         if not manifest_path.is_file():

@@ -33,10 +33,10 @@ from types import SimpleNamespace
 
 from transformers import set_seed
 
+from mscl.common.io import read_json, write_json
 from mscl.engine.models import attach_lora, load_adapter, merge_lora, save_adapter
 from mscl.engine.training import build_examples, train_lora
 from mscl.methods.base import SequentialLoRA, StageContext
-from mscl.pipeline.io import read_json, write_json
 
 STATE_FILE = "flearning.json"
 FORGETTING_ADAPTER = "forgetting_adapter"

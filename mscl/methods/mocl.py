@@ -56,9 +56,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import set_seed
 
+from mscl.common.io import read_json, write_json
 from mscl.engine.training import build_examples, train_lora
 from mscl.methods.base import Method, StageContext
-from mscl.pipeline.io import read_json, write_json
 
 MODULE_DIR = "mocl"
 

@@ -34,12 +34,13 @@ responses and the preference bias like every training question. They are kept in
 """
 from __future__ import annotations
 
+from mscl.common.io import read_json, read_jsonl, write_json, write_jsonl
 from mscl.core.augment import STRATEGIES, augmented_record_from_row, record_row, self_distillation
+from mscl.core.losses import PreferenceObjective
 from mscl.core.preference import build_preference_data, split_summary
 from mscl.engine.training import build_examples, reference_logps
 from mscl.methods.base import SequentialLoRA, StageContext
 from mscl.methods.cit import CIT
-from mscl.pipeline.io import read_json, read_jsonl, write_json, write_jsonl
 
 
 class AugmentationError(RuntimeError):
@@ -120,8 +121,8 @@ class PBL(SelfDistillation, SequentialLoRA):
         ctx.info["preference_split"] = split_summary(rows)
         return build_examples(ctx.tokenizer, records, self.params.train.max_length, rows)
 
-    def bias_params(self):
-        return self.params.pbl
+    def objective(self):
+        return PreferenceObjective.from_params(self.params.pbl)
 
     @property
     def param_sections(self) -> tuple[str, ...]:

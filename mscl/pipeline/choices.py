@@ -29,11 +29,11 @@ import numpy as np
 import pandas as pd
 
 from mscl import benchmark as benchmark
-from mscl.engine.models import artifacts_dir
+from mscl.common.params import ChoiceParams, ParamsError, TrainingParams, load_params, params_path
+from mscl.common.paths import artifacts_dir
+from mscl.core.metrics import is_correct
 from mscl.evaluation.claims import paired_difference, stage_predictions
-from mscl.evaluation.metrics import is_correct
 from mscl.methods import get_method
-from mscl.pipeline.params import ChoiceParams, ParamsError, TrainingParams, load_params, params_path
 from mscl.pipeline.stages import (
     SHARED_METHOD,
     ensure_benchmark,

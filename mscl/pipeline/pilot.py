@@ -6,7 +6,7 @@ nothing. Notebook 02 therefore runs CIT over the domain-independent stream at re
 (``sweep.facts`` facts of the base set, every stage) for every setting of epochs x learning rate x
 LoRA target modules in ``params/<profile>/02_pilot.yaml``, and records for each its stage-1 ACC,
 its ACC at the later stages and its stale-answer rate (the share of evaluation answers that give an
-answer an edit replaced, :func:`mscl.evaluation.metrics.answer_source`).
+answer an edit replaced, :func:`mscl.core.metrics.answer_source`).
 
 The rule, fixed in the params file before the sweep ran: order the settings by budget (epochs, then
 learning rate, then the number of LoRA target modules) and take the first whose stage-1 ACC reaches
@@ -28,9 +28,9 @@ from pathlib import Path
 import pandas as pd
 
 from mscl import benchmark as benchmark
-from mscl.engine.models import artifacts_dir
-from mscl.pipeline.io import atomic_write_text
-from mscl.pipeline.params import PilotParams, TrainingParams, load_params
+from mscl.common.io import atomic_write_text
+from mscl.common.params import PilotParams, TrainingParams, load_params
+from mscl.common.paths import artifacts_dir
 from mscl.pipeline.stages import ensure_benchmark, results_table, run_stream
 
 SWEEP_STREAM = "domain_independent"

@@ -1,7 +1,7 @@
 """``python -m mscl.pipeline.reproduce --profile cpu``: run the numbered notebooks in order with papermill.
 
 This is what ``make reproduce`` (and ``make smoke``) call. Each notebook runs with its profile's
-parameter files; executed copies go to ``<reports>/notebooks/`` (see :func:`mscl.pipeline.paths.reports_dir`).
+parameter files; executed copies go to ``<reports>/notebooks/`` (see :func:`mscl.common.paths.reports_dir`).
 Notebooks that train reuse every stage already finished under ``artifacts/runs/``, so a rerun after
 a kill picks up where it stopped. Notebook 03 (one stage of one method) runs once per stage of the
 domain-independent stream for CIT and PBL (PBL from stage 2: stage 1 is CIT's, shared).
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mscl.pipeline.paths import REPO_ROOT, artifacts_dir, reports_dir
+from mscl.common.paths import REPO_ROOT, artifacts_dir, reports_dir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,7 +39,7 @@ STAGE_STREAM = "domain_independent"
 def planned_runs(profile: str, backbone: str | None) -> list[tuple[str, str, dict]]:
     """(notebook name, executed-copy name, parameters) in the order they run."""
     from mscl import benchmark
-    from mscl.pipeline.params import load_params
+    from mscl.common.params import load_params
     from mscl.pipeline.stages import SHARED_METHOD
 
     common = {"profile": profile, **({"backbone": backbone} if backbone else {})}
@@ -121,7 +121,7 @@ def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list
     method's job runs its whole chain up to the last stage any notebook needs.
     """
     from mscl import benchmark
-    from mscl.pipeline.params import load_params
+    from mscl.common.params import load_params
     from mscl.pipeline.stages import SHARED_METHOD
 
     training = load_params(profile, "training")
@@ -234,8 +234,8 @@ def train_stages(profile: str, backbone: str | None, workers: int) -> list[dict]
     """Train every stage the notebooks need: the shared stages first, then the methods' chains and
     the pilot's sweep, then the methods that read another method's stages; returns one timing row
     per job."""
+    from mscl.common.params import load_params
     from mscl.methods import METHODS
-    from mscl.pipeline.params import load_params
     from mscl.pipeline.stages import ensure_benchmark
 
     ensure_benchmark(profile, load_params(profile, "training").data_seed)  # once, before jobs that read it
@@ -257,7 +257,7 @@ def evaluation_jobs(profile: str, backbone: str | None) -> list[StageJob]:
     """The report's side table asks every main-table method's last stage again under the other
     evaluation mode (:func:`mscl.pipeline.stages.mode_predictions`): one job per method and seed, after training."""
     from mscl import benchmark
-    from mscl.pipeline.params import EVAL_MODES, load_params
+    from mscl.common.params import EVAL_MODES, load_params
 
     training = load_params(profile, "training")
     main = load_params(profile, "04_domain_independent")
@@ -273,8 +273,8 @@ def stage_costs(profile: str, backbone: str | None = None) -> "pd.DataFrame":
     wall time their training takes on that many workers."""
     import pandas as pd
 
-    from mscl.pipeline.io import read_json
-    from mscl.pipeline.params import load_params
+    from mscl.common.io import read_json
+    from mscl.common.params import load_params
 
     slug = (backbone or load_params(profile, "training").backbone).replace("/", "__")
     rows = []
@@ -337,8 +337,8 @@ def main(argv: list[str] | None = None) -> int:
 
         workers = args.workers or (1 if torch.cuda.is_available() else min(2, os.cpu_count() or 1))
         # the data and the backbone cache first (notebooks 00 and 01 would make them anyway)
+        from mscl.common.params import load_params
         from mscl.engine.models import load_backbone
-        from mscl.pipeline.params import load_params
 
         load_backbone(args.backbone or load_params(args.profile, "training").backbone)
         timings += train_stages(args.profile, args.backbone, workers)

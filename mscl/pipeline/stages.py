@@ -28,6 +28,10 @@ import numpy as np
 import torch
 
 from mscl import benchmark as benchmark
+from mscl.common import dist
+from mscl.common.io import read_json, read_jsonl, sha256_json, write_json, write_jsonl
+from mscl.common.params import EVAL_MODES, TrainingParams, load_params, to_dict
+from mscl.core import metrics
 from mscl.engine import vllm_backend
 from mscl.engine.generation import answer_questions, resolve, sample_responses
 from mscl.engine.models import (
@@ -42,11 +46,7 @@ from mscl.engine.models import (
     to_compute_dtype,
 )
 from mscl.engine.training import ContextLengthError
-from mscl.evaluation import metrics
 from mscl.methods import StageContext, get_method
-from mscl.pipeline import dist
-from mscl.pipeline.io import read_json, read_jsonl, sha256_json, write_json, write_jsonl
-from mscl.pipeline.params import EVAL_MODES, TrainingParams, load_params, to_dict
 
 EVAL_SETS = ("eval", "edited", "retention", "history", "general")
 SHARED_METHOD = "cit"  # trains the stages every method shares (training.yaml: shared_stages)
@@ -89,7 +89,7 @@ def finished_stage_dir(profile: str, backbone: str, stream: str, method: str, st
 
 
 def check_devices(profile: str, params: TrainingParams | None = None) -> None:
-    """:func:`mscl.pipeline.dist.check_devices` for ``profile``'s ``training.yaml`` (``require_cuda``)."""
+    """:func:`mscl.common.dist.check_devices` for ``profile``'s ``training.yaml`` (``require_cuda``)."""
     params = params or load_params(profile, "training")
     dist.check_devices(params.require_cuda, f"params/{profile}/training.yaml")
 
@@ -196,7 +196,7 @@ def _answer_sets(model, tokenizer, sets: dict[str, list], names: list[str], para
                  desc: str, seed: int = 0) -> dict[str, list[str]]:
     """Answers to the questions of each named set (:func:`_answers`), every distinct question asked
     once (the edited and retention sets are parts of the evaluation set). Under a launcher greedy
-    evaluation is split across the processes and gathered on each (:func:`mscl.pipeline.dist.shard`)."""
+    evaluation is split across the processes and gathered on each (:func:`mscl.common.dist.shard`)."""
     questions = list(dict.fromkeys(r.question for name in names for r in sets[name]))
     if params.eval.mode == "greedy":  # greedy answers do not depend on the batch: split over the processes
         answered = dist.gather_shards(questions, _answers(model, tokenizer, dist.shard(questions), params, desc))
@@ -326,7 +326,7 @@ def run_stage(profile: str, stream: str, method_name: str, stage: int, *, params
         folder.mkdir(parents=True, exist_ok=True)
     dist.barrier()
     final_folder = folder
-    if not dist.is_main():  # under a launcher, only process 0 writes the stage folder (mscl.pipeline.dist)
+    if not dist.is_main():  # under a launcher, only process 0 writes the stage folder (mscl.common.dist)
         folder = final_folder / f"rank{dist.rank()}"
         folder.mkdir(parents=True, exist_ok=True)
         for cache in final_folder.iterdir():  # a restarted stage: the same caches as process 0
@@ -518,7 +518,7 @@ def results_table(manifests: list[dict], per_seed: bool = False):
             "KRR_lo": 100 * r["retention"].get("krr_lo", float("nan")),
             "KRR_hi": 100 * r["retention"].get("krr_hi", float("nan")),
             "ACC_general": 100 * r["general"].get("acc", float("nan")),
-            # where the stage's evaluation answers come from (mscl.evaluation.metrics.answer_source)
+            # where the stage's evaluation answers come from (mscl.core.metrics.answer_source)
             **{source: 100 * r["eval"].get(f"source_{source}", float("nan")) for source in metrics.ANSWER_SOURCES},
             "wall_s": m["timings_s"]["total"],
             "seed": m.get("run_seed", m["params"]["seed"]),

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from mscl import benchmark
-from mscl.engine.models import artifacts_dir
-from mscl.pipeline.io import read_json, read_jsonl, sha256_json
-from mscl.pipeline.params import TrainingParams, build, load_params, to_dict
+from mscl.common.io import read_json, read_jsonl, sha256_json
+from mscl.common.params import TrainingParams, build, load_params, to_dict
+from mscl.common.paths import artifacts_dir
 from mscl.pipeline.stages import EVAL_SETS, stage_identity, stage_metrics
 
 

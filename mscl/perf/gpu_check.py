@@ -1,4 +1,4 @@
-"""``make gpu-check`` (``python -m mscl.gpu_check``): the GPU path end to end, in minutes, offline.
+"""``make gpu-check`` (``python -m mscl.perf.gpu_check``): the GPU path end to end, in minutes, offline.
 
 On a machine with a CUDA GPU and no network it checks, and writes to ``reports/gpu_check.json``:
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from mscl.pipeline.paths import artifacts_dir, reports_dir
+from mscl.common.paths import artifacts_dir, reports_dir
 
 MAIN_METHODS = ("cit", "pbl", "mocl", "flearning", "ours", "cit+matched")
 LLAMA3_8B = dict(hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_key_value_heads=8,
@@ -88,9 +88,9 @@ def random_backbone_fallback(folder: Path) -> Path | None:
 def stage_loop_check(facts: int, backbone: str | None) -> dict:
     """Every method of :data:`MAIN_METHODS` through the real stage loop at reduced size (module
     docstring, 2). Runs under the current ``$MSCL_ARTIFACTS``."""
+    from mscl.common.params import load_params
     from mscl.engine.models import BackboneError, cached_backbone_dir, load_backbone
     from mscl.pipeline import pilot
-    from mscl.pipeline.params import load_params
     from mscl.pipeline.stages import run_stage
 
     training = load_params("gpu", "training")
@@ -169,8 +169,8 @@ def estimate_table(profile: str = "cpu", sizes_of: tuple[float, ...] = (135e6, 8
     import numpy as np
 
     from mscl import benchmark
+    from mscl.common.params import load_params
     from mscl.engine.models import encode_prompt, load_tokenizer
-    from mscl.pipeline.params import load_params
 
     folder = artifacts_dir() / "data" / profile
     records = [r for r in benchmark.read_stream(folder, "domain_independent") if r.split == "train"]
@@ -232,7 +232,7 @@ def paper_scale_estimate(parameters: float, prompt_tokens: float, answer_tokens:
     evaluation's token budget, 128 of the authors' 256). Every main-table method, the cross-domain
     pair, PBL to stage 3 and the ablations at stage 2 on their seeds; the budget sweep is left out."""
     from mscl import benchmark
-    from mscl.pipeline.params import load_params
+    from mscl.common.params import load_params
 
     training = load_params(profile, "training")
     sizes = load_params(profile, "01_data_build").sizes

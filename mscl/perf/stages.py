@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from mscl.bench.compute import training_flops
-from mscl.bench.machine import setup
-from mscl.pipeline.paths import REPO_ROOT, artifacts_dir
+from mscl.common.paths import REPO_ROOT, artifacts_dir
+from mscl.perf.compute import training_flops
+from mscl.perf.machine import setup
 
 
 def timed_pass(profile: str, records: int, backbone: str | None) -> float:
@@ -27,7 +27,7 @@ def job_parallelism(profile: str, records: int, backbone: str | None) -> dict:
 
     def launch(threads: int):
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        command = [sys.executable, "-m", "mscl.bench", "--profile", profile, "--records", str(records),
+        command = [sys.executable, "-m", "mscl.perf", "--profile", profile, "--records", str(records),
                    "--timed-pass"] + (["--backbone", backbone] if backbone else [])
         return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
 
@@ -77,8 +77,8 @@ def scratch_artifacts(profile: str, params, workdir: Path) -> Path:
 def run_stage_process(profile: str, method: str, stage: int, scratch: Path, backbone: str) -> dict:
     """``python -m mscl run`` of one stage in the ``scratch`` artifacts folder: its wall time, its
     own peak RSS (``wait4``) and its manifest's timings."""
-    from mscl.pipeline.io import read_json
-    from mscl.pipeline.params import load_params
+    from mscl.common.io import read_json
+    from mscl.common.params import load_params
     from mscl.pipeline.stages import finished_stage_dir
 
     command = [sys.executable, "-m", "mscl", "run", "--profile", profile, "--stream", "domain_independent",
@@ -103,7 +103,7 @@ def whole_stages(profile: str, stage: int, workdir: Path, backbone: str | None =
     """A CIT and a PBL stage ``stage`` as the pipeline runs them (``python -m mscl run``: loading,
     the old model's answers, training, the new model's answers on every evaluation set), from the
     same shared stage 1; PBL first, then CIT."""
-    from mscl.pipeline.params import load_params
+    from mscl.common.params import load_params
 
     params = load_params(profile, "training")
     if backbone:
@@ -120,7 +120,7 @@ def whole_stages(profile: str, stage: int, workdir: Path, backbone: str | None =
 
 def stage_peak_rss(profile: str, method: str, stage: int, workdir: Path, backbone: str | None = None) -> dict:
     """Run one stage as ``python -m mscl run`` in a scratch artifacts folder; its peak RSS (GiB)."""
-    from mscl.pipeline.params import load_params
+    from mscl.common.params import load_params
 
     params = load_params(profile, "training")
     if backbone:

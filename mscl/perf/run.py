@@ -1,4 +1,4 @@
-"""``make bench`` (``python -m mscl.bench --profile cpu``): the pipeline's speed, measured side by side.
+"""``make bench`` (``python -m mscl.perf --profile cpu``): the pipeline's speed, measured side by side.
 
 Everything is measured in one run, on the same model and the same training records (the first
 ``--records`` training records of the domain-independent stream's stage 1), with the profile's
@@ -43,7 +43,7 @@ training parameters, because these machines are noisy and only figures taken tog
     in the same run. The details give the batched run's share of that peak
     (``batched_matmul_peak_share``). And ``batched_generation_linear_bound``: the loop's time over
     the time a third batched run spends inside the backbone's linear layers (timed by hooks,
-    :class:`~mscl.bench.compute.LinearTimer`; the details give their share of that run, and their own FLOPs over their
+    :class:`~mscl.perf.compute.LinearTimer`; the details give their share of that run, and their own FLOPs over their
     time), the speedup were attention, sampling, norms and Python free.
 Also measured, without a bar (it is why ``make reproduce`` runs two 1-thread stage jobs at a time
 on a 2-core machine): ``parallel_jobs_throughput``, the training work two 1-thread processes do
@@ -67,7 +67,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mscl.bench.compute import (
+from mscl.common.paths import reports_dir
+from mscl.perf.compute import (
     generation_speedup,
     linear_backends,
     matmul_peak,
@@ -75,9 +76,8 @@ from mscl.bench.compute import (
     train_throughput,
     training_flops,
 )
-from mscl.bench.machine import BARS, machine, meets, setup
-from mscl.bench.stages import job_parallelism, stage_peak_rss, timed_pass, whole_stages
-from mscl.pipeline.paths import reports_dir
+from mscl.perf.machine import BARS, machine, meets, setup
+from mscl.perf.stages import job_parallelism, stage_peak_rss, timed_pass, whole_stages
 
 
 def render(results: dict) -> str:
@@ -92,10 +92,10 @@ def render(results: dict) -> str:
     m = results["machine"]
     return "\n".join([
         f"# Benchmarks ({results['profile']} profile, backbone {results['backbone']})", "",
-        f"Measured by `python -m mscl.bench --profile {results['profile']}` (`make bench`) in one run of "
+        f"Measured by `python -m mscl.perf --profile {results['profile']}` (`make bench`) in one run of "
         f"{results['seconds']:.0f} s on {m['cpu'] or m['platform']} ({m['cpu_count']} cores, torch "
         f"{m['torch']} with {m['torch_threads']} threads{', ' + m['gpu'] if 'gpu' in m else ''}); "
-        f"{results['records']} training records. How each figure is measured: `mscl/bench/`.", "",
+        f"{results['records']} training records. How each figure is measured: `mscl/perf/`.", "",
         *rows, "",
         "`pbl_vs_cit_cost_ratio` is a whole stage as the pipeline runs it (evaluation included), one run "
         "each, PBL first; `pbl_vs_cit_train_stage_ratio` is the training part alone (sampling, reference "
@@ -168,7 +168,7 @@ def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mscl.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mscl.perf", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
     parser.add_argument("--records", type=int, default=32, help="training records every benchmark uses")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the trainer comparison")

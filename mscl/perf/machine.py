@@ -55,8 +55,8 @@ class Setup:
 
 def setup(profile: str, n_records: int, backbone: str | None = None) -> Setup:
     from mscl import benchmark
+    from mscl.common.params import load_params
     from mscl.engine.models import load_backbone
-    from mscl.pipeline.params import load_params
     from mscl.pipeline.stages import ensure_benchmark
 
     params = load_params(profile, "training")

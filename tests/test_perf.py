@@ -1,4 +1,4 @@
-"""`python -m mscl.bench` on the smoke profile: every figure is measured and written, with its bar."""
+"""`python -m mscl.perf` on the smoke profile: every figure is measured and written, with its bar."""
 from __future__ import annotations
 
 import json
@@ -7,19 +7,19 @@ import time
 import pytest
 import torch
 
-from mscl import bench
+from mscl import perf
 from mscl.engine import packed_linear
 
 
 @pytest.mark.trains
 def test_bench_measures_and_writes_every_figure(tmp_path, monkeypatch):
     monkeypatch.setenv("MSCL_ARTIFACTS", str(tmp_path / "artifacts"))
-    results = bench.run("smoke", records=8, epochs=1, repeats=1, stage_method="pbl", stage_number=2,
+    results = perf.run("smoke", records=8, epochs=1, repeats=1, stage_method="pbl", stage_number=2,
                         out_dir=tmp_path / "reports")
     saved = json.loads((tmp_path / "reports" / "benchmarks.json").read_text())
-    for key in bench.BARS:  # the keys the issue names, each a measured positive number
+    for key in perf.BARS:  # the keys the issue names, each a measured positive number
         assert saved[key] == pytest.approx(results["figures"][key]) and saved[key] > 0
-        assert saved["met"][key] == bench.meets(key, saved[key])
+        assert saved["met"][key] == perf.meets(key, saved[key])
     details = saved["details"]
     assert details["training throughput vs TRL"]["tokens"] > 0
     assert details["peak memory of a stage"]["stage"] == "pbl stage 2"
@@ -49,8 +49,8 @@ def test_bench_measures_and_writes_every_figure(tmp_path, monkeypatch):
 
 
 def test_bars():
-    assert bench.meets("train_throughput_ratio_vs_trl", 1.0) and not bench.meets("train_throughput_ratio_vs_trl", 0.99)
-    assert bench.meets("peak_rss_gib", 5.9) and not bench.meets("peak_rss_gib", 6.1)
+    assert perf.meets("train_throughput_ratio_vs_trl", 1.0) and not perf.meets("train_throughput_ratio_vs_trl", 0.99)
+    assert perf.meets("peak_rss_gib", 5.9) and not perf.meets("peak_rss_gib", 6.1)
 
 
 class _Sleep(torch.nn.Module):
@@ -81,7 +81,7 @@ def test_linear_timer_times_linears_only_counting_nested_ones_once():
     nested = _Nested()
     model = torch.nn.Sequential(torch.nn.Linear(4, 4), _Sleep(0.03), nested)
     x = torch.randn(2, 4)
-    with bench.LinearTimer(model) as timer:
+    with perf.LinearTimer(model) as timer:
         model(x)
         model(x)
         nested.fail = True
@@ -105,7 +105,7 @@ def test_linear_timer_counts_a_lora_layer_once():
 
     model = inject_adapter_in_model(LoraConfig(r=2, target_modules=["0"]),
                                     torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3)))
-    with bench.LinearTimer(model) as timer:
+    with perf.LinearTimer(model) as timer:
         model(torch.randn(5, 4))
     # LoRA's layer (base, A and B inside) and the plain linear; FLOPs of base, A, B and the plain one
     assert timer.calls == 2 and timer.flops == 2 * 5 * (4 * 4 + 4 * 2 + 2 * 4 + 4 * 3)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from mscl.bench.machine import Setup, _token_count
+from mscl.perf.machine import Setup, _token_count
 
 
 def _time_ours(s: Setup, epochs: int, workdir: Path) -> float:
