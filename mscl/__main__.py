@@ -4,7 +4,7 @@
 or one; :mod:`mscl.pipeline.pilot`) and prints its table. ``python -m mscl choose --profile cpu --study
 loss_variant [--setting NAME]`` does the same for a knob chosen by measurement (:mod:`mscl.pipeline.choices`).
 ``python -m mscl evaluate ... --mode authors`` asks a finished stage's questions under the other
-evaluation mode (:func:`mscl.pipeline.stages.mode_predictions`).
+evaluation mode (:func:`mscl.evaluation.tables.mode_predictions`).
 
 Runs one stage of one method (and any earlier stage not finished yet) through the same code path
 the notebooks call (:func:`mscl.pipeline.stages.run_stage`); without ``--stage`` it runs the whole stream.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--mode", required=True, choices=["greedy", "authors"])
     evaluate.add_argument("--seed", type=int, default=None, help="training seed (default: training.yaml's seed)")
     evaluate.add_argument("--backbone", default=None, help="override the profile's backbone")
+    clean = sub.add_parser("clean", help="remove a stage and every stage that depends on it (mscl.pipeline.clean)")
+    clean.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
+    clean.add_argument("--stream", required=True, choices=["domain_independent", "cross_domain"])
+    clean.add_argument("--method", required=True)
+    clean.add_argument("--stage", type=int, required=True)
+    clean.add_argument("--seed", type=int, default=None, help="training seed (default: training.yaml's seed)")
+    clean.add_argument("--backbone", default=None, help="override the profile's backbone")
+    clean.add_argument("--runs-root", default=None, type=Path, help="a runs folder other than <artifacts>/runs")
     args = parser.parse_args(argv)
+    if args.command == "clean":
+        return _clean(args)
     if args.command == "evaluate":
         return _evaluate(args)
     if args.command == "sweep":
@@ -56,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         return _choose(args)
 
     from mscl.common.params import load_params
-    from mscl.pipeline.stages import results_table, run_stage, run_stream
+    from mscl.evaluation.tables import results_table
+    from mscl.pipeline.stages import run_stage, run_stream
 
     params = load_params(args.profile, "training")
     if args.seed is not None:
@@ -76,6 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _clean(args) -> int:
+    from mscl.common.params import load_params
+    from mscl.pipeline.clean import remove_stage
+
+    params = load_params(args.profile, "training")
+    remove_stage(args.profile, args.backbone or params.backbone, args.stream, args.method, args.stage,
+                 params.seed if args.seed is None else args.seed, args.runs_root)
+    return 0
+
+
 def _sweep(args) -> int:
     from mscl.common.params import load_params
     from mscl.pipeline import pilot
@@ -90,13 +112,15 @@ def _sweep(args) -> int:
         if args.setting is None or setting.name in args.setting:
             pilot.run_setting(args.profile, setting, args.backbone)
     if args.setting is None:
-        print(pilot.sweep_table(args.profile, args.backbone).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+        from mscl.evaluation.picks import sweep_table
+
+        print(sweep_table(args.profile, args.backbone).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     return 0
 
 
 def _evaluate(args) -> int:
     from mscl.common.params import load_params
-    from mscl.pipeline.stages import mode_predictions
+    from mscl.evaluation.tables import mode_predictions
 
     params = load_params(args.profile, "training")
     params = params.with_seed(params.seed if args.seed is None else args.seed)
@@ -121,7 +145,9 @@ def _choose(args) -> int:
     for name in args.setting or names:
         choices.run_setting(args.profile, args.study, name, args.backbone)
     if args.setting is None:
-        print(choices.choice_table(args.profile, args.study, args.backbone)
+        from mscl.evaluation.picks import choice_table
+
+        print(choice_table(args.profile, args.study, args.backbone)
               .to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     return 0
 

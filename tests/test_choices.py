@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 
 from mscl.common.params import ChoiceParams, ParamsError, build, load_params
+from mscl.common.paths import SHARED_METHOD, is_finished, run_dir
 from mscl.core.preference import split_table
+from mscl.evaluation import picks
 from mscl.methods.mocl import routing_table
 from mscl.pipeline import choices
 from mscl.pipeline.reproduce import stage_jobs
-from mscl.pipeline.stages import SHARED_METHOD, is_finished, run_dir
 
 
 def test_overrides_replace_training_fields_and_bad_keys_name_the_file():
@@ -50,9 +51,9 @@ def test_the_rule_takes_the_best_unless_its_interval_against_the_default_holds_z
         return pd.DataFrame({"setting": ["paper", "a", "b"], "ACC s3": [40.0, acc_a, 39.0],
                              "lo": [0.0, lo_a, -5.0], "hi": [0.0, hi_a, 3.0]})
 
-    assert choices.pick(table(50.0, 2.0, 18.0), choice) == "a"          # better, and the interval excludes 0
-    assert choices.pick(table(50.0, -1.0, 18.0), choice) == "paper"     # better, but a tie
-    assert choices.pick(table(30.0, -15.0, -5.0), choice) == "paper"    # the default is best
+    assert picks.pick(table(50.0, 2.0, 18.0), choice) == "a"          # better, and the interval excludes 0
+    assert picks.pick(table(50.0, -1.0, 18.0), choice) == "paper"     # better, but a tie
+    assert picks.pick(table(30.0, -15.0, -5.0), choice) == "paper"    # the default is best
 
 
 def test_a_setting_trains_from_the_main_runs_shared_stage(scratch):
@@ -69,10 +70,10 @@ def test_a_setting_trains_from_the_main_runs_shared_stage(scratch):
     assert link.is_symlink() and link.resolve() == main.resolve() and is_finished(main)
     main_pbl = run_dir("smoke", "tiny-random", "domain_independent", "pbl", 2, None, seed=0)
     assert not (main_pbl / "manifest.json").exists()
-    table = choices.choice_table("smoke", study)
+    table = picks.choice_table("smoke", study)
     assert list(table["setting"]) == list(choice.settings)
     assert table.loc[table["setting"] == choice.default, "vs default"].item() == 0.0
-    assert "training.yaml" in choices.check_choice("smoke", study, choices.pick(table, choice))
+    assert "training.yaml" in choices.check_choice("smoke", study, picks.pick(table, choice))
 
 
 def test_reproduce_schedules_the_other_settings_and_trains_the_profiles_own_with_the_methods():
@@ -109,7 +110,7 @@ def test_an_exact_tie_with_the_default_goes_to_the_default():
     choice = ChoiceParams(method="flearning", stage=2, default="c", settings={"a": {}, "b": {}, "c": {}})
     table = pd.DataFrame({"setting": ["a", "b", "c"], "ACC s2": [30.0, 20.0, 30.0], "lo": [1.0, -9.0, 0.0],
                           "hi": [5.0, 1.0, 0.0]})
-    assert choices.pick(table, choice) == "c"
+    assert picks.pick(table, choice) == "c"
 
 
 def test_the_report_reads_mocls_routing_from_its_numbers():

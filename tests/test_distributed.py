@@ -122,6 +122,7 @@ def test_process_shares_of_the_loss_average_to_the_single_process_loss(tiny, mon
 
     from mscl.common import dist
     from mscl.common.params import load_params
+    from mscl.core.losses import PreferenceObjective
     from mscl.engine.training import StageTrainer, build_examples, pack_examples
     from tests.conftest import make_record
 
@@ -137,7 +138,8 @@ def test_process_shares_of_the_loss_average_to_the_single_process_loss(tiny, mon
     rows = [{"id": rid, "responses": [{"response": text, "aligned": j == 0, "ref_logp": -2.0 - 15 * int(rid[1]) - j}
                                        for j, text in enumerate(texts)]} for rid, texts in responses.items()]
     examples = build_examples(tok, records, 128, rows)
-    bias = dataclasses.replace(load_params("smoke", "training").pbl, reduction=reduction, variant="sigmoid")
+    bias = PreferenceObjective.from_params(
+        dataclasses.replace(load_params("smoke", "training").pbl, reduction=reduction, variant="sigmoid"))
     trainer = object.__new__(StageTrainer)  # compute_loss needs only these attributes
     trainer.bias, trainer._metrics, trainer.state = bias, defaultdict(list), SimpleNamespace(global_step=0)
 

@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from mscl import gpu_check
 from mscl.common.paths import REPO_ROOT
+from mscl.perf import gpu_check
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from mscl.common.io import read_json
-from mscl.common.paths import REPO_ROOT
-from mscl.pipeline.stages import run_dir, run_stage, stage_identity
+from mscl.common.paths import REPO_ROOT, run_dir
+from mscl.pipeline.stages import run_stage, stage_identity
 
 PACKAGE = REPO_ROOT / "mscl"
 MAX_LINES = 600
@@ -38,8 +38,8 @@ def _strings(value):
 
 
 def test_the_stage_identity_names_no_module_or_source_path(scratch):
+    from mscl.benchmark.probe import ensure_benchmark
     from mscl.common.params import load_params
-    from mscl.pipeline.stages import ensure_benchmark
 
     params = load_params("smoke", "training")
     data = read_json(ensure_benchmark("smoke", params.data_seed) / "manifest.json")

@@ -35,8 +35,9 @@ def test_cit_matched_repeats_the_gold_pairs_in_order_up_to_ours_count(tiny, tmp_
 
 
 def test_the_authors_evaluation_mode_samples_from_a_bare_user_turn(scratch, tiny, monkeypatch):
+    from mscl.engine import generation
     from mscl.engine.models import DEFAULT_SYSTEM_PROMPT, format_prompt
-    from mscl.pipeline import stages
+    from mscl.evaluation import tables
 
     _, tokenizer = tiny
     assert DEFAULT_SYSTEM_PROMPT not in format_prompt(tokenizer, "What is 2 + 2?", None)
@@ -46,21 +47,21 @@ def test_the_authors_evaluation_mode_samples_from_a_bare_user_turn(scratch, tiny
         seen.update(kw)
         return [["an answer"] for _ in questions]
 
-    monkeypatch.setattr(stages, "sample_responses", fake_sample)
+    monkeypatch.setattr(generation, "sample_responses", fake_sample)
     params = load_params("smoke", "training")
     run_stage("smoke", "domain_independent", "cit", 2, params=params, verbose=False)
-    table = stages.evaluation_modes("smoke", "domain_independent", ["cit"], 2, params=params)
+    table = tables.evaluation_modes("smoke", "domain_independent", ["cit"], 2, params=params)
     assert set(table["mode"]) == {"greedy", "authors"} and table["ACC"].between(0, 100).all()
-    assert seen["system"] is None and {k: seen[k] for k in stages.AUTHORS_EVAL} == stages.AUTHORS_EVAL
+    assert seen["system"] is None and {k: seen[k] for k in generation.AUTHORS_EVAL} == generation.AUTHORS_EVAL
     # the second mode's answers are cached beside the stage's own predictions
-    again = stages.evaluation_modes("smoke", "domain_independent", ["cit"], 2, params=params)
+    again = tables.evaluation_modes("smoke", "domain_independent", ["cit"], 2, params=params)
     assert again.equals(table)
     from mscl.__main__ import main
 
     assert main(["evaluate", "--profile", "smoke", "--stream", "domain_independent", "--method", "cit", "--stage", "2",
                  "--mode", "authors"]) == 0
     with pytest.raises(ValueError, match="unknown evaluation mode"):
-        stages.mode_predictions("smoke", "domain_independent", "cit", 2, "beam", params=params)
+        tables.mode_predictions("smoke", "domain_independent", "cit", 2, "beam", params=params)
 
 
 def test_eval_mode_is_checked():

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 
 from mscl import benchmark
+from mscl.benchmark.probe import ensure_benchmark
 from mscl.common.params import load_params
-from mscl.evaluation import conflict
+from mscl.evaluation import conflict, picks
 from mscl.pipeline import pilot
-from mscl.pipeline.stages import ensure_benchmark, run_stream
+from mscl.pipeline.stages import run_stream
 
 
 def test_settings_come_in_the_rules_budget_order():
@@ -23,12 +24,12 @@ def test_settings_come_in_the_rules_budget_order():
 
 def test_pick_regime_takes_the_lowest_budget_that_learns_stage_one():
     table = pd.DataFrame({"setting": ["a", "b", "c", "d"], "ACC s1": [20.0, 59.9, 60.0, 90.0]})
-    assert pilot.pick_regime(table, 60.0)["setting"] == "c"
-    assert pilot.pick_regime(table, 95.0) is None
+    assert picks.pick_regime(table, 60.0)["setting"] == "c"
+    assert picks.pick_regime(table, 95.0) is None
 
 
 def test_sweep_runs_every_setting_on_the_reduced_stream(scratch):
-    sweep = pilot.sweep_table("smoke")
+    sweep = picks.sweep_table("smoke")
     params = load_params("smoke", "02_pilot")
     assert list(sweep["setting"]) == [s.name for s in pilot.settings(params)]
     stages = benchmark.STREAM_STAGES["domain_independent"]
@@ -38,9 +39,9 @@ def test_sweep_runs_every_setting_on_the_reduced_stream(scratch):
     facts = {r.fact_id for r in benchmark.read_stream(reduced, "domain_independent")}
     assert len(facts) == params.sweep.facts
     # a setting's stages are its own: other epochs, another run folder, reused the second time
-    again = pilot.sweep_table("smoke")
+    again = picks.sweep_table("smoke")
     pd.testing.assert_frame_equal(sweep.drop(columns="wall_s"), again.drop(columns="wall_s"))
-    message = pilot.check_regime("smoke", pilot.pick_regime(sweep, params.sweep.min_stage1_acc))
+    message = picks.check_regime("smoke", picks.pick_regime(sweep, params.sweep.min_stage1_acc))
     assert "training.yaml" in message
 
 

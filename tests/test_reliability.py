@@ -41,7 +41,7 @@ def _run(artifacts: Path, method: str, stage: int) -> None:
 
 def _stage_dir(artifacts: Path, method: str, stage: int) -> Path:
     """The folder of a finished stage: CIT's for the stage every method shares (smoke: stage 1)."""
-    from mscl.pipeline.stages import finished_stage_dir
+    from mscl.common.paths import finished_stage_dir
 
     return finished_stage_dir("smoke", "tiny-random", "domain_independent", method, stage, artifacts / "runs", seed=0)
 

@@ -131,7 +131,7 @@ def _manifest(method, stage, seed, acc, krr):
 
 def test_results_table_averages_training_seeds():
     from mscl.evaluation.report import main_table
-    from mscl.pipeline.stages import results_table
+    from mscl.evaluation.tables import results_table
 
     one = results_table([_manifest("cit", 2, 0, 0.5, 0.8)])
     assert "seed" not in one and "seeds" not in one and one["KRR_lo"].iloc[0] == pytest.approx(70.0)
@@ -152,7 +152,8 @@ def test_results_table_averages_training_seeds():
 
 
 def test_training_seeds_run_apart_on_the_same_data(scratch):
-    from mscl.pipeline.stages import run_dir, run_stream
+    from mscl.common.paths import run_dir
+    from mscl.pipeline.stages import run_stream
 
     params = load_params("smoke", "training")
     first = run_stream("smoke", "domain_independent", "cit", params=params, seeds=[0, 1], verbose=False)

@@ -11,7 +11,7 @@ Three streams, one JSONL file each, one :class:`~mscl.benchmark.records.Record` 
   form a chain A -> B -> C -> D -> E and ``previous_answer`` is the link before. The other facts keep
   their answer at every stage: the knowledge-retention set (KRR). Part of the base set
   (``known_share``) is facts the backbone answers before any training, found by asking it
-  (:func:`probe_candidates`, ``mscl.pipeline.stages.known_facts``).
+  (:func:`probe_candidates`, :func:`mscl.benchmark.probe.known_facts`).
 - ``cross_domain`` (7 stages, stage k = domain k, in the paper's order): stage k holds
   domain-independent examples of domain k (true answers) and cross-domain conflict examples: facts
   shared by domains k-1 and k (the same underlying fact asked in domain k's framing, e.g. an
@@ -307,7 +307,7 @@ def build_benchmark(profile: str, seed: int, out_dir: str | Path | None = None,
     and write them, with ``manifest.json``, to ``out_dir`` (default :func:`default_data_dir`).
 
     ``known``: the fact ids, among :func:`probe_candidates`, that the backbone ``known_by`` already
-    answers (``mscl.pipeline.stages.ensure_benchmark`` asks it); they make up ``sizes.known_share`` of the
+    answers (``mscl.benchmark.probe.ensure_benchmark`` asks it); they make up ``sizes.known_share`` of the
     domain-independent base set. Required when that share is above 0.
 
     The same ``seed`` (and ``known``) gives byte-identical files; another seed gives other edits and
@@ -316,7 +316,7 @@ def build_benchmark(profile: str, seed: int, out_dir: str | Path | None = None,
     sizes = _sizes(profile)
     if sizes.known_share > 0 and known is None:
         raise ValueError(f"params/{profile}/01_data_build.yaml asks for known_share {sizes.known_share}: pass "
-                         "the facts the backbone knows (`known=`, see mscl.pipeline.stages.ensure_benchmark)")
+                         "the facts the backbone knows (`known=`, see mscl.benchmark.probe.ensure_benchmark)")
     known = set(known) if known is not None else None
     folder = Path(out_dir) if out_dir is not None else default_data_dir(profile)
     folder.mkdir(parents=True, exist_ok=True)

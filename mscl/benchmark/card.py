@@ -67,7 +67,7 @@ def write_data_card(folder: str | Path, path: str | Path) -> Path:
         share = known["known_in_base_set"] / max(known["base_set"], 1)
         out += [f"`{known['backbone']}` was asked the {known['probed']} best-known candidate facts in all their "
                 f"wordings (greedy, the evaluation decoding; known: right in at least two thirds of them, "
-                f"`mscl.pipeline.stages.known_facts`): it knows {known['known_in_probe']}. "
+                f"`mscl.benchmark.probe.known_facts`): it knows {known['known_in_probe']}. "
                 f"The domain-independent base set "
                 f"holds {known['known_in_base_set']} of them among its {known['base_set']} facts "
                 f"({100 * share:.0f}%; `known_share` asks {100 * manifest['sizes']['known_share']:.0f}%).", ""]

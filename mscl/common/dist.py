@@ -84,6 +84,16 @@ def per_device_batch_size(batch_size: int, where: str = "train.batch_size") -> i
     return batch_size // n
 
 
+def device() -> torch.device:
+    """Where this process computes: its GPU (``LOCAL_RANK`` under a launcher), or the CPU. On a GPU,
+    fp32 matmuls may use TF32 (bf16 is the default precision there; ``train.dtype: float32`` asks for fp32)."""
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        return torch.device("cuda", local_rank())
+    return torch.device("cpu")
+
+
 class DeviceError(RuntimeError):
     """The machine does not have the devices the profile asks for, or has more than one process can
     use; raised before any data is built or model loaded."""

@@ -14,6 +14,7 @@ bootstrap at once (shape ``(n_resamples, n)``): 1000 resamples of 6000 items tak
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -36,6 +37,7 @@ __all__ = [
     "ANSWER_SOURCES",
     "accuracy_matrix",
     "continual_summary",
+    "stage_metrics",
 ]
 
 
@@ -300,3 +302,54 @@ def continual_summary(R: np.ndarray) -> dict[str, float | list[float]]:
     forgetting = [_nan_reduce(np.max, R[j:last, j]) - R[last, j] for j in range(last)]
     return {"A": by_stage[-1], "BWT": _nan_reduce(np.mean, bwt), "F": _nan_reduce(np.mean, forgetting),
             "A_by_stage": by_stage}
+
+
+# --------------------------------------------------------------------------- one stage's scores
+def _fact_clusters(rows: list[dict]) -> list[str] | None:
+    """The bootstrap's units: a fact with all its questions, when every fact has the same number of
+    them (every built stage; a cluster bootstrap needs equal sizes); single questions otherwise (an
+    ``eval.max_items`` cut can split a fact)."""
+    sizes = Counter(r["fact_id"] for r in rows)
+    return [r["fact_id"] for r in rows] if len(set(sizes.values())) == 1 else None
+
+
+def stage_metrics(predictions: dict[str, list[dict]], first_correct: dict[str, bool] | None,
+                  n_resamples: int, seed: int) -> dict:
+    """ACC/KGR of the stage's questions, edited-knowledge, retention (KRR) and general metrics.
+
+    ``first_correct`` maps retention item ids to whether they were right after stage 1
+    (None at stage 1, where it is this stage's own result).
+    """
+    out: dict = {}
+    for name, rows in predictions.items():
+        if not rows:
+            out[name] = {"n": 0}
+            continue
+        answers = [r["answer"] for r in rows]
+        new = [r["new_prediction"] for r in rows]
+        facts = _fact_clusters(rows)
+        entry = {"n": len(rows)}
+        entry["acc"] = accuracy(new, answers)
+        entry["acc_lo"], entry["acc_hi"] = accuracy_ci(new, answers, n_resamples, seed=seed, clusters=facts)
+        if rows[0].get("old_prediction") is not None:
+            old = [r["old_prediction"] for r in rows]
+            entry["acc_old"] = accuracy(old, answers)
+            entry["kgr"] = knowledge_gain_ratio(old, new, answers)
+            entry["kgr_lo"], entry["kgr_hi"] = knowledge_gain_ratio_ci(old, new, answers, n_resamples,
+                                                                              seed=seed, clusters=facts)
+        sources = [answer_source(r["new_prediction"], r["answer"], r.get("earlier_answers", []))
+                   for r in rows]
+        for source in ANSWER_SOURCES:  # current, stale (an answer an edit replaced), neither
+            entry[f"source_{source}"] = sources.count(source) / len(rows)
+        if name == "edited":
+            # still giving the answer the edit replaced: the conflict the paper is about
+            entry["acc_previous"] = float(np.mean([is_correct(r["new_prediction"], r["previous_answer"])
+                                                   for r in rows]))
+        if name == "retention":
+            now = [bool(r["new_correct"]) for r in rows]
+            first = now if first_correct is None else [bool(first_correct.get(r["id"], False)) for r in rows]
+            entry["krr"] = knowledge_retention_rate(first, now)
+            entry["krr_lo"], entry["krr_hi"] = knowledge_retention_rate_ci(first, now, n_resamples,
+                                                                                  seed=seed, clusters=facts)
+        out[name] = entry
+    return out

@@ -25,6 +25,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from mscl.common import dist
 from mscl.engine import decoder
 from mscl.engine.models import DEFAULT_SYSTEM_PROMPT, encode_prompt_text, format_prompt
 
@@ -187,3 +188,36 @@ def sample_responses(model, tokenizer, questions: Sequence[str], *, k: int, temp
     return generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=per_batch,
                     num_return_sequences=k, do_sample=True, temperature=temperature, top_p=top_p,
                     seed=seed, desc=desc, backend=backend)
+
+
+# The authors' released evaluation script (eval.mode "authors"): one answer sampled at temperature
+# 0.8 and top-p 0.95, up to 256 new tokens, from a bare user turn (no system prompt).
+AUTHORS_EVAL = {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 256}
+
+
+def evaluation_answers(model, tokenizer, questions: list[str], evaluation, desc: str, mode: str | None = None,
+                       seed: int = 0) -> list[str]:
+    """One answer per question, as ``evaluation`` (``params.eval``) asks: greedy under the system
+    prompt (``mode: greedy``), or sampled as the authors' script does (``authors``,
+    :data:`AUTHORS_EVAL`, seeded). ``mode`` overrides ``evaluation.mode``."""
+    if (mode or evaluation.mode) == "authors":
+        return [o[0] for o in sample_responses(model, tokenizer, questions, k=1, **AUTHORS_EVAL,
+                                               batch_size=evaluation.batch_size, seed=seed, desc=desc, system=None)]
+    return answer_questions(model, tokenizer, questions, max_new_tokens=evaluation.max_new_tokens,
+                            batch_size=evaluation.batch_size, desc=desc)
+
+
+def evaluation_answer_sets(model, tokenizer, sets: dict[str, list], names: list[str], evaluation, desc: str,
+                           seed: int = 0) -> dict[str, list[str]]:
+    """Answers to the questions of each named set of records (:func:`evaluation_answers`), every
+    distinct question asked once (the edited and retention sets are parts of the evaluation set).
+    Under a launcher greedy answers are split across the processes and gathered on each
+    (:func:`mscl.common.dist.shard`); sampled ones are seeded by batch, so every process asks all."""
+    questions = list(dict.fromkeys(r.question for name in names for r in sets[name]))
+    if evaluation.mode == "greedy":
+        answered = dist.gather_shards(questions, evaluation_answers(model, tokenizer, dist.shard(questions),
+                                                                    evaluation, desc))
+    else:
+        answered = evaluation_answers(model, tokenizer, questions, evaluation, desc, seed=seed)
+    answers = dict(zip(questions, answered))
+    return {name: [answers[r.question] for r in sets[name]] for name in names}

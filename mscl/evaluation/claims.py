@@ -45,9 +45,8 @@ import numpy as np
 import pandas as pd
 
 from mscl.common.io import read_jsonl
-from mscl.common.paths import REPO_ROOT
+from mscl.common.paths import REPO_ROOT, finished_stage_dir
 from mscl.core import metrics
-from mscl.pipeline.stages import finished_stage_dir
 
 PAPER_DIR = REPO_ROOT / "reports" / "paper"
 # Bootstrap resamples for the claims: the smallest bootstrap p-value is 2 / (B + 1), and Holm's

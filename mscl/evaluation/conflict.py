@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from mscl.common.io import read_jsonl
+from mscl.common.paths import finished_stage_dir
 from mscl.core import metrics
-from mscl.pipeline.stages import finished_stage_dir
 
 
 def _predictions(profile: str, backbone: str, stream: str, method: str, stage: int, seed: int,
@@ -51,8 +51,8 @@ def accuracy_matrices(profile: str, backbone: str, stream: str, method: str, sta
     """R (:func:`mscl.core.metrics.accuracy_matrix`) of ``method`` for each training seed, in order, over
     the facts that stay their domain's to the end (the same facts in every cell of a column)."""
     from mscl import benchmark
+    from mscl.benchmark.probe import ensure_benchmark
     from mscl.common.params import load_params
-    from mscl.pipeline.stages import ensure_benchmark
 
     records = benchmark.read_stream(ensure_benchmark(profile, load_params(profile, "training").data_seed), stream)
     last_asked: dict[str, int] = {}

@@ -4,14 +4,13 @@ Every number in a report comes from saved run artifacts through these functions;
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from mscl.common.io import atomic_write_text
-from mscl.common.paths import REPO_ROOT, artifacts_dir, reports_dir
+from mscl.common.outputs import save_figure, save_table  # noqa: F401  (the notebooks' writers)
+from mscl.common.paths import REPO_ROOT, artifacts_dir
 from mscl.core.metrics import ANSWER_SOURCES
 
 # the profile a notebook opens on: cpu (the committed run's stages, reused after `make reproduce`);
@@ -33,24 +32,6 @@ def profile_status(profile: str) -> str:
     return (f"profile {profile}: no finished stages under {where} yet, so this notebook trains the ones it needs "
             "now (hours on 2 cores). Run `make reproduce` first, which trains every stage two at a time, "
             "or set profile = \"smoke\" in the parameters cell for a quick look.")
-
-
-def save_table(df: pd.DataFrame, name: str, profile: str, floatfmt: str = ".2f") -> Path:
-    """Write ``tables/<name>.md`` and ``tables/<name>.csv``; returns the Markdown path."""
-    folder = reports_dir(profile) / "tables"
-    atomic_write_text(folder / f"{name}.csv", df.to_csv(index=False, float_format="%.4f"))
-    return atomic_write_text(folder / f"{name}.md", df.to_markdown(index=False, floatfmt=floatfmt) + "\n")
-
-
-def save_figure(fig, name: str, profile: str) -> Path:
-    """Write ``figures/<name>.png`` (dpi 150, tight)."""
-    folder = reports_dir(profile) / "figures"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.png"
-    tmp = folder / f".{name}.tmp.png"
-    fig.savefig(tmp, dpi=150, bbox_inches="tight")
-    tmp.replace(path)
-    return path
 
 
 def loss_curves(log_history: list[dict], ax=None, title: str = ""):

@@ -20,10 +20,10 @@ from mscl.common.params import TrainingParams, load_params
 from mscl.common.paths import reports_dir
 from mscl.engine.models import DEFAULT_SYSTEM_PROMPT
 from mscl.evaluation import claims as C
+from mscl.evaluation import picks
 from mscl.evaluation.report import main_table, save_table
+from mscl.evaluation.tables import evaluation_modes
 from mscl.pipeline import choices
-from mscl.pipeline import pilot as budget_sweep
-from mscl.pipeline.stages import evaluation_modes
 
 NOTEBOOK_PARAMS = ("02_pilot", "04_domain_independent", "05_cross_domain", "06_ablations", "07_retention")
 
@@ -200,7 +200,7 @@ def side_tables(r: ReportInputs) -> tuple[dict, pd.DataFrame | None, pd.DataFram
     """The picks of the measured choices (study -> setting), MoCL's routing table and the split
     under other K and temperatures, where the notebooks saved them."""
     studies = r.nb["06_ablations"].choices
-    picked = {study: choices.pick(r.table(f"06_{study}"), choice) for study, choice in studies.items()
+    picked = {study: picks.pick(r.table(f"06_{study}"), choice) for study, choice in studies.items()
               if r.has(f"06_{study}")}
     routing = r.table("04_mocl_routing") if r.has("04_mocl_routing") else None
     split_k = r.table("06_split_settings") if r.has("06_split_settings") else None
@@ -262,7 +262,7 @@ def deviations(r: ReportInputs, pick) -> str:
         "(`mscl/core/selection.py`); the slides define neither the counterpart nor the counts.",
         f"- LoRA on {', '.join(training.train.lora.target_modules)}, rank {training.train.lora.r}; "
         f"{training.train.epochs:g} epochs at learning rate {training.train.learning_rate:g}: "
-        f"{budget_sweep.check_regime(profile, pick)}.",
+        f"{picks.check_regime(profile, pick)}.",
     ])
 
 
@@ -332,7 +332,7 @@ def write_report(r: ReportInputs, claims_df: pd.DataFrame, ablations: dict, ours
     summary = ", ".join(f"{n} {v}" for v, n in verdicts.items())
     holm_summary = ", ".join(f"{n} {v}" for v, n in holm_verdicts.items())
     sweep = table("02_pilot_sweep")
-    pick = budget_sweep.pick_regime(sweep, nb["02_pilot"].sweep.min_stage1_acc)
+    pick = picks.pick_regime(sweep, nb["02_pilot"].sweep.min_stage1_acc)
     deviations_text = deviations(r, pick)
     discussion_text = discussion(r, claims_df, pick, sweep, pilot)
     continual = table("05_continual_summary")
@@ -401,7 +401,7 @@ def write_report(r: ReportInputs, claims_df: pd.DataFrame, ablations: dict, ours
         deviations_text,
         f"### Evaluation mode: stage {last}, greedy against the authors' sampling",
         "ACC (%) of each method's last stage, its evaluation questions answered under both modes (mean and "
-        "seed sd; `mscl.pipeline.stages.evaluation_modes`):",
+        "seed sd; `mscl.evaluation.tables.evaluation_modes`):",
         markdown(modes_table),
         "## What this run costs",
         "Wall time of every finished stage, from its manifest (`timings_s`), summed per stream and method "

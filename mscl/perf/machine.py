@@ -55,9 +55,9 @@ class Setup:
 
 def setup(profile: str, n_records: int, backbone: str | None = None) -> Setup:
     from mscl import benchmark
+    from mscl.benchmark.probe import ensure_benchmark
     from mscl.common.params import load_params
     from mscl.engine.models import load_backbone
-    from mscl.pipeline.stages import ensure_benchmark
 
     params = load_params(profile, "training")
     if backbone:

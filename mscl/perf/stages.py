@@ -50,7 +50,8 @@ def scratch_artifacts(profile: str, params, workdir: Path) -> Path:
     """A scratch artifacts folder for stage runs of ``profile``: the cached backbones (linked), the
     benchmark data (copied) and the shared stages, copied when already trained, else trained here
     first (so no timed run pays for them)."""
-    from mscl.pipeline.stages import ensure_benchmark, finished_stage_dir, run_dir
+    from mscl.benchmark.probe import ensure_benchmark
+    from mscl.common.paths import finished_stage_dir, run_dir
 
     ensure_benchmark(profile, params.data_seed)
     scratch = workdir / "artifacts"
@@ -79,7 +80,7 @@ def run_stage_process(profile: str, method: str, stage: int, scratch: Path, back
     own peak RSS (``wait4``) and its manifest's timings."""
     from mscl.common.io import read_json
     from mscl.common.params import load_params
-    from mscl.pipeline.stages import finished_stage_dir
+    from mscl.common.paths import finished_stage_dir
 
     command = [sys.executable, "-m", "mscl", "run", "--profile", profile, "--stream", "domain_independent",
                "--method", method, "--stage", str(stage), "--backbone", backbone]

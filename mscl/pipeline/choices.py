@@ -9,8 +9,9 @@ try (dotted ``training.yaml`` keys and their values). The rule, stated there bef
     seeds, resampled: :func:`mscl.evaluation.claims.paired_difference`) includes 0; a tie goes to ``default``.
 
 ``default`` is the paper's own form where the paper prints one (the summed L_PP + L_NP), otherwise
-the baseline's published setting. :func:`pick` applies the rule to :func:`choice_table`, and
-:func:`check_choice` says whether ``training.yaml`` trains with the pick.
+the baseline's published setting. :func:`mscl.evaluation.picks.pick` applies the rule to
+:func:`mscl.evaluation.picks.choice_table`, and :func:`check_choice` says whether ``training.yaml``
+trains with the pick.
 
 Each setting trains ``method`` over the domain-independent stream up to ``stage`` with every
 training seed, under ``artifacts/choices/<profile>/<study>/<setting>/``; the shared stage(s) are the
@@ -29,22 +30,12 @@ import numpy as np
 import pandas as pd
 
 from mscl import benchmark as benchmark
+from mscl.benchmark.probe import ensure_benchmark
+from mscl.common.answers import is_correct
 from mscl.common.params import ChoiceParams, ParamsError, TrainingParams, load_params, params_path
-from mscl.common.paths import artifacts_dir
-from mscl.core.metrics import is_correct
-from mscl.evaluation.claims import paired_difference, stage_predictions
+from mscl.common.paths import SHARED_METHOD, artifacts_dir, is_finished, run_dir
 from mscl.methods import get_method
-from mscl.pipeline.stages import (
-    SHARED_METHOD,
-    ensure_benchmark,
-    finished_model,
-    is_finished,
-    results_table,
-    run_dir,
-    run_stage,
-)
-
-CHOICE_BOOTSTRAP = 2000
+from mscl.pipeline.stages import finished_model, run_stage
 
 
 def studies(profile: str) -> dict[str, ChoiceParams]:
@@ -126,50 +117,6 @@ def run_setting(profile: str, study: str, setting: str, backbone: str | None = N
         manifests += [run_stage(profile, stream, choice.method, s, params=params, backbone=b, runs_root=root,
                                 verbose=False) for s in stages[params.shared_stages:] if s <= choice.stage]
     return manifests
-
-
-def choice_table(profile: str, study: str, backbone: str | None = None) -> pd.DataFrame:
-    """One row per setting: its overrides, ACC (seed mean) at every stage it trains, the seed sd, KGR
-    and the stale-answer rate at the study's stage, and its ACC difference to ``default`` there with
-    the paired 95% interval. Settings not trained yet are trained first (finished stages are reused)."""
-    choice = studies(profile)[study]
-    training = load_params(profile, "training")
-    stream = load_params(profile, "06_ablations").stream
-    b = backbone or training.backbone
-    manifests = {name: run_setting(profile, study, name, backbone) for name in choice.settings}
-    frames = {name: stage_predictions(profile, b, stream, choice.method, choice.stage,
-                                      runs_root=setting_root(profile, study, name), seeds=training.seeds)
-              for name in choice.settings}
-    rows = []
-    for name, overrides in choice.settings.items():
-        per_seed = results_table(manifests[name], per_seed=True)
-        last = per_seed[per_seed["stage"] == choice.stage]
-        table = results_table(manifests[name]).set_index("stage")
-        row = {"setting": name, "overrides": ", ".join(f"{k}={v}" for k, v in overrides.items()),
-               "profile's": is_profile_setting(profile, study, name)}
-        for stage, r in table.iterrows():
-            row[f"ACC s{stage}"] = r["ACC"]
-        row[f"ACC s{choice.stage} seed sd"] = last["ACC"].std(ddof=1) if len(last) > 1 else float("nan")
-        row[f"KGR s{choice.stage}"] = table.loc[choice.stage, "KGR"]
-        row[f"stale s{choice.stage}"] = table.loc[choice.stage, "stale"]
-        if name == choice.default:
-            row.update({"vs default": 0.0, "lo": 0.0, "hi": 0.0})
-        else:
-            point, lo, hi = paired_difference(frames[name], frames[choice.default], "ACC", CHOICE_BOOTSTRAP)
-            row.update({"vs default": point, "lo": lo, "hi": hi})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def pick(table: pd.DataFrame, choice: ChoiceParams) -> str:
-    """The rule (module docstring): the best mean ACC at the study's stage, unless its paired interval
-    against ``default`` includes 0."""
-    column = f"ACC s{choice.stage}"
-    best = table.loc[table[column].idxmax()]
-    default_acc = table.loc[table["setting"] == choice.default, column].iloc[0]
-    if best["setting"] == choice.default or default_acc == best[column] or best["lo"] <= 0 <= best["hi"]:
-        return choice.default
-    return str(best["setting"])
 
 
 def check_choice(profile: str, study: str, picked: str) -> str:

@@ -25,13 +25,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from mscl import benchmark as benchmark
+from mscl.benchmark.probe import ensure_benchmark
 from mscl.common.io import atomic_write_text
 from mscl.common.params import PilotParams, TrainingParams, load_params
 from mscl.common.paths import artifacts_dir
-from mscl.pipeline.stages import ensure_benchmark, results_table, run_stream
+from mscl.pipeline.stages import run_stream
 
 SWEEP_STREAM = "domain_independent"
 
@@ -113,43 +112,3 @@ def run_setting(profile: str, setting: Setting, backbone: str | None = None) -> 
     data_dir = sweep_data(profile, pilot.sweep.facts, training.data_seed)
     return run_stream(profile, SWEEP_STREAM, pilot.method, params=params, seeds=[params.seed], backbone=backbone,
                       runs_root=sweep_root(profile) / setting.name, data_dir=data_dir, verbose=False)
-
-
-def sweep_table(profile: str, backbone: str | None = None) -> pd.DataFrame:
-    """One row per setting, in budget order: stage-1 ACC, ACC and stale-answer rate (%) at every
-    later stage, the change of ACC from stage 1 to the last stage, and the wall time of its stages."""
-    pilot = load_params(profile, "02_pilot")
-    rows = []
-    for setting in settings(pilot):
-        table = results_table(run_setting(profile, setting, backbone)).set_index("stage")
-        row = {"setting": setting.name, "epochs": setting.epochs, "learning_rate": setting.learning_rate,
-               "targets": setting.targets}
-        for stage, r in table.iterrows():
-            row[f"ACC s{stage}"] = r["ACC"]
-        for stage, r in table.iloc[1:].iterrows():
-            row[f"stale s{stage}"] = r["stale"]
-        row["ACC change s1->last"] = table["ACC"].iloc[-1] - table["ACC"].iloc[0]
-        row["wall_s"] = table["wall_s"].sum()
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def pick_regime(table: pd.DataFrame, min_stage1_acc: float) -> pd.Series | None:
-    """The rule: the first row (budget order) whose stage-1 ACC reaches ``min_stage1_acc``; None if
-    no setting does."""
-    reached = table[table["ACC s1"] >= min_stage1_acc]
-    return None if reached.empty else reached.iloc[0]
-
-
-def check_regime(profile: str, pick: pd.Series | None) -> str:
-    """Whether ``training.yaml`` trains with the sweep's pick: a sentence for the notebook."""
-    pilot = load_params(profile, "02_pilot")
-    if pick is None:
-        return f"no setting reaches {pilot.sweep.min_stage1_acc:g}% stage-1 ACC; training.yaml keeps its budget"
-    train = load_params(profile, "training").train
-    chosen = next(s for s in settings(pilot) if s.name == pick["setting"])
-    ours = (train.epochs, train.learning_rate, tuple(train.lora.target_modules))
-    if ours == (chosen.epochs, chosen.learning_rate, chosen.target_modules):
-        return f"training.yaml trains with the pick, {chosen.name}"
-    return (f"training.yaml ({ours[0]:g} epochs, lr {ours[1]:g}, {list(ours[2])}) differs from the sweep's pick "
-            f"{chosen.name}: update params/{profile}/training.yaml")

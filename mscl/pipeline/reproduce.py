@@ -40,7 +40,7 @@ def planned_runs(profile: str, backbone: str | None) -> list[tuple[str, str, dic
     """(notebook name, executed-copy name, parameters) in the order they run."""
     from mscl import benchmark
     from mscl.common.params import load_params
-    from mscl.pipeline.stages import SHARED_METHOD
+    from mscl.common.paths import SHARED_METHOD
 
     common = {"profile": profile, **({"backbone": backbone} if backbone else {})}
     runs = []
@@ -122,7 +122,7 @@ def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list
     """
     from mscl import benchmark
     from mscl.common.params import load_params
-    from mscl.pipeline.stages import SHARED_METHOD
+    from mscl.common.paths import SHARED_METHOD
 
     training = load_params(profile, "training")
     default = backbone or training.backbone
@@ -234,9 +234,9 @@ def train_stages(profile: str, backbone: str | None, workers: int) -> list[dict]
     """Train every stage the notebooks need: the shared stages first, then the methods' chains and
     the pilot's sweep, then the methods that read another method's stages; returns one timing row
     per job."""
+    from mscl.benchmark.probe import ensure_benchmark
     from mscl.common.params import load_params
     from mscl.methods import METHODS
-    from mscl.pipeline.stages import ensure_benchmark
 
     ensure_benchmark(profile, load_params(profile, "training").data_seed)  # once, before jobs that read it
     shared, own = stage_jobs(profile, backbone)
@@ -255,7 +255,7 @@ def train_stages(profile: str, backbone: str | None, workers: int) -> list[dict]
 
 def evaluation_jobs(profile: str, backbone: str | None) -> list[StageJob]:
     """The report's side table asks every main-table method's last stage again under the other
-    evaluation mode (:func:`mscl.pipeline.stages.mode_predictions`): one job per method and seed, after training."""
+    evaluation mode (:func:`mscl.evaluation.tables.mode_predictions`): one job per method and seed, after training."""
     from mscl import benchmark
     from mscl.common.params import EVAL_MODES, load_params
 
@@ -304,7 +304,7 @@ def write_timings(profile: str, rows: list[dict], total_s: float) -> Path:
     after the training phase, for the report, and again at the end."""
     import pandas as pd
 
-    from mscl.evaluation.report import save_table
+    from mscl.common.outputs import save_table
 
     table = pd.DataFrame(rows + [{"phase": "total", "job": "make reproduce (after setup)", "seconds": total_s}])
     table["minutes"] = table["seconds"] / 60

@@ -7,7 +7,7 @@ model, and compares it with what the run saved:
   knew are read from the data manifest, so no model is asked) and every file's sha256 compared
   with the data manifest's;
 - **every finished stage's metrics**: recomputed from its saved ``predictions.jsonl``
-  (:func:`mscl.pipeline.stages.stage_metrics`, the bootstrap intervals included) and compared with its
+  (:func:`mscl.core.metrics.stage_metrics`, the bootstrap intervals included) and compared with its
   manifest;
 - **every finished stage's config hash**: recomputed by this checkout's code from the params, data
   hashes and backbone its manifest recorded (:func:`mscl.pipeline.stages.stage_identity`), so a
@@ -30,7 +30,8 @@ from mscl import benchmark
 from mscl.common.io import read_json, read_jsonl, sha256_json
 from mscl.common.params import TrainingParams, build, load_params, to_dict
 from mscl.common.paths import artifacts_dir
-from mscl.pipeline.stages import EVAL_SETS, stage_identity, stage_metrics
+from mscl.core.metrics import stage_metrics
+from mscl.pipeline.stages import EVAL_SETS, stage_identity
 
 
 def data_matches(profile: str) -> dict:
