@@ -41,9 +41,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	MSCL_PROFILE=smoke $(BIN)/python -m pytest tests -q -m "not trains and not slow"
 
-# ruff (pyproject.toml: [tool.ruff]); tests/test_lint.py runs the same check under make test
+# ruff (pyproject.toml: [tool.ruff]) and the layer contract (pyproject.toml: [tool.importlinter]);
+# tests/test_lint.py runs the same checks under make test
 lint: $(STAMP)
 	$(BIN)/ruff check mscl tests
+	$(BIN)/lint-imports
 
 smoke: $(STAMP)
 	$(BIN)/python -m mscl.pipeline.reproduce --profile smoke $(if $(BACKBONE),--backbone $(BACKBONE))
@@ -65,5 +67,7 @@ clean:
 	rm -rf $(VENV) artifacts .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
+# every stage of a profile, under the artifacts root in use; one stage and its dependants:
+# python -m mscl clean --profile P --stream S --method M --stage N
 clean-runs:
-	rm -rf artifacts/runs/$(PROFILE)
+	rm -rf "$${MSCL_ARTIFACTS:-artifacts}/runs/$(PROFILE)"

@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from mscl.common.params import load_params
+from mscl.common.paths import run_dir
 from mscl.core.losses import PreferenceObjective, preference_bias_loss
 from mscl.engine import training
 from mscl.engine.models import BackboneError, attach_lora
 from mscl.methods import UnknownMethodError, get_method
-from mscl.pipeline.stages import StaleRunError, run_dir, run_stage
+from mscl.pipeline.stages import StaleRunError, run_stage
 from tests.test_training import LORA, RECORDS, _pbl, _train
 
 
@@ -69,7 +70,8 @@ def test_changed_params_are_not_silently_reused(scratch):
     run_stage("smoke", "domain_independent", "cit", 1, verbose=False)
     params = load_params("smoke", "training")
     other = dataclasses.replace(params, train=dataclasses.replace(params.train, learning_rate=0.5))
-    with pytest.raises(StaleRunError, match="other parameters.*make clean-runs PROFILE=smoke"):
+    advice = "python -m mscl clean --profile smoke --stream domain_independent --method cit --stage 1"
+    with pytest.raises(StaleRunError, match=f"other parameters.*{advice}"):
         run_stage("smoke", "domain_independent", "cit", 1, params=other, verbose=False)
 
 

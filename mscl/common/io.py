@@ -1,7 +1,9 @@
 """Small file helpers shared by every writer: atomic writes, JSON and JSONL, hashes.
 
 Everything a later step reads as complete is written to a temporary name in the same folder and
-renamed into place, so a kill never leaves a half-written file behind under the final name.
+renamed into place, so a kill never leaves a half-written file behind under the final name. A JSON
+or JSONL file that does not parse anyway (a disk that filled up, a hand edit) is a
+:class:`CorruptFileError` naming the file, the line and the column.
 """
 from __future__ import annotations
 
@@ -36,8 +38,43 @@ def write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+class CorruptFileError(ValueError):
+    """A JSON or JSONL file that cannot be parsed. The message names the file, the line and column
+    and what is wrong; these files are artifacts written by the pipeline, so one that does not parse
+    is damaged (a write cut short by a kill or a full disk, or a hand edit) and has to be removed or
+    regenerated: which step regenerates it is the caller's to say. A missing file is not this error
+    but :class:`FileNotFoundError`."""
+
+    def __init__(self, path: str | Path, line: int, column: int, problem: str):
+        self.path, self.line, self.column, self.problem = Path(path), line, column, problem
+        super().__init__(f"{path}, line {line}, column {column}: {problem}. The file is damaged "
+                         f"(truncated or edited): remove or regenerate it")
+
+
+def _decode(data: bytes, path: str | Path, line_offset: int = 0) -> str:
+    """``data`` as UTF-8; bytes that are not UTF-8 are a :class:`CorruptFileError` at their line and column."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[:exc.start]
+        line = line_offset + before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise CorruptFileError(path, line, column, f"not UTF-8 text ({exc.reason})") from None
+
+
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """The value of a JSON file; one that does not parse is a :class:`CorruptFileError` naming the
+    file, the line and the column (a missing file stays :class:`FileNotFoundError`)."""
+    text = _decode(Path(path).read_bytes(), path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorruptFileError(path, exc.lineno, exc.colno, _json_problem(exc)) from None
+
+
+def _json_problem(exc: json.JSONDecodeError) -> str:
+    """json's message without its position (the error names it), e.g. ``Unterminated string starting at``."""
+    return f"not valid JSON ({exc.msg}{' this column' if exc.msg.endswith(' at') else ''})"
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
@@ -46,16 +83,18 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> Path:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Rows of a JSONL file; a malformed line is an error naming the file and the line number."""
+    """Rows of a JSONL file; a malformed line is a :class:`CorruptFileError` naming the file, the
+    line number and the column (a missing file stays :class:`FileNotFoundError`)."""
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            line = _decode(raw, path, number - 1).rstrip("\r\n")
             if not line.strip():
                 continue
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+                raise CorruptFileError(path, number, exc.pos + 1, _json_problem(exc)) from None
     return rows
 
 

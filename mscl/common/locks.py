@@ -13,6 +13,8 @@ import socket
 import time
 from pathlib import Path
 
+from mscl.common.io import read_json
+
 LOCK = ".lock"
 
 
@@ -21,8 +23,9 @@ class StageLockedError(RuntimeError):
 
 
 def _holder(lock: Path) -> dict | None:
+    """The lock's holder; None when the file is gone or was left half-written by a killed process."""
     try:
-        return json.loads(lock.read_text())
+        return read_json(lock)
     except (OSError, ValueError):
         return None
 
@@ -58,8 +61,11 @@ def _try_take(lock: Path) -> bool:
 
 @contextlib.contextmanager
 def stage_lock(folder: Path, timeout: float | None = None, poll: float = 2.0, say=print):
-    """Hold ``folder``'s lock for the block. A live holder is waited for (``timeout`` seconds; None
-    waits as long as it takes, 0 refuses at once); a dead holder's lock is removed and taken."""
+    """Hold ``folder``'s lock for the block. A live holder is waited for (``timeout`` seconds, by
+    default ``$MSCL_LOCK_TIMEOUT``; unset waits as long as it takes, 0 refuses at once); a dead
+    holder's lock is removed and taken."""
+    if timeout is None and os.environ.get("MSCL_LOCK_TIMEOUT"):
+        timeout = float(os.environ["MSCL_LOCK_TIMEOUT"])
     folder.mkdir(parents=True, exist_ok=True)
     lock, waited, told = folder / LOCK, 0.0, False
     while not _try_take(lock):

@@ -2,13 +2,20 @@
 
 Every notebook reads ``params/<profile>/<notebook>.yaml``; the stage-training knobs shared by every
 notebook that trains (so that a stage trained once is reused by all of them) live in
-``params/<profile>/training.yaml``. A file is checked strictly: an unknown key, a missing key or a
-value of the wrong type is a :class:`ParamsError` naming the file, the dotted key and what was
-expected. There are no silent defaults: what a run used is what its file says.
+``params/<profile>/training.yaml``. A file is checked strictly: an unknown key, a missing key, a
+key given twice, a value of the wrong type or a number outside its allowed range is a
+:class:`ParamsError` naming the file, the dotted key and what was expected, when the file is loaded
+(every entry point loads its params before any data or model). There are no silent defaults: what a
+run used is what its file says.
+
+A numeric field's allowed range is declared next to it, as an interval: ``batch_size: int =
+within("[1, inf)")``; a list field's range applies to each element.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -24,21 +31,66 @@ class ParamsError(ValueError):
     """A params file that does not match its schema; the message names the file and the key."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """An allowed interval of a numeric field, written as in mathematics: ``[1, inf)``, ``(0, 1]``."""
+    spec: str
+    low: float
+    high: float
+    low_closed: bool
+    high_closed: bool
+    why: str = ""                      # what the bound means, when the interval alone does not say
+
+    @classmethod
+    def parse(cls, spec: str, why: str = "") -> "Range":
+        m = re.fullmatch(r"([\[(])\s*(-inf|[-+0-9.e]+)\s*,\s*(inf|[-+0-9.e]+)\s*([\])])", spec)
+        if not m:
+            raise ValueError(f"not an interval: {spec!r} (write e.g. '[1, inf)' or '(0, 1]')")
+        return cls(spec, float(m[2]), float(m[3]), m[1] == "[", m[4] == "]", why)
+
+    def __contains__(self, value: float) -> bool:
+        return (math.isfinite(value)
+                and (self.low < value or (self.low_closed and value == self.low))
+                and (value < self.high or (self.high_closed and value == self.high)))
+
+    def describe(self, value: Any) -> str:
+        kind = "an integer" if isinstance(value, int) else "a number"
+        return f"{kind} in {self.spec}" + (f" ({self.why})" if self.why else "")
+
+
+def within(spec: str, why: str = "", nonempty: bool = False) -> Any:
+    """A dataclass field whose value (each element, for a list) must lie in the interval ``spec``."""
+    return dataclasses.field(metadata={"range": Range.parse(spec, why), "nonempty": nonempty})
+
+
+def nonempty() -> Any:
+    """A dataclass field (a list or mapping) that must not be empty."""
+    return dataclasses.field(metadata={"nonempty": True})
+
+
+POSITIVE_INT = "[1, inf)"     # counts and sizes: at least one
+COUNT = "[0, inf)"            # counts where 0 means none (or, where a comment says so, all)
+POSITIVE = "(0, inf)"         # rates, temperatures, scales
+NON_NEGATIVE = "[0, inf)"     # weights, penalties
+UNIT = "[0, 1]"               # shares, quantiles, F1
+SEED = "[0, inf)"             # numpy and torch seeds are non-negative
+
+
 # --------------------------------------------------------------------------- schemas
 @dataclasses.dataclass(frozen=True)
 class LoraParams:
-    r: int
-    alpha: int
-    dropout: float
-    target_modules: list[str]
+    r: int = within(POSITIVE_INT)
+    alpha: int = within(POSITIVE)
+    dropout: float = within("[0, 1)")
+    target_modules: list[str] = nonempty()
 
 
 @dataclasses.dataclass(frozen=True)
 class QuickstartParams:
     """notebooks/00_quickstart.ipynb"""
     backbone: str
-    questions: list[str]
-    max_new_tokens: int
+    questions: list[str] = nonempty()
+    max_new_tokens: int = within(POSITIVE_INT)
     lora: LoraParams
 
 
@@ -49,32 +101,36 @@ class BenchmarkSizes:
     ``cross_independent_per_stage + cross_conflict_per_stage`` (paper: 2,000 + 1,000 = 3,000 per
     domain) and ``cross_conflict_per_stage`` is also how many facts two consecutive domains share
     (paper: 1,000)."""
-    general: int                       # general-purpose facts, stage 0 (paper: 6,000)
-    stage1_facts: int                  # domain-independent stream: the base set, retrained at every stage
-    revised_share: float               # domain-independent stream: share of the base set revised at each of stages 2-5
-    known_share: float                 # domain-independent stream: share of the base set the backbone knows beforehand
-    probe_pool: int                    # facts the backbone is asked before the build, to find known ones
-    cross_independent_per_stage: int   # cross-domain stream: domain-independent examples per stage (paper: 2,000)
-    cross_conflict_per_stage: int      # cross-domain stream: conflict examples per stage (paper: 1,000)
+    general: int = within(POSITIVE_INT)           # general-purpose facts, stage 0 (paper: 6,000)
+    stage1_facts: int = within(POSITIVE_INT)      # domain-independent stream: the base set, retrained at every stage
+    # domain-independent stream: share of the base set revised at each of stages 2-5
+    revised_share: float = within(UNIT)
+    # domain-independent stream: share of the base set the backbone knows beforehand
+    known_share: float = within(UNIT)
+    probe_pool: int = within(COUNT)               # facts the backbone is asked before the build, to find known ones
+    # cross-domain stream: domain-independent examples per stage (paper: 2,000)
+    cross_independent_per_stage: int = within(POSITIVE_INT)
+    # cross-domain stream: conflict examples per stage (paper: 1,000)
+    cross_conflict_per_stage: int = within(POSITIVE_INT)
 
 
 @dataclasses.dataclass(frozen=True)
 class DataBuildParams:
     """notebooks/01_data_build.ipynb"""
     profile: str                       # must name the profile folder the file is in
-    seed: int                          # the seed the benchmark is built with by default
+    seed: int = within(SEED)           # the seed the benchmark is built with by default
     sizes: BenchmarkSizes
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainParams:
-    epochs: float
-    batch_size: int
-    grad_accum: int
-    learning_rate: float
-    warmup_ratio: float
-    weight_decay: float
-    max_length: int
+    epochs: float = within(POSITIVE)
+    batch_size: int = within(POSITIVE_INT)
+    grad_accum: int = within(POSITIVE_INT)
+    learning_rate: float = within(POSITIVE)
+    warmup_ratio: float = within("[0, 1)")
+    weight_decay: float = within(NON_NEGATIVE)
+    max_length: int = within(POSITIVE_INT)
     lora: LoraParams
     # the backbone's precision: auto (bf16 on a CUDA GPU that has it, else fp32), bfloat16, float32
     dtype: str = "auto"
@@ -94,10 +150,10 @@ EVAL_MODES = ("greedy", "authors")
 @dataclasses.dataclass(frozen=True)
 class EvalParams:
     mode: str                      # "greedy" (the system prompt, greedy decoding) or "authors" (their released script)
-    max_new_tokens: int            # greedy mode (the authors' mode generates up to 256)
-    batch_size: int
-    max_items: int                 # cap per evaluation set; 0 means all
-    bootstrap: int                 # bootstrap resamples for confidence intervals
+    max_new_tokens: int = within(POSITIVE_INT)    # greedy mode (the authors' mode generates up to 256)
+    batch_size: int = within(POSITIVE_INT)
+    max_items: int = within(COUNT)                # cap per evaluation set; 0 means all
+    bootstrap: int = within(POSITIVE_INT)         # bootstrap resamples for confidence intervals
 
     def problems(self) -> list[tuple[str, str]]:
         if self.mode not in EVAL_MODES:
@@ -108,75 +164,73 @@ class EvalParams:
 @dataclasses.dataclass(frozen=True)
 class PBLParams:
     """The preference-based learning bias (paper section 'learning bias')."""
-    k: int                         # responses sampled per training question
-    temperature: float
-    top_p: float
-    max_new_tokens: int
-    alpha: float                   # weight of L_PP (aligned)
-    beta: float                    # weight of L_NP (conflicting)
+    k: int = within(POSITIVE_INT)                 # responses sampled per training question
+    temperature: float = within(POSITIVE)
+    top_p: float = within("(0, 1]")
+    max_new_tokens: int = within(POSITIVE_INT)
+    alpha: float = within(NON_NEGATIVE)           # weight of L_PP (aligned)
+    beta: float = within(NON_NEGATIVE)            # weight of L_NP (conflicting)
     variant: str                   # "paper" (exact, unbounded) or "sigmoid" (bounded)
-    scale: float                   # log-ratio scale inside the bounded variant
-    clamp: float                   # |log-ratio| clamp guarding the paper variant; 0 disables
+    scale: float = within(POSITIVE)               # log-ratio scale inside the bounded variant
+    clamp: float = within(NON_NEGATIVE)           # |log-ratio| clamp guarding the paper variant; 0 disables
     reduction: str                 # "sum" (the printed formula) or "mean" over the batch's responses
-    nll_weight: float              # weight of the gold answer's NLL in the total objective
-    preference_weight: float       # weight of the preference-bias loss in the total objective
+    nll_weight: float = within(NON_NEGATIVE)      # weight of the gold answer's NLL in the total objective
+    preference_weight: float = within(NON_NEGATIVE)  # weight of the preference-bias loss in the total objective
 
 
 @dataclasses.dataclass(frozen=True)
 class MoCLParams:
     """The MoCL baseline (mscl/methods/mocl.py; Wang et al., NAACL 2024). Modules use train.lora."""
-    temperature: float             # alpha_i = softmax(cos(q, k_i) / temperature); authors' code: scale 8, i.e. 0.125
+    # alpha_i = softmax(cos(q, k_i) / temperature); authors' code: scale 8, i.e. 0.125
+    temperature: float = within(POSITIVE)
     learn_keys: bool               # the newest key learns through the task loss (as in the original); false: prototypes
 
 
 @dataclasses.dataclass(frozen=True)
 class FLearningParams:
     """The F-Learning baseline (mscl/methods/flearning.py; Ni et al., 2023, arXiv 2311.08011)."""
-    forgetting_lambda: float       # theta' = theta - lambda * delta_old, delta_old the old-knowledge LoRA's delta
-    forgetting_epochs: float       # epochs of the old-knowledge LoRA (train.lora, train.batch_size)
-    forgetting_learning_rate: float
+    # theta' = theta - lambda * delta_old, delta_old the old-knowledge LoRA's delta (0: plain fine-tuning)
+    forgetting_lambda: float = within(NON_NEGATIVE)
+    forgetting_epochs: float = within(POSITIVE)   # epochs of the old-knowledge LoRA (train.lora, train.batch_size)
+    forgetting_learning_rate: float = within(POSITIVE)
 
 
 @dataclasses.dataclass(frozen=True)
 class AugmentParams:
     """Self-distillation augmentation and dynamic data selection (mscl/core/augment.py, mscl/core/selection.py).
     Which strategies and which selection mode a method uses is its name (``pbl+bki``, ``ours``...)."""
-    count: int                     # outputs sampled per question, per strategy and round
-    temperature: float
-    top_p: float
-    max_new_tokens: int
-    rounds: int                    # round r > 1 rewrites the x' selected in round r - 1
-    max_length_ratio: float        # an x' longer than this many times its original question (characters) is dropped
-    mi_quantile: float             # dynamic selection: MI(x'; x) >= this quantile of its (strategy, round) group
-    mi_min: float                  # dynamic selection: ... and at least this many nats
+    count: int = within(POSITIVE_INT)             # outputs sampled per question, per strategy and round
+    temperature: float = within(POSITIVE)
+    top_p: float = within("(0, 1]")
+    max_new_tokens: int = within(POSITIVE_INT)
+    rounds: int = within(POSITIVE_INT)            # round r > 1 rewrites the x' selected in round r - 1
+    # an x' longer than this many times its original question (characters) is dropped
+    max_length_ratio: float = within(POSITIVE)
+    # dynamic selection: MI(x'; x) >= this quantile of its (strategy, round) group
+    mi_quantile: float = within(UNIT)
+    mi_min: float = within(NON_NEGATIVE)          # dynamic selection: ... and at least this many nats
     indication: bool               # dynamic selection: the LLM must also answer x' with y or as it answers x
-    indication_f1: float           # ... "as it answers x": token F1 of the two answers at least this (1.0: identical)
+    # ... "as it answers x": token F1 of the two answers at least this (1.0: identical)
+    indication_f1: float = within(UNIT)
     preference: bool               # augmented pairs also get PBL's sampled responses (false: gold NLL only)
     # the model rewrites with this share of its fine-tuning delta since the backbone: 1.0 is the
     # model at the stage's start (the paper), 0.0 the backbone before stage 1 (see mscl/core/augment.py)
-    rewriter_scale: float
-
-    def problems(self) -> list[tuple[str, str]]:
-        out = []
-        for key in ("rewriter_scale", "top_p", "mi_quantile", "indication_f1"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                out.append((key, f"a number in [0, 1], got {getattr(self, key)}"))
-        for key in ("count", "rounds", "max_new_tokens"):
-            if getattr(self, key) < 1:
-                out.append((key, f"an integer of at least 1, got {getattr(self, key)}"))
-        return out
+    rewriter_scale: float = within(UNIT)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingParams:
     """params/<profile>/training.yaml: everything a stage run depends on."""
     backbone: str
-    seed: int                          # the training seed of a stage run (`python -m mscl run --seed` overrides it)
-    seeds: list[int]                   # the training seeds the notebooks run and report (mean and spread over them)
-    data_seed: int                     # the seed the benchmark data is built with (the same for every training seed)
+    # the training seed of a stage run (`python -m mscl run --seed` overrides it)
+    seed: int = within(SEED)
+    # the training seeds the notebooks run and report (mean and spread over them)
+    seeds: list[int] = within(SEED, nonempty=True)
+    # the seed the benchmark data is built with (the same for every training seed)
+    data_seed: int = within(SEED)
     # the first `shared_stages` stages of every stream are trained once with CIT and are every
     # method's starting point (the paper's table: methods differ from stage 2 on); 0 = none shared
-    shared_stages: int
+    shared_stages: int = within(COUNT)
     train: TrainParams
     eval: EvalParams
     pbl: PBLParams
@@ -201,25 +255,19 @@ class TrainingParams:
 class StageTrainingParams:
     """notebooks/03_stage_training.ipynb: one stage of one method."""
     stream: str
-    stage: int
+    stage: int = within(POSITIVE_INT)
     method: str
 
 
 @dataclasses.dataclass(frozen=True)
 class SweepParams:
     """notebooks/02_pilot.ipynb: CIT's training budget swept on a reduced stream (mscl/pipeline/pilot.py)."""
-    facts: int                         # the first this many facts of the base set, at every stage
-    epochs: list[float]
-    learning_rates: list[float]
-    target_modules: dict[str, list[str]]   # named LoRA target sets
-    min_stage1_acc: float              # the rule: the lowest budget whose stage-1 ACC (%) reaches this
-
-    def problems(self) -> list[tuple[str, str]]:
-        if self.facts < 1:
-            return [("facts", f"at least 1, got {self.facts}")]
-        if not (self.epochs and self.learning_rates and self.target_modules):
-            return [("epochs", "non-empty lists of epochs, learning rates and target-module sets")]
-        return []
+    facts: int = within(POSITIVE_INT)             # the first this many facts of the base set, at every stage
+    epochs: list[float] = within(POSITIVE, nonempty=True)
+    learning_rates: list[float] = within(POSITIVE, nonempty=True)
+    target_modules: dict[str, list[str]] = nonempty()   # named LoRA target sets
+    # the rule: the lowest budget whose stage-1 ACC (%) reaches this
+    min_stage1_acc: float = within("[0, 100]", "a percentage")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,15 +282,15 @@ class PilotParams:
 class MainTableParams:
     """notebooks/04_domain_independent.ipynb: the paper's main table."""
     stream: str
-    methods: list[str]             # the first is the baseline the changes are measured against
-    backbones: list[str]
+    methods: list[str] = nonempty()    # the first is the baseline the changes are measured against
+    backbones: list[str] = nonempty()
 
 
 @dataclasses.dataclass(frozen=True)
 class StreamMethodsParams:
     """notebooks/05_cross_domain.ipynb and 07_retention.ipynb: one stream, several methods."""
     stream: str
-    methods: list[str]
+    methods: list[str] = nonempty()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,19 +298,21 @@ class ChoiceParams:
     """One knob chosen by measurement (mscl/pipeline/choices.py): ``method`` trained up to ``stage`` under each
     setting, with every training seed; ties go to ``default``."""
     method: str
-    stage: int
+    stage: int = within("[2, inf)", "a stage after the shared first one")
     default: str                                  # the setting a tie goes to (the paper's form)
     settings: dict[str, dict[str, float | str]]   # name -> dotted training.yaml keys and their values
 
     def problems(self) -> list[tuple[str, str]]:
         if self.default not in self.settings:
             return [("default", f"one of the settings ({', '.join(self.settings)}), got {self.default!r}")]
-        if self.stage < 2:
-            return [("stage", f"a stage after the shared first one (2 or later), got {self.stage}")]
         for name, overrides in self.settings.items():
             bad = [k for k in overrides if k.count(".") != 1]
             if bad or not overrides:
                 return [(f"settings.{name}", f"a non-empty mapping of `section.field` keys, got {overrides!r}")]
+            for key, value in overrides.items():  # an override obeys the range of the training.yaml key it sets
+                rule = _training_range(key)
+                if rule is not None and isinstance(value, (int, float)) and value not in rule:
+                    return [(f"settings.{name}.{key}", f"{rule.describe(value)}, got {value!r}")]
         return []
 
 
@@ -271,11 +321,20 @@ class AblationParams:
     """notebooks/06_ablations.ipynb: tables of method variants compared at one stage, and the
     knobs chosen by measurement (``choices``)."""
     stream: str
-    stage: int
+    stage: int = within(POSITIVE_INT)
     tables: dict[str, list[str]]   # table name -> the variants it compares, in order
-    seeds: list[int]               # the training seeds the ablations run (of training.yaml's seeds)
+    # the training seeds the ablations run (of training.yaml's seeds)
+    seeds: list[int] = within(SEED, nonempty=True)
     choices: dict[str, ChoiceParams]           # study name -> its settings and rule (mscl/pipeline/choices.py)
     split_settings: list[list[float]]          # [K, temperature] pairs the preference split is sampled under
+
+    def problems(self) -> list[tuple[str, str]]:
+        k_range, t_range = _field_range(PBLParams, "k"), _field_range(PBLParams, "temperature")
+        for i, pair in enumerate(self.split_settings):
+            if len(pair) != 2 or not pair[0].is_integer() or pair[0] not in k_range or pair[1] not in t_range:
+                return [(f"split_settings[{i}]", f"a [K, temperature] pair, K an integer in {k_range.spec} and "
+                                                 f"temperature in {t_range.spec}, got {pair!r}")]
+        return []
 
 
 SCHEMAS: dict[str, type] = {
@@ -289,6 +348,19 @@ SCHEMAS: dict[str, type] = {
     "07_retention": StreamMethodsParams,
     "training": TrainingParams,
 }
+
+
+def _field_range(schema: type, name: str) -> Range | None:
+    """The declared range of field ``name`` of dataclass ``schema`` (``None``: none declared)."""
+    field = {f.name: f for f in dataclasses.fields(schema)}.get(name)
+    return field.metadata.get("range") if field is not None else None
+
+
+def _training_range(key: str) -> Range | None:
+    """The declared range of a ``section.field`` key of training.yaml (``None``: none, or no such key)."""
+    section, _, name = key.partition(".")
+    tp = typing.get_type_hints(TrainingParams).get(section)
+    return _field_range(tp, name) if dataclasses.is_dataclass(tp) else None
 
 
 # --------------------------------------------------------------------------- loading
@@ -311,11 +383,63 @@ def load_params_file(path: str | Path, schema: type | None) -> Any:
         raise ParamsError(f"{path}: no schema is registered for {path.stem!r}; known: {sorted(SCHEMAS)}")
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
+    return build(schema, load_yaml(path), path=str(path))
+
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def load_yaml(path: str | Path) -> Any:
+    """A YAML file read with ``yaml.SafeLoader``, strictly: invalid YAML is a :class:`ParamsError`
+    naming the file, the line and the column, and so is a key given twice in one mapping (plain
+    YAML silently keeps the second), naming the dotted key and both lines."""
+    path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_duplicate_keys(node, path)
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        where = exc.problem_mark or exc.context_mark
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        context = ""
+        if exc.context and exc.problem:
+            started = exc.context_mark
+            context = f" ({exc.context}" + (f" that starts at line {started.line + 1}, column {started.column + 1})"
+                                            if started and started is not where else ")")
+        raise ParamsError(f"{path}: not valid YAML{at}: {exc.problem or exc.context}{context}") from None
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
-    return build(schema, raw, path=str(path))
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
+def _refuse_duplicate_keys(node: yaml.Node, path: Path, prefix: str = "", seen: set | None = None) -> None:
+    """Walk a composed YAML document: a scalar key given twice in one mapping is a :class:`ParamsError`."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias of a node already walked
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[tuple[str, str], int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+                continue  # `<<: *anchor` keys are meant to be overridden; complex keys are not params
+            key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
+            if key in lines:
+                raise ParamsError(f"{path}: key {prefix + key_node.value!r} is given twice, at line {lines[key]} "
+                                  f"and line {line} (YAML would silently keep the second): keep one")
+            lines[key] = line
+            _refuse_duplicate_keys(value_node, path, f"{prefix}{key_node.value}.", seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, path, f"{prefix.rstrip('.')}[{i}].", seen)
 
 
 def build(schema: type, raw: Any, path: str = "<params>", prefix: str = "") -> Any:
@@ -333,10 +457,26 @@ def build(schema: type, raw: Any, path: str = "<params>", prefix: str = "") -> A
     if missing:
         raise ParamsError(f"{where}missing key {prefix + missing[0]!r} (expected {_type_name(hints[missing[0]])})")
     values = {k: _coerce(hints[k], raw[k], path, f"{prefix}{k}") for k in fields}
+    for name, field in fields.items():
+        _check_range(field, values[name], path, f"{prefix}{name}")
     obj = schema(**values)
-    for key, expected in getattr(obj, "problems", lambda: [])():  # range checks a schema declares
+    for key, expected in getattr(obj, "problems", lambda: [])():  # checks a schema declares in code
         raise ParamsError(f"{where}key {prefix + key!r} expected {expected}")
     return obj
+
+
+def _check_range(field: dataclasses.Field, value: Any, path: str, key: str) -> None:
+    """The range (and non-emptiness) a field declares; a list's range applies to each element."""
+    if field.metadata.get("nonempty") and not value:
+        raise ParamsError(f"{path}: key {key!r} expected a non-empty {type(value).__name__}, got {value!r}")
+    rule = field.metadata.get("range")
+    if rule is None:
+        return
+    items = enumerate(value) if isinstance(value, list) else [(None, value)]
+    for i, item in items:
+        if item not in rule:
+            name = key if i is None else f"{key}[{i}]"
+            raise ParamsError(f"{path}: key {name!r} expected {rule.describe(item)}, got {item!r}")
 
 
 def _coerce(tp: Any, value: Any, path: str, key: str) -> Any:

@@ -135,9 +135,14 @@ class StagePlan:
         method = SHARED_METHOD if stage in self.shared else self.method_name
         return run_dir(self.profile, self.backbone, self.stream, method, stage, self.runs_root, seed=self.params.seed)
 
-    def retrain_command(self) -> str:
-        return integrity.clean_command(self.profile, self.stream, self.method_name, self.stage, self.params.seed,
-                                       self.backbone, self.runs_root)
+    def retrain_command(self, stage: int | None = None) -> str:
+        """The command that removes this stage (or an earlier ``stage`` of its chain) and its
+        dependants, for an error's advice."""
+        stage = self.stage if stage is None else stage
+        method = SHARED_METHOD if stage in self.shared else self.method_name
+        own_backbone = load_params(self.profile, "training").backbone
+        return integrity.clean_command(self.profile, self.stream, method, stage, self.params.seed,
+                                       None if self.backbone == own_backbone else self.backbone, self.runs_root)
 
     def say(self, message: str) -> None:
         if self.verbose and dist.is_main():
@@ -198,9 +203,8 @@ def reuse_stage(plan: StagePlan) -> dict:
             f"with `{plan.retrain_command()}`, then run again")
     integrity.check_files(plan.folder, manifest, plan.retrain_command())
     for stage in plan.stages[:plan.stages.index(plan.stage)]:
-        folder = plan.stage_dir(stage)
-        integrity.check_files(folder, integrity.read_manifest(folder, plan.retrain_command()),
-                              plan.retrain_command())
+        folder, retrain = plan.stage_dir(stage), plan.retrain_command(stage)
+        integrity.check_files(folder, integrity.read_manifest(folder, retrain), retrain)
     plan.say(f"reused ({integrity.code_note(manifest)}): {plan.folder}")
     return manifest
 

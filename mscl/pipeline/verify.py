@@ -11,10 +11,14 @@ model, and compares it with what the run saved:
   manifest;
 - **every finished stage's config hash**: recomputed by this checkout's code from the params, data
   hashes and backbone its manifest recorded (:func:`mscl.pipeline.stages.stage_identity`), so a
-  change of code (moving a module, say) that would make finished stages stale shows here first.
+  change of code (moving a module, say) that would make finished stages stale shows here first;
+- **every finished stage's files**: each file its manifest recorded, present with its sha256
+  (:func:`mscl.pipeline.integrity.problems`), and a readable manifest;
+- **the code that trained each stage**: stages trained by code other than this checkout's are
+  listed as warnings (the change may have touched nothing they ran).
 
-It prints a JSON summary and exits 1 when anything differs. Used to check that a change of pins
-(numpy for the vLLM extra, say) does not move the cpu results.
+It prints a JSON summary and exits 1 when anything differs (warnings alone do not fail it). Used to
+check that a change of pins (numpy for the vLLM extra, say) does not move the cpu results.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from mscl.common.io import read_json, read_jsonl, sha256_json
 from mscl.common.params import TrainingParams, build, load_params, to_dict
 from mscl.common.paths import artifacts_dir
 from mscl.core.metrics import stage_metrics
+from mscl.pipeline import integrity
 from mscl.pipeline.stages import EVAL_SETS, stage_identity
 
 
@@ -57,11 +62,43 @@ def _close(a, b) -> bool:
     return a == b
 
 
+def _manifests(profile: str) -> list[Path]:
+    return sorted((artifacts_dir() / "runs" / profile).glob("**/stage*/manifest.json"))
+
+
+def _name(path: Path) -> str:
+    return str(path.parent.relative_to(artifacts_dir()))
+
+
+def stage_files_match(profile: str) -> dict[str, str]:
+    """Every finished stage of ``profile`` whose manifest is unreadable or whose files are missing or
+    changed, with what is wrong."""
+    return {f"{_name(path)} (files)": " ".join(found) for path in _manifests(profile)
+            if (found := integrity.problems(path.parent))}
+
+
+def other_code(profile: str) -> dict[str, str]:
+    """Every finished stage of ``profile`` trained by code other than this checkout's, and by which."""
+    out = {}
+    for path in _manifests(profile):
+        try:
+            note = integrity.code_note(read_json(path))
+        except ValueError:
+            continue  # an unreadable manifest is reported by stage_files_match
+        if "other code" in note:
+            out[_name(path)] = note
+    return out
+
+
 def stage_metrics_match(profile: str) -> dict[str, bool]:
     """Every finished stage of ``profile``: its metrics recomputed from its predictions equal its manifest's."""
     out = {}
-    for path in sorted((artifacts_dir() / "runs" / profile).glob("**/stage*/manifest.json")):
-        manifest = read_json(path)
+    for path in _manifests(profile):
+        try:
+            manifest = read_json(path)
+        except ValueError:
+            out[_name(path)] = False
+            continue
         rows = read_jsonl(path.parent / "predictions.jsonl")
         predictions = {name: [r for r in rows if r["set"] == name] for name in EVAL_SETS}
         first_correct = None
@@ -89,8 +126,12 @@ def config_hashes_match(profile: str) -> dict[str, bool]:
     """Every finished stage of ``profile``: the config hash this code computes from what its manifest
     recorded equals the one it was saved under (so ``run_stage`` would reuse it)."""
     out, today = {}, to_dict(load_params(profile, "training"))
-    for path in sorted((artifacts_dir() / "runs" / profile).glob("**/stage*/manifest.json")):
-        m = read_json(path)
+    for path in _manifests(profile):
+        try:
+            m = read_json(path)
+        except ValueError:
+            out[f"{_name(path)} (config hash)"] = False
+            continue
         # keys added to the schema after the stage ran take today's values: if one of them is part of
         # the identity, the recomputed hash differs, as run_stage's would
         params = build(TrainingParams, _overlay(today, m["params"]), path=str(path))
@@ -107,10 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     files = data_matches(args.profile)
     stages = stage_metrics_match(args.profile)
     hashes = config_hashes_match(args.profile)
+    damaged = stage_files_match(args.profile)
     summary = {"numpy": np.__version__, "data_files_equal": sum(files.values()), "data_files": len(files),
                "stages_equal": sum(stages.values()), "stages": len(stages),
                "config_hashes_equal": sum(hashes.values()),
-               "differ": [k for k, v in {**files, **stages, **hashes}.items() if not v]}
+               "differ": [k for k, v in {**files, **stages, **hashes}.items() if not v] + list(damaged),
+               "problems": damaged,
+               "warnings": [f"{stage}: {note}" for stage, note in other_code(args.profile).items()]}
     print(json.dumps(summary, indent=2))
     return 0 if not summary["differ"] else 1
 
