@@ -69,8 +69,8 @@ def test_paired_difference_of_a_frame_with_itself_is_exactly_zero():
     frame = _frame([0, 1, 2], 30, new=lambda s, f, q: (s + f + q) % 3 == 0, questions=lambda f: 1 + f % 3)
     for metric in ("ACC", "KGR"):
         assert C.paired_difference(frame, frame.copy(), metric, n_resamples=300) == (0.0, 0.0, 0.0)
-        assert C.paired_difference(frame, frame.copy(), metric, n_resamples=300, with_p=True) == (0.0, 0.0, 0.0, 1.0)
-    assert C.krr_difference(frame, frame, frame.copy(), n_resamples=300, with_p=True) == (0.0, 0.0, 0.0, 1.0)
+        assert C.paired_difference(frame, frame.copy(), metric, n_resamples=300, with_p=True)[:4] == (0.0, 0.0, 0.0, 1.0)
+    assert C.krr_difference(frame, frame, frame.copy(), n_resamples=300, with_p=True)[:4] == (0.0, 0.0, 0.0, 1.0)
     # unpaired: the two sides are drawn independently, so the interval is not [0, 0]
     point, lo, hi = C.unpaired_difference(frame, frame.copy(), "ACC", n_resamples=300)
     assert point == 0.0 and lo < 0 < hi
@@ -122,7 +122,7 @@ def test_claims_table_adds_holm_columns():
               C.Claim("s", "e", "paper", +1, 0.0, -1.0, 1.0)]  # no p: outside the family
     table = C.claims_table(claims)
     assert list(table.columns) == ["section", "claim", "paper", "ours (points, 95% CI)", "verdict", "p",
-                                   "p (Holm)", "verdict (Holm)"]
+                                   "p (Holm)", "ours (points, Holm CI)", "verdict (Holm)"]
     assert list(table["verdict"]) == ["agrees", "agrees", "disagrees", "agrees", "no difference"]
     assert list(table["p"]) == ["0.010", "0.040", "0.030", "0.005", "—"]
     assert list(table["p (Holm)"]) == ["0.030", "0.060", "0.060", "0.020", "—"]
@@ -133,3 +133,24 @@ def test_claims_table_adds_holm_columns():
 def test_claims_bootstrap_leaves_room_for_holm_over_the_whole_family():
     # the smallest bootstrap p-value, times the family size, must be far below 0.05
     assert C.HOLM_FAMILY_MAX * 2 / (C.CLAIMS_BOOTSTRAP + 1) < 0.005
+
+
+def test_holm_intervals_agree_with_the_holm_verdicts():
+    """Each claim's Holm interval excludes 0 exactly when its adjusted p is below 0.05 (up to one
+    draw), and a claim Holm does not reject has an interval at least as wide as its raw one."""
+    rng = np.random.default_rng(0)
+    claims = []
+    for k, shift in enumerate([0.4, 1.0, 1.6, 2.0, 2.4, 3.0, 3.5, 5.0]):
+        draws = rng.normal(shift, 1.0, 40_000)
+        lo, hi = np.quantile(draws, [0.025, 0.975])
+        claims.append(C.Claim("s", f"claim {k}", "paper", +1, float(shift), float(lo), float(hi),
+                              C.bootstrap_p(draws), draws))
+    table = C.claims_table(claims)
+    adjusted = C.holm_adjust([c.p for c in claims])
+    for c, p_holm, (_, row) in zip(claims, adjusted, table.iterrows()):
+        lo, hi = (float(v) for v in row["ours (points, Holm CI)"].split("[")[1].rstrip("]").split(","))
+        assert (row["verdict (Holm)"] == "agrees") == (lo > 0 or hi < 0)
+        if abs(p_holm - 0.05) > 0.002:  # away from the edge the two definitions coincide
+            assert (p_holm < 0.05) == (row["verdict (Holm)"] == "agrees"), (c.claim, p_holm, row)
+        assert hi - lo >= (c.hi - c.lo) - 0.2
+    assert set(table["verdict (Holm)"]) == {"agrees", "same direction, not significant"}

@@ -200,11 +200,13 @@ def _stat(metric: str):
 
 # --------------------------------------------------------------------------- differences with CIs
 class Difference(NamedTuple):
-    """A difference in percentage points, its 95% bootstrap interval and two-sided bootstrap p."""
+    """A difference in percentage points, its 95% bootstrap interval, two-sided bootstrap p and the
+    resampled differences (points) they come from (:func:`holm_intervals` reads them)."""
     point: float
     lo: float
     hi: float
     p: float
+    draws: np.ndarray | None = None
 
 
 def bootstrap_p(differences: np.ndarray) -> float:
@@ -224,7 +226,8 @@ def _result(point: float, differences: np.ndarray, with_p: bool) -> tuple[float,
     with ``with_p`` their :func:`bootstrap_p` as a :class:`Difference`."""
     lo, hi = np.quantile(differences, [0.025, 0.975])
     values = (100 * float(point), 100 * float(lo), 100 * float(hi))
-    return Difference(*values, bootstrap_p(differences)) if with_p else values
+    return Difference(*values, bootstrap_p(differences), 100 * np.asarray(differences, dtype=np.float64)) \
+        if with_p else values
 
 
 def paired_difference(a: pd.DataFrame, b: pd.DataFrame, metric: str, n_resamples: int = 1000, seed: int = 0,
@@ -301,6 +304,25 @@ def holm_adjust(p_values: Sequence[float]) -> np.ndarray:
     return adjusted
 
 
+def holm_intervals(points: Sequence[float], p_values: Sequence[float], draws: Sequence[np.ndarray],
+                   alpha: float = 0.05) -> list[tuple[float, float]]:
+    """Intervals compatible with Holm's adjusted p-values: claim k's percentile interval of its
+    resampled differences at level 1 - alpha_k, with
+
+        alpha_k = alpha * p_k / p~_k      (p~_k: :func:`holm_adjust`; alpha_k <= alpha)
+
+    so that it excludes 0 exactly when p_k < alpha_k, i.e. when p~_k < alpha (up to one bootstrap
+    draw: :func:`bootstrap_p` counts the observed sample among the resamples). A claim Holm does not
+    reject gets a wider interval than its raw one; one with p~ = p keeps its raw level."""
+    adjusted = holm_adjust(p_values)
+    out = []
+    for p, p_holm, d in zip(p_values, adjusted, draws):
+        level = alpha * p / p_holm if p_holm > 0 else alpha
+        lo, hi = np.quantile(d, [level / 2, 1 - level / 2])
+        out.append((float(lo), float(hi)))
+    return out
+
+
 def _verdict(expected_sign: int, point: float, significant: bool) -> str:
     """The verdict's words for a difference and whether it is significant (module docstring)."""
     if point == 0 and not significant:
@@ -334,24 +356,40 @@ class Claim:
     lo: float
     hi: float
     p: float | None = None
+    draws: np.ndarray | None = None   # the resampled differences (points), for the Holm interval
 
     def row(self) -> dict:
         return {"section": self.section, "claim": self.claim, "paper": self.paper,
-                "ours (points, 95% CI)": f"{self.point:+.1f} [{self.lo:+.1f}, {self.hi:+.1f}]",
+                "ours (points, 95% CI)": _interval(self.point, self.lo, self.hi),
                 "verdict": verdict(self.expected_sign, self.point, self.lo, self.hi), "p": _format_p(self.p)}
 
 
+def _interval(point: float, lo: float, hi: float) -> str:
+    return f"{point:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+
+
 def claims_table(claims: list[Claim]) -> pd.DataFrame:
-    """One row per claim (:meth:`Claim.row`), plus ``p (Holm)``: the p-values Holm-adjusted over the
-    claims that have one (:func:`holm_adjust`), and ``verdict (Holm)``: the verdict with significant
-    meaning adjusted p < 0.05 ("—" for a claim without p). p-values are shown as text, 3 decimals."""
+    """One row per claim (:meth:`Claim.row`: the raw 95% interval and its verdict), plus, over the
+    family of claims that have a p-value:
+
+    - ``p (Holm)``: Holm-adjusted p (:func:`holm_adjust`);
+    - ``ours (points, Holm CI)``: the interval compatible with it (:func:`holm_intervals`);
+    - ``verdict (Holm)``: the verdict with significant meaning that this interval excludes 0 (for a
+      claim without resampled differences: adjusted p < 0.05), so each interval agrees with its verdict.
+
+    "—" for a claim without p. p-values are shown as text, 3 decimals."""
     tested = [i for i, c in enumerate(claims) if c.p is not None]
     adjusted = dict(zip(tested, holm_adjust([claims[i].p for i in tested])))
+    drawn = [i for i in tested if claims[i].draws is not None]
+    intervals = dict(zip(drawn, holm_intervals([claims[i].point for i in drawn], [claims[i].p for i in drawn],
+                                               [claims[i].draws for i in drawn])))
     rows = []
     for i, c in enumerate(claims):
-        p_holm = adjusted.get(i)
+        p_holm, interval = adjusted.get(i), intervals.get(i)
+        significant = (interval[0] > 0 or interval[1] < 0) if interval else p_holm is not None and p_holm < 0.05
         rows.append({**c.row(), "p (Holm)": _format_p(p_holm),
-                     "verdict (Holm)": "—" if p_holm is None else _verdict(c.expected_sign, c.point, p_holm < 0.05)})
+                     "ours (points, Holm CI)": _interval(c.point, *interval) if interval else "—",
+                     "verdict (Holm)": "—" if p_holm is None else _verdict(c.expected_sign, c.point, significant)})
     return pd.DataFrame(rows)
 
 
