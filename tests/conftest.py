@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny random backbone (seconds on a CPU) and a scratch artifacts folder."""
+"""Shared fixtures: the tiny random backbone (seconds on a CPU) and a scratch artifacts folder; and, under
+``MSCL_NO_SKIPS=1`` (``.ci/run`` sets it), a skipped test fails the run: CI runs every test it has."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,35 @@ from mscl.common.paths import REPO_ROOT
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+NO_SKIPS = os.environ.get("MSCL_NO_SKIPS") == "1"
+_skipped: list[str] = []
+
+
+def _note_skip(report) -> None:
+    if NO_SKIPS and report.skipped and not hasattr(report, "wasxfail"):  # an xfail is not a skip
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skipped.append(f"{report.nodeid}: {reason.removeprefix('Skipped: ')}")
+
+
+def pytest_runtest_logreport(report):
+    _note_skip(report)
+
+
+def pytest_collectreport(report):
+    _note_skip(report)  # a module-level skip or importorskip
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _skipped and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _skipped:
+        terminalreporter.section("MSCL_NO_SKIPS=1: a skipped test fails the run", sep="!", red=True, bold=True)
+        for line in _skipped:
+            terminalreporter.line(f"SKIPPED {line}", red=True)
 
 
 def pytest_collection_modifyitems(items):

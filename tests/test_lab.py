@@ -27,11 +27,13 @@ def test_make_lab_serves_the_notebooks():
 def test_jupyterlab_renders_a_notebook_in_a_real_browser(tmp_path):
     from mscl import lab
 
-    if lab.browser() is None:
+    if lab.browser() is None:  # .ci/run installs it, and a skip fails CI (MSCL_NO_SKIPS)
         pytest.skip("no headless Chromium on this machine (apt-get install chromium)")
     shot = tmp_path / "lab.png"
     dom = lab.notebook_page("02_pilot.ipynb", shot)
-    assert dom.count("jp-Cell ") >= 10  # the notebook's cells, rendered by JupyterLab's own code
+    cells = json.loads((lab.NOTEBOOKS / "02_pilot.ipynb").read_text(encoding="utf-8"))["cells"]
+    # every cell of the notebook, rendered by JupyterLab's own code (the stylesheets also name jp-Cell)
+    assert dom.count('class="lm-Widget jp-Cell ') == len(cells) >= 10, dom[-3000:]
     assert "Pilot: plain continual fine-tuning" in dom and "profile_status" in dom
     assert shot.stat().st_size > 20_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -99,3 +101,20 @@ def test_every_notebook_cell_has_an_id():
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
         missing = [i for i, c in enumerate(cells) if "id" not in c]
         assert not missing, f"{path.name}: cells {missing} have no id (nbformat 4.5 requires one)"
+
+
+def test_nbval_skips_no_notebook_cell():
+    """`make test` runs the notebooks under nbval, where tests/conftest.py's MSCL_NO_SKIPS hook does not reach:
+    a cell skips there only by a NBVAL_SKIP comment or an nbval-skip tag, so no cell may carry one."""
+    from nbval.plugin import find_comment_markers, find_metadata_tags
+
+    from mscl.lab import NOTEBOOKS
+
+    for path in sorted(p for p in NOTEBOOKS.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        skipped = []
+        for i, cell in enumerate(cells):
+            markers = {*find_comment_markers("".join(cell["source"])), *(find_metadata_tags(cell["metadata"]) or ())}
+            if cell["cell_type"] == "code" and ("skip", True) in markers:
+                skipped.append(i)
+        assert not skipped, f"{path.name}: cells {skipped} are skipped by nbval (CI runs every test it has)"
