@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from mscl.common.io import read_json, write_json
 from mscl.common.params import ChoiceParams, ParamsError, build, load_params
 from mscl.common.paths import SHARED_METHOD, is_finished, run_dir
 from mscl.core.preference import split_table
@@ -48,7 +49,7 @@ def test_the_rule_takes_the_best_unless_its_interval_against_the_default_holds_z
     choice = ChoiceParams(method="pbl", stage=3, default="paper", settings={"paper": {}, "a": {}, "b": {}})
 
     def table(acc_a, lo_a, hi_a):
-        return pd.DataFrame({"setting": ["paper", "a", "b"], "ACC s3": [40.0, acc_a, 39.0],
+        return pd.DataFrame({"setting": ["paper", "a", "b"], "val ACC s3": [40.0, acc_a, 39.0],
                              "lo": [0.0, lo_a, -5.0], "hi": [0.0, hi_a, 3.0]})
 
     assert picks.pick(table(50.0, 2.0, 18.0), choice) == "a"          # better, and the interval excludes 0
@@ -74,6 +75,19 @@ def test_a_setting_trains_from_the_main_runs_shared_stage(scratch):
     assert list(table["setting"]) == list(choice.settings)
     assert table.loc[table["setting"] == choice.default, "vs default"].item() == 0.0
     assert "training.yaml" in choices.check_choice("smoke", study, picks.pick(table, choice))
+    # the study reads the validation split alone: scrambling every other score changes nothing
+    scramble_all_but_validation(scratch)
+    pd.testing.assert_frame_equal(picks.choice_table("smoke", study), table)
+
+
+def scramble_all_but_validation(root) -> None:
+    """Every finished stage's scores on every set but ``validation`` replaced by nonsense (the files
+    the stage wrote stay as they are, so the stages are still reused)."""
+    for path in {p.resolve() for p in root.rglob("stage*/manifest.json")}:
+        manifest = read_json(path)
+        manifest["metrics"] = {name: entry if name == "validation" else {key: -1.0 for key in entry}
+                               for name, entry in manifest["metrics"].items()}
+        write_json(path, manifest)
 
 
 def test_reproduce_schedules_the_other_settings_and_trains_the_profiles_own_with_the_methods():
@@ -108,7 +122,7 @@ def test_readers_of_the_split_and_of_mocls_routing():
 
 def test_an_exact_tie_with_the_default_goes_to_the_default():
     choice = ChoiceParams(method="flearning", stage=2, default="c", settings={"a": {}, "b": {}, "c": {}})
-    table = pd.DataFrame({"setting": ["a", "b", "c"], "ACC s2": [30.0, 20.0, 30.0], "lo": [1.0, -9.0, 0.0],
+    table = pd.DataFrame({"setting": ["a", "b", "c"], "val ACC s2": [30.0, 20.0, 30.0], "lo": [1.0, -9.0, 0.0],
                           "hi": [5.0, 1.0, 0.0]})
     assert picks.pick(table, choice) == "c"
 

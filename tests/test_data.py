@@ -108,7 +108,8 @@ def test_every_fact_is_asked_in_every_held_out_wording(bench):
             by_key[(r.stage, r.fact_id)][r.split].append(r)
         for pair in by_key.values():
             (train,) = pair["train"]
-            evals = pair["eval"]
+            evals = pair["eval"] + pair["validation"]  # a validation fact's held-out wordings
+            assert not (pair["eval"] and pair["validation"])
             templates = relation_of(train.fact_id).templates
             if train.shared_with is None:
                 assert len(evals) == len(templates) - 1
@@ -187,9 +188,10 @@ def test_stage_sets(bench, stream):
     retention = None
     for stage in stream_stages(bench, stream):
         sets = stage_sets(bench, stream, stage)
-        assert set(sets) == {"train", "eval", "edited", "retention", "history", "general"}
+        assert set(sets) == {"train", "eval", "edited", "validation", "retention", "heldout", "history", "general"}
         assert sets["train"] and all(r.split == "train" and r.stage == stage for r in sets["train"])
-        assert {r.fact_id for r in sets["eval"]} == {r.fact_id for r in sets["train"]}
+        held_out_wordings = sets["eval"] + sets["validation"]
+        assert {r.fact_id for r in held_out_wordings} == {r.fact_id for r in sets["train"]}
         assert all(r.edited and r.split == "eval" and r.stage == stage for r in sets["edited"])
         assert bool(sets["edited"]) == (stage > 1)
         assert sets["retention"] and all(r.stage == 1 and r.split == "eval" for r in sets["retention"])
@@ -200,8 +202,8 @@ def test_stage_sets(bench, stream):
         # history: earlier stages' questions of facts not asked again since, on their current answers
         later = {r.fact_id: r.stage for r in records if r.stage <= stage}
         assert all(r.stage < stage and later[r.fact_id] == r.stage for r in sets["history"])
-        if stream == "domain_independent":
-            assert not sets["history"]   # every fact is asked again at every stage
+        if stream == "domain_independent":  # every fact is asked again at every stage but the held-out ones
+            assert {r.id for r in sets["history"]} == ({r.id for r in sets["heldout"]} if stage > 1 else set())
         else:
             expected = {r.id for r in records if r.split == "eval" and r.stage < stage and later[r.fact_id] == r.stage}
             assert {r.id for r in sets["history"]} == expected and bool(expected) == (stage > 1)
@@ -246,12 +248,14 @@ def test_cpu_domain_independent_stream_is_the_revised_dataset(cpu_bench):
 
     sizes = load_params("cpu", "01_data_build").sizes
     records = read_stream(cpu_bench, "domain_independent")
-    stage1 = {r.fact_id for r in records if r.stage == 1 and r.split == "train"}
-    assert len(stage1) == sizes.stage1_facts
+    everything = {r.fact_id for r in records if r.stage == 1 and r.split == "train"}
+    assert len(everything) == sizes.stage1_facts + sizes.validation_facts + sizes.heldout_facts
+    heldout = {r.fact_id for r in stage_sets(cpu_bench, "domain_independent", 1)["heldout"]}
+    assert len(heldout) == sizes.heldout_facts
+    stage1 = everything - heldout  # the facts every stage retrains (evaluation and validation)
     for stage in range(2, DOMAIN_INDEPENDENT_STAGES + 1):
         train = [r for r in records if r.stage == stage and r.split == "train"]
-        retrained = {r.fact_id for r in train} & stage1
-        assert len(retrained) >= 0.9 * len(stage1)
+        assert {r.fact_id for r in train} == stage1
         assert sum(r.edited for r in train) >= 0.8 * len(stage1)
     # each fact's answers form a chain: previous_answer is the answer before, no answer overlaps an earlier one
     for fact_id in stage1:
@@ -269,12 +273,14 @@ def test_cpu_domain_independent_stream_is_the_revised_dataset(cpu_bench):
     for stage in stream_stages(cpu_bench, "domain_independent"):
         sets = stage_sets(cpu_bench, "domain_independent", stage)
         current = {r.fact_id: r.answer for r in sets["train"]}
-        assert {r.fact_id for r in sets["eval"]} == set(current) == stage1
+        evaluated = {r.fact_id for r in sets["eval"]}
+        assert len(evaluated - (heldout if stage == 1 else set())) == sizes.stage1_facts
+        assert evaluated | {r.fact_id for r in sets["validation"]} == set(current)
         assert all(r.answer == current[r.fact_id] for r in sets["eval"])
         assert not {r.question for r in sets["eval"]} & {r.question for r in records if r.split == "train"}
         assert len(sets["eval"]) >= 150
     manifest = json.loads((cpu_bench / "manifest.json").read_text())
-    assert manifest["known"]["known_in_base_set"] == round(sizes.known_share * sizes.stage1_facts)
+    assert manifest["known"]["known_in_base_set"] == round(sizes.known_share * len(everything))
     assert not manifest["shortfalls"]
 
 

@@ -12,6 +12,7 @@ from mscl.common.params import load_params
 from mscl.evaluation import conflict, picks
 from mscl.pipeline import pilot
 from mscl.pipeline.stages import run_stream
+from tests.test_choices import scramble_all_but_validation
 
 
 def test_settings_come_in_the_rules_budget_order():
@@ -23,7 +24,7 @@ def test_settings_come_in_the_rules_budget_order():
 
 
 def test_pick_regime_takes_the_lowest_budget_that_learns_stage_one():
-    table = pd.DataFrame({"setting": ["a", "b", "c", "d"], "ACC s1": [20.0, 59.9, 60.0, 90.0]})
+    table = pd.DataFrame({"setting": ["a", "b", "c", "d"], "val ACC s1": [20.0, 59.9, 60.0, 90.0]})
     assert picks.pick_regime(table, 60.0)["setting"] == "c"
     assert picks.pick_regime(table, 95.0) is None
 
@@ -33,16 +34,21 @@ def test_sweep_runs_every_setting_on_the_reduced_stream(scratch):
     params = load_params("smoke", "02_pilot")
     assert list(sweep["setting"]) == [s.name for s in pilot.settings(params)]
     stages = benchmark.STREAM_STAGES["domain_independent"]
-    assert [c for c in sweep.columns if c.startswith("ACC s")] == [f"ACC s{s}" for s in stages]
-    assert [c for c in sweep.columns if c.startswith("stale s")] == [f"stale s{s}" for s in stages[1:]]
+    assert [c for c in sweep.columns if c.startswith("val ACC s")] == [f"val ACC s{s}" for s in stages]
+    assert [c for c in sweep.columns if c.startswith("val stale s")] == [f"val stale s{s}" for s in stages[1:]]
     reduced = pilot.sweep_root("smoke") / "data"
-    facts = {r.fact_id for r in benchmark.read_stream(reduced, "domain_independent")}
-    assert len(facts) == params.sweep.facts
+    records = benchmark.read_stream(reduced, "domain_independent")
+    validation = {r.fact_id for r in records if r.split == "validation"}
+    sizes = load_params("smoke", "01_data_build").sizes
+    assert len(validation) == sizes.validation_facts  # the rule reads every validation fact
+    assert len({r.fact_id for r in records} - validation) == params.sweep.facts
     # a setting's stages are its own: other epochs, another run folder, reused the second time
     again = picks.sweep_table("smoke")
     pd.testing.assert_frame_equal(sweep.drop(columns="wall_s"), again.drop(columns="wall_s"))
     message = picks.check_regime("smoke", picks.pick_regime(sweep, params.sweep.min_stage1_acc))
     assert "training.yaml" in message
+    scramble_all_but_validation(scratch)  # the rule reads the validation split alone
+    pd.testing.assert_frame_equal(picks.sweep_table("smoke").drop(columns="wall_s"), sweep.drop(columns="wall_s"))
 
 
 def test_answer_sources_and_accuracy_matrix_read_the_saved_predictions(scratch):

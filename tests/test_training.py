@@ -153,3 +153,41 @@ def test_length_grouped_sampler_groups_and_reshuffles():
     sampler.set_epoch(1)
     assert list(sampler) == epochs[1]  # (seed, epoch) fixes the order
     assert list(LengthGroupedSampler(lengths, 4, seed=1)) != epochs[0]
+
+
+def test_pbl_at_preference_weight_0_has_cits_loss_and_gradients(tiny):
+    """With ``preference_weight: 0`` the PBL objective on a batch with sampled responses gives CIT's
+    loss on the same gold pairs, and the same gradient on every LoRA weight: the responses ride
+    along in the packed rows but add nothing."""
+    from collections import defaultdict
+    from types import SimpleNamespace
+
+    from mscl.engine.training import StageTrainer
+
+    model, tok = tiny
+    rows = [{"id": r.id, "responses": [{"response": text, "aligned": j == 0, "ref_logp": -3.0 - j, "count": 1}
+                                       for j, text in enumerate(["Paris", "Lyon", "Berlin"])]} for r in RECORDS]
+
+    def loss_and_grads(objective, with_responses: bool):
+        torch.manual_seed(0)
+        peft_model = attach_lora(copy.deepcopy(model), LORA)
+        for name, weight in peft_model.named_parameters():  # lora_B starts at 0: make every gradient non-zero
+            if "lora_B" in name:
+                torch.nn.init.normal_(weight, std=0.02)
+        trainer = object.__new__(StageTrainer)  # compute_loss needs only these attributes
+        trainer.bias, trainer._metrics, trainer.state = objective, defaultdict(list), SimpleNamespace(global_step=0)
+        examples = build_examples(tok, RECORDS, 128, rows if with_responses else None)
+        loss = trainer.compute_loss(peft_model, pack_examples(examples, tok.pad_token_id))
+        loss.backward()
+        return loss.item(), {n: w.grad.clone() for n, w in peft_model.named_parameters() if w.requires_grad}
+
+    cit_loss, cit_grads = loss_and_grads(None, with_responses=False)
+    pbl_loss, pbl_grads = loss_and_grads(PreferenceObjective.from_params(_pbl(preference_weight=0.0)), True)
+    assert pbl_loss == pytest.approx(cit_loss, rel=1e-5)
+    assert cit_grads.keys() == pbl_grads.keys() and cit_grads
+    for name, grad in cit_grads.items():
+        torch.testing.assert_close(pbl_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    # and the test can fail: at weight 1 the responses change both
+    one_loss, one_grads = loss_and_grads(PreferenceObjective.from_params(_pbl(preference_weight=1.0)), True)
+    assert one_loss != pytest.approx(cit_loss, rel=1e-3)
+    assert any(not torch.allclose(one_grads[n], g, rtol=1e-3, atol=1e-6) for n, g in cit_grads.items())

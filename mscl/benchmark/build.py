@@ -112,12 +112,13 @@ def _sizes(profile: str):
 
 
 def _records(fact: Fact, *, stream: str, stage: int, domain: str, answer: str, previous: str | None,
-             shared_with: str | None, templates: tuple[str, ...]) -> list[Record]:
-    """The training question (``templates[0]``) and one evaluation question per other wording of one
-    fact: every held-out wording is asked, more items at no training cost."""
+             shared_with: str | None, templates: tuple[str, ...], held_out: str = "eval") -> list[Record]:
+    """The training question (``templates[0]``) and one question per other wording of one fact, in
+    split ``held_out`` (``eval``, or ``validation`` for a validation fact): every held-out wording
+    is asked, more items at no training cost."""
     out = []
     for w, template in enumerate(templates):
-        split = "train" if w == 0 else "eval"
+        split = "train" if w == 0 else held_out
         out.append(Record(
             id=f"{stream}/{stage}/{split}/{fact.fact_id}" + (f"#{w}" if w else ""), fact_id=fact.fact_id,
             stream=stream, stage=stage, domain=domain, split=split, question=template.format(label=fact.label),
@@ -203,26 +204,54 @@ def revision_chain(fact: Fact, revisions: int, seed: int, stream: str) -> list[s
 
 
 def _domain_independent(plan: _Plan, sizes, seed: int, known: set[str] | None) -> list[Record]:
-    """The paper's revised dataset: stage 1 learns a base set of ``sizes.stage1_facts`` facts from all
-    seven domains; every later stage retrains the same facts, ``sizes.revised_share`` of them with a
-    new answer (each revised fact's answers form a chain A -> B -> C -> D -> E), the rest with their
-    unchanged answer (the retention set, KRR). ``known`` (facts the backbone answers before any
-    training) supplies ``sizes.known_share`` of the base set, so that revisions also fight
-    pre-trained knowledge, as the paper's stage-1 KGR below its ACC implies."""
+    """The paper's revised dataset: stage 1 learns a base set drawn from all seven domains; every later
+    stage retrains the same facts, ``sizes.revised_share`` of them with a new answer (each revised
+    fact's answers form a chain A -> B -> C -> D -> E), the rest with their unchanged answer (the
+    retention set, KRR). ``known`` (facts the backbone answers before any training) supplies
+    ``sizes.known_share`` of the base set, so that revisions also fight pre-trained knowledge, as
+    the paper's stage-1 KGR below its ACC implies.
+
+    The base set has three parts, drawn at random with the seed: ``sizes.stage1_facts`` evaluation
+    facts (the claims' items), ``sizes.validation_facts`` validation facts (trained alike; their
+    held-out wordings are the ``validation`` split, which every choice by rule reads) and
+    ``sizes.heldout_facts`` facts learned at stage 1 only (held-out retention: no later stage revises
+    or retrains them, so their KRR can fall)."""
     stream = "domain_independent"
-    n = sizes.stage1_facts
     revisions = DOMAIN_INDEPENDENT_STAGES - 1
+    base = _base_set(plan, sizes, seed, known, revisions)
+    roles = _rng(seed, stream, "roles").sample(base, sizes.heldout_facts + sizes.validation_facts)
+    heldout = {f.fact_id for f in roles[:sizes.heldout_facts]}
+    validation = {f.fact_id for f in roles[sizes.heldout_facts:]}
+    repeated = [f for f in base if f.fact_id not in heldout]
+    chains = {f.fact_id: revision_chain(f, revisions, seed, stream) for f in repeated}
+    kept = _kept_answers(plan, repeated, chains, sizes.revised_share, seed, stream)
+    records: list[Record] = []
+    for stage in range(1, DOMAIN_INDEPENDENT_STAGES + 1):
+        recs = []
+        for f in base if stage == 1 else repeated:
+            rel = relation_of(f.fact_id)
+            if stage == 1 or f.fact_id in kept:
+                answer, previous = f.answer, None
+            else:
+                answer, previous = chains[f.fact_id][stage - 1], chains[f.fact_id][stage - 2]
+            recs += _records(f, stream=stream, stage=stage, domain=rel.domain, answer=answer, previous=previous,
+                             shared_with=None, templates=rel.templates,
+                             held_out="validation" if f.fact_id in validation else "eval")
+        records += _by_split(recs)
+    plan.known_in_base = sum(1 for f in base if known and f.fact_id in known)
+    return records
+
+
+def _base_set(plan: _Plan, sizes, seed: int, known: set[str] | None, revisions: int) -> list[Fact]:
+    """Every fact of the domain-independent stream, spread over the domains, ``known_share`` of them
+    facts the backbone knows (each with a full revision chain: a known fact is meant to be revised
+    against its prior), in a seeded order."""
+    stream = "domain_independent"
+    n = sizes.stage1_facts + sizes.validation_facts + sizes.heldout_facts
     pools = [plan.pool(_domain_relations(d)) for d in DOMAINS]
-    chains: dict[str, list[str] | None] = {}
-
-    def chain(f: Fact) -> list[str] | None:
-        if f.fact_id not in chains:
-            chains[f.fact_id] = revision_chain(f, revisions, seed, stream)
-        return chains[f.fact_id]
-
     n_known = round(sizes.known_share * n) if known is not None else 0
-    # Known facts must carry a full chain (a known fact is meant to be revised against its prior).
-    known_pools = [[f for f in p if f.fact_id in known and chain(f)] for p in pools] if n_known else [[] for _ in pools]
+    known_pools = ([[f for f in p if f.fact_id in known and revision_chain(f, revisions, seed, stream)]
+                    for p in pools] if n_known else [[] for _ in pools])
     base = _spread(known_pools, n_known)
     plan.note("domain_independent base set: facts the backbone knows", len(base), n_known)
     chosen = {f.fact_id for f in base}
@@ -230,28 +259,20 @@ def _domain_independent(plan: _Plan, sizes, seed: int, known: set[str] | None) -
     base += _spread(unknown_pools, n - len(base))
     plan.note("domain_independent base set", len(base), n)
     _rng(seed, stream, "order").shuffle(base)
-    wanted_revised = math.ceil(sizes.revised_share * n)
-    # A fact whose relation runs out of fresh answers keeps its answer; the others that keep theirs
-    # are drawn with the seed, known and unknown facts alike.
-    must_keep = [f for f in base if not chain(f)]
-    n_keep = max(len(base) - wanted_revised, len(must_keep))
-    free = [f for f in base if chain(f)]
+    return base
+
+
+def _kept_answers(plan: _Plan, facts: list[Fact], chains: dict, revised_share: float, seed: int,
+                  stream: str) -> set[str]:
+    """The facts that keep their answer at every stage: those whose relation runs out of fresh answers,
+    and a seeded draw of the others, so that ``revised_share`` of ``facts`` are revised."""
+    wanted_revised = math.ceil(revised_share * len(facts))
+    must_keep = [f for f in facts if not chains[f.fact_id]]
+    n_keep = max(len(facts) - wanted_revised, len(must_keep))
+    free = [f for f in facts if chains[f.fact_id]]
     kept = {f.fact_id for f in must_keep + _rng(seed, stream, "retention").sample(free, n_keep - len(must_keep))}
-    plan.note("domain_independent revised facts", len(base) - len(kept), wanted_revised)
-    records: list[Record] = []
-    for stage in range(1, DOMAIN_INDEPENDENT_STAGES + 1):
-        recs = []
-        for f in base:
-            rel = relation_of(f.fact_id)
-            if stage == 1 or f.fact_id in kept:
-                answer, previous = f.answer, None
-            else:
-                answer, previous = chains[f.fact_id][stage - 1], chains[f.fact_id][stage - 2]
-            recs += _records(f, stream=stream, stage=stage, domain=rel.domain, answer=answer, previous=previous,
-                             shared_with=None, templates=rel.templates)
-        records += _by_split(recs)
-    plan.known_in_base = sum(1 for f in base if known and f.fact_id in known)
-    return records
+    plan.note("domain_independent revised facts", len(facts) - len(kept), wanted_revised)
+    return kept
 
 
 def _cross_domain(plan: _Plan, sizes, seed: int) -> list[Record]:

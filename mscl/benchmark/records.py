@@ -25,7 +25,7 @@ DOMAINS = (
 )
 GENERAL_DOMAIN = "general"
 STREAMS = ("general", "domain_independent", "cross_domain")
-SPLITS = ("train", "eval")
+SPLITS = ("train", "eval", "validation")
 DOMAIN_INDEPENDENT_STAGES = 5
 CROSS_DOMAIN_STAGES = len(DOMAINS)
 FILES = {stream: f"{stream}.jsonl" for stream in STREAMS}
@@ -48,7 +48,7 @@ class Record:
     stream: str                   # "general" | "domain_independent" | "cross_domain"
     stage: int                    # 1-based; 0 for the general set
     domain: str                   # one of DOMAINS, or "general"
-    split: str                    # "train" | "eval"
+    split: str                    # "train" | "eval" | "validation" (held-out wordings of validation facts)
     question: str
     answer: str                   # the answer at this stage (an edit when ``edited``)
     previous_answer: str | None   # the answer before this record's edit (maybe an earlier edit)
@@ -164,8 +164,12 @@ def stage_sets(folder: str | Path, stream: str, stage: int) -> dict[str, list[Re
     - ``eval``: every held-out wording of the same facts, with the stage's answers;
     - ``edited``: the evaluation records of facts whose answer was edited in this stage (empty in
       stage 1);
+    - ``validation``: the held-out wordings of the stage's validation facts (trained like the others;
+      every choice by rule reads them, no claim does);
     - ``retention``: evaluation records of stage-1 facts whose answer no later stage edits, the same
       list at every stage (knowledge retention rate, KRR);
+    - ``heldout``: the part of ``retention`` whose facts no later stage trains at all (held-out
+      retention: their KRR can fall, where retrained facts are relearned at every stage);
     - ``history``: the evaluation records of earlier stages whose fact no stage up to this one asks
       again, with their (still current) answers: the accuracy matrix R[k][j] of the cross-domain
       stream (empty in the domain-independent stream, which asks every fact at every stage);
@@ -177,6 +181,7 @@ def stage_sets(folder: str | Path, stream: str, stage: int) -> dict[str, list[Re
         raise ValueError(f"stream {stream!r} has stages {stages}, not {stage}")
     first = stages[0]
     ever_edited = {r.fact_id for r in records if r.edited}
+    trained_later = {r.fact_id for r in records if r.stage > first and r.split == "train"}
     at = [r for r in records if r.stage == stage]
     last_asked: dict[str, int] = {}
     for r in records:
@@ -186,7 +191,10 @@ def stage_sets(folder: str | Path, stream: str, stage: int) -> dict[str, list[Re
         "train": [r for r in at if r.split == "train"],
         "eval": [r for r in at if r.split == "eval"],
         "edited": [r for r in at if r.split == "eval" and r.edited],
+        "validation": [r for r in at if r.split == "validation"],
         "retention": [r for r in records if r.stage == first and r.split == "eval" and r.fact_id not in ever_edited],
+        "heldout": [r for r in records if r.stage == first and r.split == "eval" and r.fact_id not in ever_edited
+                    and r.fact_id not in trained_later],
         "history": [r for r in records if r.stage < stage and r.split == "eval" and last_asked[r.fact_id] == r.stage],
         "general": [r for r in read_stream(folder, "general") if r.split == "eval"],
     }

@@ -103,6 +103,11 @@ class BenchmarkSizes:
     (paper: 1,000)."""
     general: int = within(POSITIVE_INT)           # general-purpose facts, stage 0 (paper: 6,000)
     stage1_facts: int = within(POSITIVE_INT)      # domain-independent stream: the base set, retrained at every stage
+    # domain-independent stream: more base facts, trained alike, whose held-out wordings are the
+    # validation split (every choice by rule reads them; no claim does)
+    validation_facts: int = within(COUNT)
+    # domain-independent stream: stage-1 facts no later stage revises or retrains (held-out retention, KRR)
+    heldout_facts: int = within(COUNT)
     # domain-independent stream: share of the base set revised at each of stages 2-5
     revised_share: float = within(UNIT)
     # domain-independent stream: share of the base set the backbone knows beforehand

@@ -315,7 +315,8 @@ def _fact_clusters(rows: list[dict]) -> list[str] | None:
 
 def stage_metrics(predictions: dict[str, list[dict]], first_correct: dict[str, bool] | None,
                   n_resamples: int, seed: int) -> dict:
-    """ACC/KGR of the stage's questions, edited-knowledge, retention (KRR) and general metrics.
+    """ACC/KGR of each set of the stage's predictions (evaluation, edited, validation, general, ...),
+    and KRR of the retention sets (``retention``, ``heldout``).
 
     ``first_correct`` maps retention item ids to whether they were right after stage 1
     (None at stage 1, where it is this stage's own result).
@@ -345,7 +346,7 @@ def stage_metrics(predictions: dict[str, list[dict]], first_correct: dict[str, b
             # still giving the answer the edit replaced: the conflict the paper is about
             entry["acc_previous"] = float(np.mean([is_correct(r["new_prediction"], r["previous_answer"])
                                                    for r in rows]))
-        if name == "retention":
+        if name in ("retention", "heldout"):
             now = [bool(r["new_correct"]) for r in rows]
             first = now if first_correct is None else [bool(first_correct.get(r["id"], False)) for r in rows]
             entry["krr"] = knowledge_retention_rate(first, now)

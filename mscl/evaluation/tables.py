@@ -59,28 +59,37 @@ def evaluation_modes(profile: str, stream: str, methods: list[str], stage: int, 
     return pd.DataFrame(rows)
 
 
-METRICS = ("ACC", "KGR", "ACC_edited", "previous_answer_edited", "KRR", "ACC_general", "current", "stale", "neither")
+METRICS = ("ACC", "KGR", "ACC_edited", "previous_answer_edited", "ACC_validation", "KGR_validation",
+           "stale_validation", "KRR", "KRR_heldout", "ACC_general", "current", "stale", "neither")
+RETENTION = {"KRR": "retention", "KRR_heldout": "heldout"}  # column: the set it is measured on
 
 
 def results_table(manifests: list[dict], per_seed: bool = False):
     """One row per (method, stage) with the paper's metrics in percent and the stage's wall time;
     ``trained_by`` names the method that trained the stage (CIT for a shared stage).
 
+    ``ACC`` is on the evaluation split (the claims' items), ``ACC_validation`` on the validation
+    split (what the choices read); ``KRR`` on the stage-1 facts later stages retrain unchanged,
+    ``KRR_heldout`` on those no later stage trains (NaN for stages that predate a set).
+
     Manifests of several training seeds are averaged (:func:`aggregate_seeds`) unless ``per_seed``,
     which keeps one row per seed with a ``seed`` column.
     """
     rows = []
     for m in manifests:
-        r = m["metrics"]
+        r = {name: m["metrics"].get(name, {}) for name in ("eval", "edited", "validation", "retention", "heldout",
+                                                            "general")}
         rows.append({
             "method": m["method"], "stream": m["stream"], "stage": m["stage"], "backbone": m["backbone"],
             "trained_by": m.get("trained_by", m["method"]),
             "ACC": 100 * r["eval"].get("acc", float("nan")), "KGR": 100 * r["eval"].get("kgr", float("nan")),
             "ACC_edited": 100 * r["edited"].get("acc", float("nan")),
             "previous_answer_edited": 100 * r["edited"].get("acc_previous", float("nan")),
-            "KRR": 100 * r["retention"].get("krr", float("nan")),
-            "KRR_lo": 100 * r["retention"].get("krr_lo", float("nan")),
-            "KRR_hi": 100 * r["retention"].get("krr_hi", float("nan")),
+            "ACC_validation": 100 * r["validation"].get("acc", float("nan")),
+            "KGR_validation": 100 * r["validation"].get("kgr", float("nan")),
+            "stale_validation": 100 * r["validation"].get("source_stale", float("nan")),
+            **{f"{column}{end}": 100 * r[name].get(f"krr{end}", float("nan"))
+               for column, name in RETENTION.items() for end in ("", "_lo", "_hi")},
             "ACC_general": 100 * r["general"].get("acc", float("nan")),
             # where the stage's evaluation answers come from (mscl.core.metrics.answer_source)
             **{source: 100 * r["eval"].get(f"source_{source}", float("nan")) for source in metrics.ANSWER_SOURCES},
@@ -98,9 +107,10 @@ def results_table(manifests: list[dict], per_seed: bool = False):
 def aggregate_seeds(per_seed):
     """Mean over training seeds of each (backbone, stream, method, stage), in first-seen order.
 
-    ``<metric>_sd``: the across-seed standard deviation (ddof 1); ``KRR_lo``/``KRR_hi``: a 95%
-    t-interval of the mean KRR across seeds (with one seed a row's item-bootstrap interval is
-    kept instead); ``wall_s``: the mean stage time; ``seeds``: how many seeds the row averages.
+    ``<metric>_sd``: the across-seed standard deviation (ddof 1); ``KRR_lo``/``KRR_hi`` (and
+    ``KRR_heldout_lo``/``_hi``): a 95% t-interval of the mean across seeds (with one seed a row's
+    item-bootstrap interval is kept instead); ``wall_s``: the mean stage time; ``seeds``: how many
+    seeds the row averages.
     """
     keys = ["method", "stream", "stage", "backbone", "trained_by"]
     rows = []
@@ -110,11 +120,12 @@ def aggregate_seeds(per_seed):
         for metric in METRICS:
             row[metric] = group[metric].mean()
             row[f"{metric}_sd"] = group[metric].std(ddof=1) if n > 1 else float("nan")
-        if n > 1:
-            half = metrics.t_quantile_975(n - 1) * row["KRR_sd"] / n ** 0.5
-            row["KRR_lo"], row["KRR_hi"] = row["KRR"] - half, row["KRR"] + half
-        else:
-            row["KRR_lo"], row["KRR_hi"] = group["KRR_lo"].iloc[0], group["KRR_hi"].iloc[0]
+        for column in RETENTION:
+            if n > 1:
+                half = metrics.t_quantile_975(n - 1) * row[f"{column}_sd"] / n ** 0.5
+                row[f"{column}_lo"], row[f"{column}_hi"] = row[column] - half, row[column] + half
+            else:
+                row[f"{column}_lo"], row[f"{column}_hi"] = group[f"{column}_lo"].iloc[0], group[f"{column}_hi"].iloc[0]
         row["wall_s"] = group["wall_s"].mean()
         row["seeds"] = n
         rows.append(row)

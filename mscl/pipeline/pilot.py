@@ -70,8 +70,9 @@ def sweep_root(profile: str) -> Path:
 
 
 def sweep_data(profile: str, facts: int, data_seed: int, folder: Path | None = None) -> Path:
-    """The benchmark reduced to the first ``facts`` facts of the domain-independent base set (file
-    order, which the data seed shuffles), every stage; the other streams are copied unchanged.
+    """The benchmark reduced to every validation fact of the domain-independent stream (the rule reads
+    them) and the first ``facts`` of its other stage-1 facts (file order, which the data seed
+    shuffles), every stage; the other streams are copied unchanged.
     Written once under ``folder`` (default ``artifacts/sweep/<profile>/data``); a reduction of
     another benchmark or size is an error naming the folder to remove."""
     source = ensure_benchmark(profile, data_seed)
@@ -87,7 +88,9 @@ def sweep_data(profile: str, facts: int, data_seed: int, folder: Path | None = N
                          f"({built} vs {origin}); remove {folder} to rebuild it")
     folder.mkdir(parents=True, exist_ok=True)
     records = benchmark.read_stream(source, SWEEP_STREAM)
-    keep = list(dict.fromkeys(r.fact_id for r in records if r.stage == 1))[:facts]
+    validation = {r.fact_id for r in records if r.split == "validation"}
+    others = [fact for fact in dict.fromkeys(r.fact_id for r in records if r.stage == 1) if fact not in validation]
+    keep = list(validation) + others[:facts]
     manifest = json.loads((source / benchmark.MANIFEST).read_text(encoding="utf-8"))
     for stream, name in benchmark.FILES.items():
         # one record a line: split on "\n" only (JSON text may hold U+2028, which splitlines splits)

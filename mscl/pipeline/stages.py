@@ -56,7 +56,8 @@ from mscl.engine.training import ContextLengthError
 from mscl.methods import Method, StageContext, get_method
 from mscl.pipeline import integrity
 
-EVAL_SETS = ("eval", "edited", "retention", "history", "general")
+# the sets every stage answers (mscl.benchmark.stage_sets); "validation" is read by the choices alone
+EVAL_SETS = ("eval", "edited", "validation", "retention", "heldout", "history", "general")
 
 
 class StaleRunError(RuntimeError):
@@ -219,7 +220,8 @@ def train_stage(plan: StagePlan, previous: list[dict]) -> dict:
     with timed(timings, "load"):
         model, ctx = start_model(plan, sets, folder)
     with timed(timings, "eval_old"):
-        old_sets = ["eval", "edited"] + (["retention", "general"] if plan.stage == plan.stages[0] else [])
+        old_sets = ["eval", "edited", "validation"] + (["retention", "heldout", "general"]
+                                                       if plan.stage == plan.stages[0] else [])
         old = evaluation_answer_sets(model, ctx.tokenizer, sets, old_sets, plan.params.eval, "old model", ctx.seed)
     with timed(timings, "train"):
         model = plan.method.train_stage(model, ctx)
@@ -243,8 +245,8 @@ def timed(timings: dict[str, float], name: str):
 
 
 def first_stage_retention(plan: StagePlan, previous: list[dict]) -> dict[str, bool] | None:
-    """Whether each retention item was right after the stream's first stage (None at the first
-    stage); the earlier stages must be on this backbone."""
+    """Whether each retention item (held-out ones included) was right after the stream's first stage
+    (None at the first stage); the earlier stages must be on this backbone."""
     for manifest in previous:
         if manifest["backbone"] != plan.backbone:  # adapters only fit the backbone they were trained on
             raise BackboneError(f"{plan.stage_dir(manifest['stage'])} holds a stage trained on backbone "
@@ -252,7 +254,7 @@ def first_stage_retention(plan: StagePlan, previous: list[dict]) -> dict[str, bo
     if not previous:
         return None
     rows = read_jsonl(plan.stage_dir(previous[0]["stage"]) / "predictions.jsonl")
-    return {r["id"]: r["new_correct"] for r in rows if r["set"] == "retention"}
+    return {r["id"]: r["new_correct"] for r in rows if r["set"] in ("retention", "heldout")}
 
 
 def prepare_folder(plan: StagePlan) -> Path:

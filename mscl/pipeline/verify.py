@@ -100,14 +100,15 @@ def stage_metrics_match(profile: str) -> dict[str, bool]:
             out[_name(path)] = False
             continue
         rows = read_jsonl(path.parent / "predictions.jsonl")
-        predictions = {name: [r for r in rows if r["set"] == name] for name in EVAL_SETS}
+        # the sets the stage scored (a stage may predate one of EVAL_SETS)
+        predictions = {name: [r for r in rows if r["set"] == name] for name in EVAL_SETS if name in manifest["metrics"]}
         first_correct = None
         if manifest["previous_stages"]:
             first = path.parents[1] / f"stage{manifest['previous_stages'][0]}"
             if not (first / "predictions.jsonl").is_file():  # a shared first stage lives under cit
                 first = path.parents[2] / "cit" / f"stage{manifest['previous_stages'][0]}"
             first_correct = {r["id"]: r["new_correct"] for r in read_jsonl(first / "predictions.jsonl")
-                             if r["set"] == "retention"}
+                             if r["set"] in ("retention", "heldout")}
         params = manifest["params"]
         again = stage_metrics(predictions, first_correct, params["eval"]["bootstrap"], seed=manifest["run_seed"])
         out[str(path.parent.relative_to(artifacts_dir()))] = _close(json.loads(json.dumps(again)), manifest["metrics"])
