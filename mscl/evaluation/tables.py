@@ -93,6 +93,8 @@ def results_table(manifests: list[dict], per_seed: bool = False):
             "ACC_general": 100 * r["general"].get("acc", float("nan")),
             # where the stage's evaluation answers come from (mscl.core.metrics.answer_source)
             **{source: 100 * r["eval"].get(f"source_{source}", float("nan")) for source in metrics.ANSWER_SOURCES},
+            # the method's compute (mscl.engine.compute): tokens through the backbone, training weighed 3x
+            "compute_tokens": (m.get("compute") or {}).get("forward_equivalent_tokens", float("nan")),
             "wall_s": m["timings_s"]["total"],
             "seed": m.get("run_seed", m["params"]["seed"]),
         })
@@ -127,6 +129,7 @@ def aggregate_seeds(per_seed):
             else:
                 row[f"{column}_lo"], row[f"{column}_hi"] = group[f"{column}_lo"].iloc[0], group[f"{column}_hi"].iloc[0]
         row["wall_s"] = group["wall_s"].mean()
+        row["compute_tokens"] = group["compute_tokens"].mean()
         row["seeds"] = n
         rows.append(row)
     return pd.DataFrame(rows)

@@ -41,6 +41,7 @@ from mscl.common.paths import SHARED_METHOD, finished_stage_dir, is_finished, ru
 from mscl.common.provenance import code_version
 from mscl.core.metrics import stage_metrics
 from mscl.engine import vllm_backend
+from mscl.engine.compute import backbone_parameters, counting
 from mscl.engine.generation import evaluation_answer_sets, resolve
 from mscl.engine.models import (
     BackboneError,
@@ -223,8 +224,10 @@ def train_stage(plan: StagePlan, previous: list[dict]) -> dict:
         old_sets = ["eval", "edited", "validation"] + (["retention", "heldout", "general"]
                                                        if plan.stage == plan.stages[0] else [])
         old = evaluation_answer_sets(model, ctx.tokenizer, sets, old_sets, plan.params.eval, "old model", ctx.seed)
-    with timed(timings, "train"):
+    with timed(timings, "train"), counting(model) as tokens:  # the method's own compute, evaluation aside
+        parameters = backbone_parameters(model)
         model = plan.method.train_stage(model, ctx)
+    ctx.info["compute"] = tokens.as_dict(parameters)
     with timed(timings, "eval_new"):
         new = evaluation_answer_sets(model, ctx.tokenizer, sets, list(EVAL_SETS), plan.params.eval, "new model",
                                      ctx.seed)
@@ -348,7 +351,7 @@ def write_stage(plan: StagePlan, folder: Path, predictions: dict, result: dict, 
         "data_manifest": plan.identity["data"], "previous_stages": [p["stage"] for p in previous],
         "method_info": ctx.info, "device": str(dist.device()), "precision": plan.identity["precision"],
         "threads": torch.get_num_threads(), "processes": dist.world_size(), "generation_backend": resolve(model),
-        "code": code_version(), "files": integrity.file_hashes(folder),
+        "code": code_version(), "files": integrity.file_hashes(folder), "compute": ctx.info.pop("compute", None),
     }
     write_json(folder / "manifest.json", manifest)
     dist.barrier()  # every process is done with the stage before any goes on to the next
