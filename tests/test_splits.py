@@ -43,8 +43,10 @@ def test_held_out_retention_facts_are_never_trained_after_stage_1(scratch):
     assert len(heldout) == load_params("smoke", "01_data_build").sizes.heldout_facts
     assert not any(r.fact_id in heldout and r.stage > 1 for r in records)
     assert all(r.stage == 1 and not r.edited for r in records if r.fact_id in heldout)
-    # the same list at every stage, part of the (retrained) retention set's stage-1 facts
+    # the same list at every stage, and never an evaluation item: ACC asks the same facts at every stage
     for stage in benchmark.stream_stages(folder, STREAM):
         sets = benchmark.stage_sets(folder, STREAM, stage)
         assert {r.fact_id for r in sets["heldout"]} == heldout
-        assert {r.id for r in sets["heldout"]} <= {r.id for r in sets["retention"]}
+        assert not heldout & {r.fact_id for r in sets["eval"] + sets["retention"] + sets["history"]}
+    first, last = (benchmark.stage_sets(folder, STREAM, s)["eval"] for s in (1, 5))
+    assert {r.fact_id for r in first} == {r.fact_id for r in last}

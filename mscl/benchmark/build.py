@@ -236,10 +236,16 @@ def _domain_independent(plan: _Plan, sizes, seed: int, known: set[str] | None) -
                 answer, previous = chains[f.fact_id][stage - 1], chains[f.fact_id][stage - 2]
             recs += _records(f, stream=stream, stage=stage, domain=rel.domain, answer=answer, previous=previous,
                              shared_with=None, templates=rel.templates,
-                             held_out="validation" if f.fact_id in validation else "eval")
+                             held_out=_held_out_split(f.fact_id, validation, heldout))
         records += _by_split(recs)
     plan.known_in_base = sum(1 for f in base if known and f.fact_id in known)
     return records
+
+
+def _held_out_split(fact_id: str, validation: set[str], heldout: set[str]) -> str:
+    """The split of a fact's held-out wordings: ``validation`` and ``heldout`` facts are never
+    evaluation items, so ``eval`` asks the same facts at every stage."""
+    return "validation" if fact_id in validation else "heldout" if fact_id in heldout else "eval"
 
 
 def _base_set(plan: _Plan, sizes, seed: int, known: set[str] | None, revisions: int) -> list[Fact]:

@@ -25,7 +25,7 @@ DOMAINS = (
 )
 GENERAL_DOMAIN = "general"
 STREAMS = ("general", "domain_independent", "cross_domain")
-SPLITS = ("train", "eval", "validation")
+SPLITS = ("train", "eval", "validation", "heldout")
 DOMAIN_INDEPENDENT_STAGES = 5
 CROSS_DOMAIN_STAGES = len(DOMAINS)
 FILES = {stream: f"{stream}.jsonl" for stream in STREAMS}
@@ -48,7 +48,8 @@ class Record:
     stream: str                   # "general" | "domain_independent" | "cross_domain"
     stage: int                    # 1-based; 0 for the general set
     domain: str                   # one of DOMAINS, or "general"
-    split: str                    # "train" | "eval" | "validation" (held-out wordings of validation facts)
+    split: str                    # "train" | "eval" | "validation" | "heldout" (the last two: held-out
+                                  # wordings of validation facts and of stage-1-only facts)
     question: str
     answer: str                   # the answer at this stage (an edit when ``edited``)
     previous_answer: str | None   # the answer before this record's edit (maybe an earlier edit)
@@ -168,8 +169,9 @@ def stage_sets(folder: str | Path, stream: str, stage: int) -> dict[str, list[Re
       every choice by rule reads them, no claim does);
     - ``retention``: evaluation records of stage-1 facts whose answer no later stage edits, the same
       list at every stage (knowledge retention rate, KRR);
-    - ``heldout``: the part of ``retention`` whose facts no later stage trains at all (held-out
-      retention: their KRR can fall, where retrained facts are relearned at every stage);
+    - ``heldout``: the held-out wordings of the stream's stage-1-only facts, which no later stage
+      revises or retrains (held-out retention: their KRR can fall, where the ``retention`` facts are
+      relearned at every stage);
     - ``history``: the evaluation records of earlier stages whose fact no stage up to this one asks
       again, with their (still current) answers: the accuracy matrix R[k][j] of the cross-domain
       stream (empty in the domain-independent stream, which asks every fact at every stage);
@@ -181,7 +183,6 @@ def stage_sets(folder: str | Path, stream: str, stage: int) -> dict[str, list[Re
         raise ValueError(f"stream {stream!r} has stages {stages}, not {stage}")
     first = stages[0]
     ever_edited = {r.fact_id for r in records if r.edited}
-    trained_later = {r.fact_id for r in records if r.stage > first and r.split == "train"}
     at = [r for r in records if r.stage == stage]
     last_asked: dict[str, int] = {}
     for r in records:
@@ -193,8 +194,7 @@ def stage_sets(folder: str | Path, stream: str, stage: int) -> dict[str, list[Re
         "edited": [r for r in at if r.split == "eval" and r.edited],
         "validation": [r for r in at if r.split == "validation"],
         "retention": [r for r in records if r.stage == first and r.split == "eval" and r.fact_id not in ever_edited],
-        "heldout": [r for r in records if r.stage == first and r.split == "eval" and r.fact_id not in ever_edited
-                    and r.fact_id not in trained_later],
+        "heldout": [r for r in records if r.stage == first and r.split == "heldout"],
         "history": [r for r in records if r.stage < stage and r.split == "eval" and last_asked[r.fact_id] == r.stage],
         "general": [r for r in read_stream(folder, "general") if r.split == "eval"],
     }
