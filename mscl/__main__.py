@@ -3,8 +3,9 @@
 ``python -m mscl sweep --profile cpu [--setting NAME]`` runs the pilot's budget sweep (every setting,
 or one; :mod:`mscl.pipeline.pilot`) and prints its table. ``python -m mscl choose --profile cpu --study
 loss_variant [--setting NAME]`` does the same for a knob chosen by measurement (:mod:`mscl.pipeline.choices`).
-``python -m mscl evaluate ... --mode authors`` asks a finished stage's questions under the other
-evaluation mode (:func:`mscl.evaluation.tables.mode_predictions`).
+``python -m mscl budget --profile cpu --budget e2 --method ours`` trains the budget axis at one budget
+(:mod:`mscl.pipeline.budgets`). ``python -m mscl evaluate ... --mode authors`` asks a finished stage's
+questions under the other evaluation mode (:func:`mscl.evaluation.tables.mode_predictions`).
 
 Runs one stage of one method (and any earlier stage not finished yet) through the same code path
 the notebooks call (:func:`mscl.pipeline.stages.run_stage`); without ``--stage`` it runs the whole stream.
@@ -48,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--mode", required=True, choices=["greedy", "authors"])
     evaluate.add_argument("--seed", type=int, default=None, help="training seed (default: training.yaml's seed)")
     evaluate.add_argument("--backbone", default=None, help="override the profile's backbone")
+    budget = sub.add_parser("budget", help="run (or reuse) the budget axis at one budget (mscl.pipeline.budgets)")
+    budget.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
+    budget.add_argument("--budget", required=True, nargs="+", help="budgets of 04b_budget_axis.yaml")
+    budget.add_argument("--method", required=True, nargs="+", help="methods of 04b_budget_axis.yaml")
+    budget.add_argument("--backbone", default=None, help="override the profile's backbone")
     clean = sub.add_parser("clean", help="remove a stage and every stage that depends on it (mscl.pipeline.clean)")
     clean.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
     clean.add_argument("--stream", required=True, choices=["domain_independent", "cross_domain"])
@@ -59,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "clean":
         return _clean(args)
+    if args.command == "budget":
+        return _budget(args)
     if args.command == "evaluate":
         return _evaluate(args)
     if args.command == "sweep":
@@ -95,6 +103,17 @@ def _clean(args) -> int:
     params = load_params(args.profile, "training")
     remove_stage(args.profile, args.backbone or params.backbone, args.stream, args.method, args.stage,
                  params.seed if args.seed is None else args.seed, args.runs_root)
+    return 0
+
+
+def _budget(args) -> int:
+    from mscl.pipeline import budgets
+
+    for budget in args.budget:
+        for method in args.method:
+            manifests = budgets.run_budget(args.profile, budget, method, args.backbone)
+            print(f"budget {budget}, {method}: {len(manifests)} stages finished under "
+                  f"{budgets.budget_root(args.profile, budget)}")
     return 0
 
 

@@ -2,8 +2,11 @@
 that no stage after the first trains (smoke benchmark)."""
 from __future__ import annotations
 
+import pytest
+
 from mscl import benchmark
 from mscl.benchmark.probe import ensure_benchmark
+from mscl.common.io import read_json, sha256_file, write_json
 from mscl.common.params import load_params
 
 STREAM = "domain_independent"
@@ -50,3 +53,26 @@ def test_held_out_retention_facts_are_never_trained_after_stage_1(scratch):
         assert not heldout & {r.fact_id for r in sets["eval"] + sets["retention"] + sets["history"]}
     first, last = (benchmark.stage_sets(folder, STREAM, s)["eval"] for s in (1, 5))
     assert {r.fact_id for r in first} == {r.fact_id for r in last}
+
+
+def test_data_built_by_other_code_is_kept_only_if_this_code_builds_the_same(scratch):
+    folder = _built(scratch)
+    manifest_path = folder / "manifest.json"
+    manifest = read_json(manifest_path)
+    write_json(manifest_path, {**manifest, "build_code": "older"})
+    assert _built(scratch) == folder and read_json(manifest_path)["build_code"] == manifest["build_code"]
+    stream = folder / "general.jsonl"  # other code, other data (the manifest agrees with the file)
+    stream.write_text(stream.read_text().replace("?", " ?", 1))
+    files = {**manifest["files"], "general.jsonl": {**manifest["files"]["general.jsonl"],
+                                                    "sha256": sha256_file(stream)}}
+    write_json(manifest_path, {**manifest, "files": files, "build_code": "older"})
+    with pytest.raises(ValueError, match=f"{folder} was built by other benchmark code.*general.jsonl differ"):
+        _built(scratch)
+
+
+def test_data_built_with_other_sizes_is_an_error_naming_the_folder(scratch, monkeypatch):
+    folder = _built(scratch)
+    manifest = read_json(folder / "manifest.json")
+    write_json(folder / "manifest.json", {**manifest, "sizes": {**manifest["sizes"], "heldout_facts": 0}})
+    with pytest.raises(ValueError, match=f"{folder} holds the benchmark built with sizes.*remove {folder}"):
+        _built(scratch)

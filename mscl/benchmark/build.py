@@ -328,6 +328,14 @@ def default_data_dir(profile: str) -> Path:
     return artifacts_dir() / "data" / profile
 
 
+def build_code() -> str:
+    """The content hash of the code that builds the benchmark (this package), recorded in the data
+    manifest so that data built by other code is noticed (:func:`mscl.benchmark.probe.ensure_benchmark`)."""
+    from mscl.common.provenance import source_hash
+
+    return source_hash(Path(__file__).parent)
+
+
 def build_benchmark(profile: str, seed: int, out_dir: str | Path | None = None,
                     known: Iterable[str] | None = None, known_by: str | None = None) -> Path:
     """Build the three streams for ``profile`` (sizes from ``params/<profile>/01_data_build.yaml``)
@@ -362,6 +370,7 @@ def build_benchmark(profile: str, seed: int, out_dir: str | Path | None = None,
         "profile": profile,
         "seed": seed,
         "sizes": dataclasses.asdict(sizes),
+        "build_code": build_code(),
         "packages": package_versions(),
         "files": files,
         "known": {"backbone": known_by, "probed": sizes.probe_pool if known is not None else 0,

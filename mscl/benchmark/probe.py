@@ -6,15 +6,17 @@ the backbone is asked every candidate fact's wordings before the benchmark is bu
 """
 from __future__ import annotations
 
+import dataclasses
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from mscl.benchmark.build import build_benchmark, probe_candidates
+from mscl.benchmark.build import build_benchmark, build_code, probe_candidates
 from mscl.benchmark.relations import relation_of
 from mscl.common import dist
 from mscl.common.answers import is_correct
-from mscl.common.io import read_json
+from mscl.common.io import read_json, write_json
 from mscl.common.params import TrainingParams, load_params
 from mscl.common.paths import artifacts_dir
 from mscl.engine.generation import evaluation_answers
@@ -40,9 +42,15 @@ def known_facts(backbone: str, facts: list, params: TrainingParams) -> set[str]:
 
 
 def _check_built(folder: Path, profile: str, seed: int) -> None:
-    """The folder's benchmark was built with ``seed`` and probed with the profile's backbone."""
+    """The folder's benchmark was built with ``seed`` and the profile's sizes, probed with its
+    backbone, and by code that builds the same files as this checkout's (:func:`_same_as_rebuilt`)."""
     manifest = read_json(folder / "manifest.json")
     backbone = load_params(profile, "training").backbone
+    sizes = dataclasses.asdict(load_params(profile, "01_data_build").sizes)
+    if manifest.get("sizes") != sizes:
+        raise ValueError(f"{folder} holds the benchmark built with sizes {manifest.get('sizes')}, but "
+                         f"params/{profile}/01_data_build.yaml now gives {sizes}; remove {folder} (and the runs "
+                         "trained on it) to rebuild it")
     if manifest.get("seed") != seed:
         raise ValueError(f"{folder} holds the benchmark built with seed {manifest.get('seed')}, but data_seed is "
                          f"{seed}; remove {folder} (and the runs trained on it) to rebuild it")
@@ -51,6 +59,27 @@ def _check_built(folder: Path, profile: str, seed: int) -> None:
         raise ValueError(f"{folder} holds a benchmark whose known facts backbone {probed_by!r} was asked for, but "
                          f"params/{profile}/training.yaml names {backbone!r}; "
                          f"remove {folder} (and the runs trained on it) to rebuild it")
+    # a reduced copy (the pilot's and the budget axis's) is tied to its checked source by hashes
+    if "sweep" not in manifest and manifest.get("build_code") != build_code():
+        _same_as_rebuilt(folder, profile, manifest)
+
+
+def _same_as_rebuilt(folder: Path, profile: str, manifest: dict) -> None:
+    """Data built by other benchmark code is rebuilt in a scratch folder by this code: equal files
+    are kept (the manifest records this code), different ones are an error naming what to remove."""
+    known = manifest.get("known") or {}
+    with tempfile.TemporaryDirectory() as scratch:
+        build_benchmark(profile, manifest["seed"], Path(scratch),
+                        known=set(known["fact_ids"]) if known.get("fact_ids") is not None else None,
+                        known_by=known.get("backbone"))
+        rebuilt = read_json(Path(scratch) / "manifest.json")
+    differ = sorted(name for name, info in manifest["files"].items()
+                    if rebuilt["files"].get(name, {}).get("sha256") != info["sha256"])
+    if differ:
+        raise ValueError(f"{folder} was built by other benchmark code, and this checkout builds other data "
+                         f"({', '.join(differ)} differ); remove {folder} and the runs trained on it (make clean-runs "
+                         f"PROFILE={profile}) to rebuild it")
+    write_json(folder / "manifest.json", {**manifest, "build_code": rebuilt["build_code"]})
 
 
 def ensure_benchmark(profile: str, seed: int, data_dir: Path | None = None) -> Path:

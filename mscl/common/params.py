@@ -310,15 +310,35 @@ class ChoiceParams:
     def problems(self) -> list[tuple[str, str]]:
         if self.default not in self.settings:
             return [("default", f"one of the settings ({', '.join(self.settings)}), got {self.default!r}")]
-        for name, overrides in self.settings.items():
-            bad = [k for k in overrides if k.count(".") != 1]
-            if bad or not overrides:
-                return [(f"settings.{name}", f"a non-empty mapping of `section.field` keys, got {overrides!r}")]
-            for key, value in overrides.items():  # an override obeys the range of the training.yaml key it sets
-                rule = _training_range(key)
-                if rule is not None and isinstance(value, (int, float)) and value not in rule:
-                    return [(f"settings.{name}.{key}", f"{rule.describe(value)}, got {value!r}")]
-        return []
+        return _override_problems("settings", self.settings)
+
+
+def _override_problems(where: str, named: dict[str, dict]) -> list[tuple[str, str]]:
+    """Each named mapping of dotted ``training.yaml`` keys is non-empty, and each value obeys the
+    range of the key it sets."""
+    for name, overrides in named.items():
+        bad = [k for k in overrides if k.count(".") != 1]
+        if bad or not overrides:
+            return [(f"{where}.{name}", f"a non-empty mapping of `section.field` keys, got {overrides!r}")]
+        for key, value in overrides.items():
+            rule = _training_range(key)
+            if rule is not None and isinstance(value, (int, float)) and value not in rule:
+                return [(f"{where}.{name}.{key}", f"{rule.describe(value)}, got {value!r}")]
+    return []
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetAxisParams:
+    """notebooks/04b_budget_axis.ipynb: the main comparison at several training budgets on a reduced
+    stream (mscl/pipeline/budgets.py), every method with every training seed."""
+    stream: str
+    methods: list[str] = nonempty()
+    facts: int = within(POSITIVE_INT)              # evaluation facts kept (every validation fact is kept too)
+    stages: int = within("[2, inf)", "a number of stages, the first shared")   # the first this many stages
+    budgets: dict[str, dict[str, float | str]] = nonempty()   # name -> training.yaml overrides, lowest first
+
+    def problems(self) -> list[tuple[str, str]]:
+        return _override_problems("budgets", self.budgets)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,6 +368,7 @@ SCHEMAS: dict[str, type] = {
     "02_pilot": PilotParams,
     "03_stage_training": StageTrainingParams,
     "04_domain_independent": MainTableParams,
+    "04b_budget_axis": BudgetAxisParams,
     "05_cross_domain": StreamMethodsParams,
     "06_ablations": AblationParams,
     "07_retention": StreamMethodsParams,

@@ -201,6 +201,8 @@ FIGURES: dict[str, str] = {
                          "stale answers, general knowledge and KRR per stage, ±1 sd over seeds",
     "03_{stream}_{method}_stage{stage}_loss": "one stage's training loss (and its NLL and preference parts) "
                                               "against the optimizer step",
+    "04b_budget_axis": "the budget axis: ACC and the stale share at stage 2 and the last stage against each "
+                       "method's compute (log scale), one point per budget, 95% seed-interval bands",
     "04_answer_sources": "where each method's answers come from per stage (current, stale, neither), "
                          "domain-independent stream, ±1 sd over seeds",
     "05_cross_domain": "ACC and KGR per stage of the cross-domain stream, one line per method, ±1 sd over seeds",
