@@ -18,62 +18,65 @@ import argparse
 import sys
 from pathlib import Path
 
+PROFILES = ["smoke", "cpu", "gpu"]
+STREAMS = ["domain_independent", "cross_domain"]
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mscl", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run (or reuse) stages of one method on one stream")
-    run.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
-    run.add_argument("--stream", required=True, choices=["domain_independent", "cross_domain"])
-    run.add_argument("--method", required=True, nargs="+", help="one or more method names (see mscl.methods)")
-    run.add_argument("--stage", type=int, default=None, help="stop after this stage (default: the whole stream)")
-    run.add_argument("--backbone", default=None, help="override the profile's backbone")
-    run.add_argument("--seed", type=int, default=None,
-                     help="training seed (default: training.yaml's seed; the data keeps its data_seed)")
+
+def _stage_arguments(command, *, methods: bool = False, seed: bool = True) -> None:
+    """The arguments that name a stage: profile, stream, method(s), stage, seed and backbone."""
+    command.add_argument("--profile", required=True, choices=PROFILES)
+    command.add_argument("--stream", required=True, choices=STREAMS)
+    if methods:
+        command.add_argument("--method", required=True, nargs="+", help="method names (see mscl.methods)")
+        command.add_argument("--stage", type=int, default=None, help="stop after this stage (default: all)")
+    else:
+        command.add_argument("--method", required=True)
+        command.add_argument("--stage", type=int, required=True)
+    if seed:
+        command.add_argument("--seed", type=int, default=None,
+                             help="training seed (default: training.yaml's seed; the data keeps its data_seed)")
+    command.add_argument("--backbone", default=None, help="override the profile's backbone")
+
+
+def _settings_arguments(command, key: str, help_text: str, required: bool = False) -> None:
+    """The arguments of a study trained for a rule: profile, its settings, backbone."""
+    command.add_argument("--profile", required=True, choices=PROFILES)
+    command.add_argument(key, default=None, nargs="+", required=required, help=help_text)
+    command.add_argument("--backbone", default=None, help="override the profile's backbone")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: one sub-command per job ``make reproduce`` runs, and ``clean``."""
+    root = argparse.ArgumentParser(prog="python -m mscl", description=__doc__.splitlines()[0])
+    sub = root.add_subparsers(dest="command", required=True)
+    _stage_arguments(sub.add_parser("run", help="run (or reuse) stages of methods on one stream"), methods=True)
     sweep = sub.add_parser("sweep", help="run (or reuse) the pilot's budget sweep (mscl/pipeline/pilot.py)")
-    sweep.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
-    sweep.add_argument("--setting", default=None, nargs="+", help="only these settings (names as in the table)")
-    sweep.add_argument("--backbone", default=None, help="override the profile's backbone")
-    choose = sub.add_parser("choose", help="run (or reuse) a study of mscl.pipeline.choices "
-                                                "(06_ablations.yaml: choices)")
-    choose.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
+    _settings_arguments(sweep, "--setting", "only these settings (names as in the table)")
+    choose = sub.add_parser("choose", help="run (or reuse) a study of mscl.pipeline.choices (06_ablations.yaml)")
+    _settings_arguments(choose, "--setting", "only these settings")
     choose.add_argument("--study", required=True, help="a study under `choices` in 06_ablations.yaml")
-    choose.add_argument("--setting", default=None, nargs="+", help="only these settings")
-    choose.add_argument("--backbone", default=None, help="override the profile's backbone")
     evaluate = sub.add_parser("evaluate", help="ask a finished stage's evaluation questions under another "
                                                "evaluation mode (cached beside its predictions)")
-    evaluate.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
-    evaluate.add_argument("--stream", required=True, choices=["domain_independent", "cross_domain"])
-    evaluate.add_argument("--method", required=True)
-    evaluate.add_argument("--stage", type=int, required=True)
+    _stage_arguments(evaluate)
     evaluate.add_argument("--mode", required=True, choices=["greedy", "authors"])
-    evaluate.add_argument("--seed", type=int, default=None, help="training seed (default: training.yaml's seed)")
-    evaluate.add_argument("--backbone", default=None, help="override the profile's backbone")
     budget = sub.add_parser("budget", help="run (or reuse) the budget axis at one budget (mscl.pipeline.budgets)")
-    budget.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
-    budget.add_argument("--budget", required=True, nargs="+", help="budgets of 04b_budget_axis.yaml")
+    _settings_arguments(budget, "--budget", "budgets of 04b_budget_axis.yaml", required=True)
     budget.add_argument("--method", required=True, nargs="+", help="methods of 04b_budget_axis.yaml")
-    budget.add_argument("--backbone", default=None, help="override the profile's backbone")
     clean = sub.add_parser("clean", help="remove a stage and every stage that depends on it (mscl.pipeline.clean)")
-    clean.add_argument("--profile", required=True, choices=["smoke", "cpu", "gpu"])
-    clean.add_argument("--stream", required=True, choices=["domain_independent", "cross_domain"])
-    clean.add_argument("--method", required=True)
-    clean.add_argument("--stage", type=int, required=True)
-    clean.add_argument("--seed", type=int, default=None, help="training seed (default: training.yaml's seed)")
-    clean.add_argument("--backbone", default=None, help="override the profile's backbone")
+    _stage_arguments(clean)
     clean.add_argument("--runs-root", default=None, type=Path, help="a runs folder other than <artifacts>/runs")
-    args = parser.parse_args(argv)
-    if args.command == "clean":
-        return _clean(args)
-    if args.command == "budget":
-        return _budget(args)
-    if args.command == "evaluate":
-        return _evaluate(args)
-    if args.command == "sweep":
-        return _sweep(args)
-    if args.command == "choose":
-        return _choose(args)
+    return root
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    commands = {"run": _run, "sweep": _sweep, "choose": _choose, "evaluate": _evaluate, "budget": _budget,
+                "clean": _clean}
+    return commands[args.command](args)
+
+
+def _run(args) -> int:
+    from mscl.common import dist
     from mscl.common.params import load_params
     from mscl.evaluation.tables import results_table
     from mscl.pipeline.stages import run_stage, run_stream
@@ -89,8 +92,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             manifests.append(run_stage(args.profile, args.stream, method, args.stage, params=params,
                                        backbone=args.backbone))
-    from mscl.common import dist
-
     if dist.is_main():
         print(results_table(manifests).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     return 0

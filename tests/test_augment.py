@@ -12,6 +12,7 @@ from mscl.common.io import read_json, read_jsonl
 from mscl.common.params import load_params
 from mscl.core.augment import (
     DEGENERATE_REASONS,
+    STRATEGIES,
     AugmentedRecord,
     augmented_record_from_row,
     candidates_from_outputs,
@@ -19,6 +20,7 @@ from mscl.core.augment import (
     filter_degenerate,
     record_row,
     rewrite_prompt,
+    rewriter_scale_counts,
     self_distillation,
     summary_rows,
 )
@@ -316,6 +318,54 @@ def test_interpolated_weights_moves_between_backbone_and_model_and_restores(tiny
         with interpolated_weights(model, backbone, 0.5):
             raise RuntimeError("generation failed")
     assert all(torch.equal(params[name], tuned[name]) for name in backbone)  # restored after an error
+
+
+def test_rewriter_scale_counts_are_round_one_of_self_distillation_at_each_scale(tiny):
+    import torch
+
+    from mscl.engine.models import lora_target_weights
+
+    backbone_model, tok = tiny
+    tuned = copy.deepcopy(backbone_model)  # the fixture is shared: "fine-tune" a copy
+    backbone = lora_target_weights(tuned, ["q_proj", "v_proj"])
+    with torch.no_grad():
+        for name, weight in tuned.named_parameters():
+            if name in backbone:
+                weight.add_(0.05 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)))
+    params = _params(count=2, rounds=1, max_new_tokens=8, rewriter_scale=1.0)
+    rows = rewriter_scale_counts(tuned, tok, RECORDS[:2], scales=[1.0, 0.0], params=params, seed=7,
+                                 backbone_weights=backbone)
+    assert [(r["rewriter_scale"], r["strategy"]) for r in rows] == [(s, k) for s in (1.0, 0.0) for k in STRATEGIES]
+
+    def round_one(model) -> list[dict]:
+        """The same counts from self_distillation's summary, the model rewriting at full strength."""
+        summary = self_distillation(model, tok, RECORDS[:2], strategies=STRATEGIES, selection="all",
+                                    keep_fraction=1.0, params=params, seed=7).summary
+        return [{"strategy": g["strategy"], "generated": g["generated"],
+                 "usable": g["generated"] - sum(g["degenerate"].values()), **g["degenerate"]}
+                for g in summary["by_strategy_round"]]
+
+    # scale 1 rewrites with the tuned model, scale 0 with the backbone itself
+    assert [{k: v for k, v in r.items() if k != "rewriter_scale"} for r in rows[:3]] == round_one(tuned)
+    assert [{k: v for k, v in r.items() if k != "rewriter_scale"} for r in rows[3:]] == round_one(backbone_model)
+    for row in rows:
+        assert row["generated"] == 2 * 2 == row["usable"] + sum(row[reason] for reason in DEGENERATE_REASONS)
+
+
+def test_the_rewriter_scale_study_rewrites_with_the_shared_stage(scratch):
+    from mscl.common.paths import run_dir
+    from mscl.pipeline.studies import rewriter_scale_study
+
+    params = load_params("smoke", "training")
+    table = rewriter_scale_study("smoke", "domain_independent", 2, scales=[1.0, 0.5], questions=3, params=params)
+    assert (run_dir("smoke", params.backbone, "domain_independent", "cit", 1, seed=params.seed)
+            / "manifest.json").is_file()
+    assert list(table[["rewriter_scale", "strategy"]].itertuples(index=False, name=None)) == [
+        (s, k) for s in (1.0, 0.5) for k in STRATEGIES]
+    assert (table["generated"] == 3 * params.augment.count).all()
+    reasons = [c for c in table.columns if c in DEGENERATE_REASONS]
+    assert (table["usable"] + table[reasons].sum(axis=1) == table["generated"]).all()
+    assert (table.drop(columns=["rewriter_scale", "strategy"]) != 0).any().all()  # no column of zeros
 
 
 def test_rewriter_scale_is_range_checked(tmp_path):

@@ -159,3 +159,13 @@ def test_the_manifest_records_its_files_code_and_commit(scratch):
     assert any(name.startswith("adapter/") for name in manifest["files"])
     assert set(manifest["code"]) == {"source_hash", "commit", "dirty"}
     assert manifest["files"] == integrity.file_hashes(_folder("pbl", 2))
+
+
+def test_a_truncated_data_manifest_names_its_file_and_line(scratch):
+    from mscl.common.io import CorruptFileError
+
+    run_stage("smoke", STREAM, "cit", 1, verbose=False)
+    manifest = scratch / "data" / "smoke" / "manifest.json"
+    manifest.write_text(manifest.read_text()[:150])
+    with pytest.raises(CorruptFileError, match=rf"{manifest}, line \d+, column \d+"):
+        run_stage("smoke", STREAM, "cit", 1, verbose=False)

@@ -1,6 +1,7 @@
 """The package's shape, and finished stages that survive moving code: their identity holds values only."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ from mscl.pipeline.stages import run_stage, stage_identity
 PACKAGE = REPO_ROOT / "mscl"
 MAX_LINES = 600
 MAX_TOP_LEVEL = 8
+MAX_FUNCTION_LINES = 60
 
 
 def test_no_module_over_600_lines_and_at_most_8_at_the_top():
@@ -23,6 +25,29 @@ def test_no_module_over_600_lines_and_at_most_8_at_the_top():
     assert len(top) <= MAX_TOP_LEVEL, f"{len(top)} modules at the top of mscl/: {top}"
     for folder in (p for p in PACKAGE.iterdir() if p.is_dir() and p.name.isidentifier() and p.name != "__pycache__"):
         assert (folder / "__init__.py").is_file(), f"{folder} is not a package (setuptools would not ship it)"
+
+
+def _functions(tree: ast.AST, prefix: str = ""):
+    """(qualified name, node) of every function and method under ``tree``, nested ones included."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            name = f"{prefix}{node.name}"
+            if not isinstance(node, ast.ClassDef):
+                yield name, node
+            yield from _functions(node, f"{name}.")
+        else:
+            yield from _functions(node, prefix)
+
+
+def test_no_function_over_60_lines():
+    """A function fits on a screen: from its ``def`` line to its last line (decorators not counted)."""
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for name, node in _functions(tree):
+            if (n := node.end_lineno - node.lineno + 1) > MAX_FUNCTION_LINES:
+                long.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} {name} ({n} lines)")
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines (split them into named steps): " + "; ".join(long)
 
 
 def _strings(value):

@@ -66,3 +66,12 @@ def test_answer_sources_and_accuracy_matrix_read_the_saved_predictions(scratch):
     assert not np.isnan(np.diag(R)[1:]).any() and not np.isnan(R[1:, 0]).any()
     summary = conflict.continual_table({"cit": [R, R]})
     assert list(summary.columns[:2]) == ["method", "seeds"] and summary["A_sd"].iloc[0] == pytest.approx(0.0)
+
+
+def test_the_regime_rule_is_anchored_to_the_papers_weakest_cit_stage_1():
+    from mscl.evaluation.claims import paper_results
+
+    main = paper_results()["main"]
+    weakest = main[(main["method"] == "CIT") & (main["stage"] == 1)]["ACC"].min()
+    for profile in ("cpu", "gpu"):
+        assert load_params(profile, "02_pilot").sweep.min_stage1_acc == pytest.approx(weakest)

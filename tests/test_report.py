@@ -72,7 +72,10 @@ def test_paper_deltas_read_the_transcribed_tables():
 def test_reproduce_plan_trains_every_stage_the_notebooks_read(profile):
     shared, jobs = stage_jobs(profile, None)
     training = load_params(profile, "training")
-    own = [j for j in jobs if not j.sweep_setting and not j.choice]
+    own = [j for j in jobs if not j.sweep_setting and not j.choice and not j.budget]
+    budget_jobs = {(j.budget, j.method) for j in jobs if j.budget}
+    axis = load_params(profile, "04b_budget_axis")
+    assert budget_jobs == {(b, m) for b in axis.budgets for m in axis.methods}  # one job per budget and method
     sweep = [j for j in jobs if j.sweep_setting]
     from mscl.pipeline import pilot
     assert [j.sweep_setting for j in sorted(sweep, key=lambda j: j.sweep_setting)] == sorted(
@@ -202,3 +205,27 @@ def test_the_readme_results_block_is_the_committed_tables(tmp_path):
     copy.write_text("# no block\n")
     with pytest.raises(ValueError, match="no results block"):
         glance.update(copy)
+
+
+def test_the_report_lists_every_saved_figure_with_its_caption(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mscl.evaluation import report, writeup
+
+    (tmp_path / "figures").mkdir()
+    for name in ("b_plot", "a_plot", "c_cit_stage2"):
+        (tmp_path / "figures" / f"{name}.png").write_bytes(b"")
+    monkeypatch.setattr(report, "FIGURES", {"a_plot": "what a shows", "c_{method}_stage{stage}": "one stage"},
+                        raising=False)
+    heading, _, listing = writeup._figures_section(SimpleNamespace(out=tmp_path))
+    assert heading == "## Figures"
+    expected = ["- [`a_plot.png`](figures/a_plot.png): what a shows",
+                "- [`b_plot.png`](figures/b_plot.png)"]  # no caption: its name only
+    if hasattr(report, "figure_caption"):  # templated stems resolved
+        expected.append("- [`c_cit_stage2.png`](figures/c_cit_stage2.png): one stage")
+    assert listing.splitlines()[:len(expected)] == expected
+    for name in ("FIGURES", "figure_caption"):  # a report module without captions: names only
+        monkeypatch.delattr(report, name, raising=False)
+    listing = writeup._figures_section(SimpleNamespace(out=tmp_path))[2]
+    assert listing.splitlines()[0] == "- [`a_plot.png`](figures/a_plot.png)"
+    assert writeup._figures_section(SimpleNamespace(out=tmp_path / "no run")) == []

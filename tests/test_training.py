@@ -27,7 +27,8 @@ LORA = LoraParams(r=8, alpha=16, dropout=0.0, target_modules=["q_proj", "k_proj"
 
 def _pbl(**overrides) -> PBLParams:
     values = dict(k=2, temperature=1.0, top_p=1.0, max_new_tokens=4, alpha=1.0, beta=1.0, variant="sigmoid",
-                  scale=1.0, clamp=0.0, reduction="mean", nll_weight=1.0, preference_weight=1.0)
+                  scale=1.0, clamp=0.0, reduction="mean", nll_weight=1.0, preference_weight=1.0,
+                  grad_norms_every=0)
     values.update(overrides)
     return PBLParams(**values)
 
@@ -191,3 +192,22 @@ def test_pbl_at_preference_weight_0_has_cits_loss_and_gradients(tiny):
     one_loss, one_grads = loss_and_grads(PreferenceObjective.from_params(_pbl(preference_weight=1.0)), True)
     assert one_loss != pytest.approx(cit_loss, rel=1e-3)
     assert any(not torch.allclose(one_grads[n], g, rtol=1e-3, atol=1e-6) for n, g in cit_grads.items())
+
+
+def test_each_terms_gradient_norm_is_logged_without_changing_the_step(tiny):
+    """``grad_norms_every`` logs the NLL's, L_PP's and L_NP's gradient norms; the trained weights are
+    those of a run that logs none."""
+    examples = build_examples(tiny[1], RECORDS, 128, ROWS)
+    reference_logps(tiny[0], tiny[1], examples, batch_size=8)
+    runs = {}
+    for every in (0, 1):
+        torch.manual_seed(0)
+        peft_model = attach_lora(copy.deepcopy(tiny[0]), LORA)
+        history = train_lora(peft_model, tiny[1], examples, _train(epochs=1), "/tmp/mscl-test-norms", seed=0,
+                             objective=PreferenceObjective.from_params(_pbl(grad_norms_every=every)))
+        runs[every] = (history, {n: w.detach().clone() for n, w in peft_model.named_parameters() if "lora_" in n})
+    logged = [h for h in runs[1][0] if "grad_norm_nll" in h]
+    assert logged and all(h["grad_norm_nll"] > 0 and h["grad_norm_conflict"] > 0 for h in logged)
+    assert not any("grad_norm_nll" in h for h in runs[0][0])
+    for name, weight in runs[0][1].items():
+        torch.testing.assert_close(runs[1][1][name], weight, rtol=0, atol=0, msg=name)

@@ -181,6 +181,8 @@ class PBLParams:
     reduction: str                 # "sum" (the printed formula) or "mean" over the batch's responses
     nll_weight: float = within(NON_NEGATIVE)      # weight of the gold answer's NLL in the total objective
     preference_weight: float = within(NON_NEGATIVE)  # weight of the preference-bias loss in the total objective
+    # log each term's gradient norm (NLL, L_PP, L_NP) every this many optimizer steps; 0: never
+    grad_norms_every: int = within(COUNT)
 
 
 @dataclasses.dataclass(frozen=True)

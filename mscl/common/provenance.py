@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import platform
 import subprocess
 from pathlib import Path
 
@@ -48,3 +49,16 @@ def describe(version: dict | None) -> str:
     if version.get("commit"):
         return f"commit {version['commit'][:8]}" + (" with uncommitted changes" if version.get("dirty") else "")
     return f"source {version['source_hash'][:12]}"
+
+
+def library_versions() -> dict:
+    """The versions of the libraries a stage's numbers depend on."""
+    import numpy as np
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "peft": peft.__version__, "trl": trl.__version__,
+            "numpy": np.__version__}

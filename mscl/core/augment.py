@@ -39,10 +39,10 @@ following the rewrite prompts: at stage 2 of the ``cpu`` profile, SmolLM2-135M w
 adapter merged answers the questions instead (0 of 108 rewrites usable at scale 1.0, 1 at 0.5),
 while with a tenth of its fine-tuning delta since the backbone 68 of 108 are usable, as many as
 the backbone alone gives (69) (``notebooks/03b_augmentation.ipynb``, table
-``reports/tables/03b_rewriter_scale.md``). So the rewrites are generated with ``W0 + scale * (W - W0)``
-(``W0``: the backbone before stage 1, ``W``: the model at the stage's start), the same model with
-its fine-tuning damped, not another model; the LLM indication check, which asks what the model
-knows, always uses the model at the stage's start (``W``).
+``reports/tables/03b_rewriter_scale.md``, counted by :func:`rewriter_scale_counts`). So the rewrites
+are generated with ``W0 + scale * (W - W0)`` (``W0``: the backbone before stage 1, ``W``: the model
+at the stage's start), the same model with its fine-tuning damped, not another model; the LLM
+indication check, which asks what the model knows, always uses the model at the stage's start (``W``).
 
 Rounds (``augment.rounds``): round 1 rewrites the stage's training questions; round r > 1 rewrites
 the x' that round r - 1 *selected* (:mod:`mscl.core.selection`), each with the strategy that produced it,
@@ -373,6 +373,58 @@ def rewrite_seed(stage_seed: int, round_: int, strategy_index: int) -> int:
     return stage_seed * 1000 + 10 * round_ + strategy_index
 
 
+def rewrite_round(model, tokenizer, sources: Mapping[str, Sequence[tuple[Any, Any]]], strategies: Sequence[str], *,
+                  round_: int, params, seed: int, scale: float, backbone_weights: dict | None = None,
+                  seen: dict[str, set[str]] | None = None,
+                  earlier_answers: Mapping[str, Sequence[str]] | None = None) -> list[Candidate]:
+    """One round of rewrites: each strategy's outputs for its ``(source, origin)`` pairs, generated
+    with ``scale`` of the model's fine-tuning delta since ``backbone_weights``
+    (:func:`mscl.engine.models.interpolated_weights`) and seeded per strategy (:func:`rewrite_seed`),
+    then marked degenerate or not (:func:`filter_degenerate`; ``seen`` drops repeats across the
+    strategies, and across rounds when the same dict is passed again). Not yet scored or selected."""
+    aug = params.augment
+    batch: list[Candidate] = []
+    for k, strategy in enumerate(strategies):
+        if not sources[strategy]:
+            continue
+        with interpolated_weights(model, backbone_weights, scale):
+            produced = generate_rewrites(model, tokenizer, sources[strategy], strategy, round_=round_,
+                                         count=aug.count, temperature=aug.temperature, top_p=aug.top_p,
+                                         max_new_tokens=aug.max_new_tokens, batch_size=params.eval.batch_size,
+                                         seed=rewrite_seed(seed, round_, k))
+        filter_degenerate(produced, aug.max_length_ratio, seen, earlier_answers)
+        batch += produced
+    return batch
+
+
+def _score_usable(model, tokenizer, batch: Sequence[Candidate], params, selection: str) -> None:
+    """Score the round's usable candidates in place: MI against the original question and, for
+    dynamic selection with ``augment.indication``, the LLM indication (asked of the model itself)."""
+    aug = params.augment
+    usable = [c for c in batch if c.reason is None]
+    for c in usable:
+        c.mi = mutual_information(c.question, c.origin.question)
+    if selection != "dynamic" or not aug.indication or not usable:
+        return
+    verdicts = llm_indication(model, tokenizer, [c.question for c in usable], [c.origin.question for c in usable],
+                              [c.origin.answer for c in usable], min_f1=aug.indication_f1,
+                              max_new_tokens=params.eval.max_new_tokens, batch_size=params.eval.batch_size)
+    for c, v in zip(usable, verdicts):
+        c.indication, c.rewrite_answer, c.original_answer = v["indication"], v["rewrite_answer"], v["original_answer"]
+
+
+def _check_request(strategies: Sequence[str], selection: str, aug, backbone_weights: dict | None) -> None:
+    """Unknown strategies and selection modes are errors; a rewriter scale without the backbone's
+    weights to scale towards is a warning (the model then rewrites at full strength)."""
+    for s in strategies:
+        _prompt(s)
+    if selection not in SELECTION_MODES:
+        raise ValueError(f"unknown selection mode {selection!r}; known: {', '.join(SELECTION_MODES)}")
+    if backbone_weights is None and aug.rewriter_scale < 1.0:
+        warnings.warn(f"augment.rewriter_scale={aug.rewriter_scale} but no backbone_weights were given: the "
+                      "model rewrites at full strength (scale 1.0)", stacklevel=3)
+
+
 def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequence[str], selection: str,
                       keep_fraction: float, params, seed: int, backbone_weights: dict | None = None,
                       earlier_answers: Mapping[str, Sequence[str]] | None = None) -> Augmentation:
@@ -389,44 +441,20 @@ def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequen
     (:func:`mscl.engine.models.interpolated_weights`); the LLM indication always asks the model itself.
     ``earlier_answers``: fact id -> the answers revisions replaced; a rewrite naming one is a leak.
     """
-    for s in strategies:
-        _prompt(s)
-    if selection not in SELECTION_MODES:
-        raise ValueError(f"unknown selection mode {selection!r}; known: {', '.join(SELECTION_MODES)}")
     aug = params.augment
-    if backbone_weights is None and aug.rewriter_scale < 1.0:
-        warnings.warn(f"augment.rewriter_scale={aug.rewriter_scale} but no backbone_weights were given: the "
-                      "model rewrites at full strength (scale 1.0)", stacklevel=2)
+    _check_request(strategies, selection, aug, backbone_weights)
     tic = time.perf_counter()
     sources = {s: [(r, r) for r in records] for s in strategies}
     seen: dict[str, set[str]] = {}
     everything: list[Candidate] = []
     for round_ in range(1, aug.rounds + 1):
-        batch: list[Candidate] = []
-        for k, strategy in enumerate(strategies):
-            if not sources[strategy]:
-                continue
-            with interpolated_weights(model, backbone_weights, aug.rewriter_scale):
-                produced = generate_rewrites(model, tokenizer, sources[strategy], strategy, round_=round_,
-                                             count=aug.count, temperature=aug.temperature, top_p=aug.top_p,
-                                             max_new_tokens=aug.max_new_tokens, batch_size=params.eval.batch_size,
-                                             seed=rewrite_seed(seed, round_, k))
-            filter_degenerate(produced, aug.max_length_ratio, seen, earlier_answers)
-            batch += produced
-        usable = [c for c in batch if c.reason is None]
-        for c in usable:
-            c.mi = mutual_information(c.question, c.origin.question)
-        if selection == "dynamic" and aug.indication and usable:
-            verdicts = llm_indication(model, tokenizer, [c.question for c in usable],
-                                      [c.origin.question for c in usable], [c.origin.answer for c in usable],
-                                      min_f1=aug.indication_f1, max_new_tokens=params.eval.max_new_tokens,
-                                      batch_size=params.eval.batch_size)
-            for c, v in zip(usable, verdicts):
-                c.indication, c.rewrite_answer, c.original_answer = (v["indication"], v["rewrite_answer"],
-                                                                     v["original_answer"])
+        batch = rewrite_round(model, tokenizer, sources, strategies, round_=round_, params=params, seed=seed,
+                              scale=aug.rewriter_scale, backbone_weights=backbone_weights, seen=seen,
+                              earlier_answers=earlier_answers)
+        _score_usable(model, tokenizer, batch, params, selection)
         select_candidates(batch, selection, keep_fraction=keep_fraction, quantile=aug.mi_quantile,
                           minimum=aug.mi_min, use_indication=aug.indication, seed=seed)
-        for strategy in strategies:
+        for strategy in strategies:  # what a strategy selected is what it rewrites next round
             sources[strategy] = [(c.record(), c.origin) for c in batch if c.kept and c.strategy == strategy]
         everything += batch
     kept = [c.record() for c in everything if c.kept]
@@ -434,6 +462,27 @@ def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequen
                         rounds=aug.rounds, n_records=len(records))
     summary["seconds"] = round(time.perf_counter() - tic, 1)
     return Augmentation(records=kept, candidates=everything, summary=summary)
+
+
+def rewriter_scale_counts(model, tokenizer, records: Sequence, *, scales: Sequence[float], params, seed: int,
+                          backbone_weights: dict | None) -> list[dict]:
+    """How usable the rewrites are at each rewriter scale (``augment.rewriter_scale``'s candidates):
+    round 1 of every strategy rewriting ``records`` as :func:`self_distillation` does (the same seeds
+    for ``seed``; repeats dropped across strategies), at each of ``scales``. One row per scale and
+    strategy: outputs ``generated``, ``usable`` ones (past the degenerate-output filters, before
+    selection) and the count of every reason in :data:`DEGENERATE_REASONS`."""
+    rows = []
+    for scale in scales:
+        sources = {s: [(r, r) for r in records] for s in STRATEGIES}
+        batch = rewrite_round(model, tokenizer, sources, STRATEGIES, round_=1, params=params, seed=seed, scale=scale,
+                              backbone_weights=backbone_weights, seen={})
+        for strategy in STRATEGIES:
+            produced = [c for c in batch if c.strategy == strategy]
+            reasons = Counter(c.reason for c in produced if c.reason is not None)
+            rows.append({"rewriter_scale": scale, "strategy": strategy, "generated": len(produced),
+                         "usable": sum(c.reason is None for c in produced),
+                         **{reason: reasons.get(reason, 0) for reason in DEGENERATE_REASONS}})
+    return rows
 
 
 def summarize(candidates: Sequence[Candidate], *, strategies: Sequence[str], selection: str, keep_fraction: float,

@@ -164,18 +164,26 @@ class PreferenceObjective:
     reduction: str = "sum"
     nll_weight: float = 1.0
     preference_weight: float = 1.0
+    grad_norms_every: int = 0   # log each term's gradient norm every this many steps (0: never)
 
     @classmethod
     def from_params(cls, pbl) -> PreferenceObjective:
         """From a :class:`mscl.common.params.PBLParams` (or anything with the same fields)."""
         return cls(**{f.name: getattr(pbl, f.name) for f in dataclasses.fields(cls)})
 
+    def terms(self, policy_logps: torch.Tensor, ref_logps: torch.Tensor, aligned: torch.Tensor,
+              weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(alpha * L_PP, beta * L_NP)``: :func:`preference_bias_terms` with this objective's knobs;
+        their sum is :func:`preference_bias_loss`."""
+        aligned_term, conflict_term = preference_bias_terms(
+            policy_logps, ref_logps, aligned, variant=self.variant, scale=self.scale, clamp=self.clamp,
+            reduction=self.reduction, weights=weights)
+        return self.alpha * aligned_term, self.beta * conflict_term
+
     def preference(self, policy_logps: torch.Tensor, ref_logps: torch.Tensor, aligned: torch.Tensor,
                    weights: torch.Tensor | None = None) -> torch.Tensor:
         """:func:`preference_bias_loss` with this objective's knobs."""
-        return preference_bias_loss(policy_logps, ref_logps, aligned, alpha=self.alpha, beta=self.beta,
-                                    variant=self.variant, scale=self.scale, clamp=self.clamp,
-                                    reduction=self.reduction, weights=weights)
+        return sum(self.terms(policy_logps, ref_logps, aligned, weights))
 
     def total(self, nll: torch.Tensor, preference: torch.Tensor | None) -> torch.Tensor:
         """:func:`total_loss`; a batch without sampled responses is its weighted NLL."""

@@ -443,6 +443,120 @@ def _prompt_batch(prompt_ids, c: int, width: int, pad_token_id: int, device):
     return ids, positions, mask
 
 
+def _prefix_length(prompts: Sequence[Sequence[int]]) -> int:
+    """The leading tokens run once for all prompts: each keeps one of its own (whose position predicts the
+    first generated token); none when the pass would cost more than the prefix tokens it saves."""
+    shared = min(common_prefix_length(prompts), min(len(p) for p in prompts) - 1)
+    return 0 if shared * (len(prompts) - 1) < _GROUP_OVERHEAD_TOKENS else shared
+
+
+def _prefill_groups(model, cache, prompts, prefix, ids, positions, mask, c: int,
+                    width: int) -> tuple[list, torch.Tensor]:
+    """Every layer is plain: prompts of similar length run together (less padding), each pass writing its
+    keys and values straight into the prompt stores, one copy per prompt. Returns the stores and logits."""
+    stores = [_PromptStore(len(prompts), c + width) for _ in cache.layers]
+    if c > 0:
+        for store, layer in zip(stores, prefix.layers):
+            store.write(0, len(prompts), 0, layer.keys, layer.values)
+    logits = []
+    for lo, hi in length_groups([len(p) - c for p in prompts], _GROUP_OVERHEAD_TOKENS):
+        w = len(prompts[hi - 1]) - c
+        cache.layers = [_PromptLayer(store, lo, hi, c + width - w) for store in stores]
+        out = model(input_ids=ids[lo:hi, width - w :], attention_mask=mask[lo:hi],
+                    position_ids=positions[lo:hi, width - w :], past_key_values=cache, use_cache=True,
+                    logits_to_keep=1)
+        logits.append(out.logits[:, -1])
+    return stores, torch.cat(logits)
+
+
+def _prefill_repeated(model, prefix, ids, positions, mask, k: int, max_new_tokens: int):
+    """Sliding-window layers: one pass, then the cache repeated K times and its plain layers reserved."""
+    if prefix is not None:
+        prefix.batch_repeat_interleave(len(ids))
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=prefix,
+                use_cache=True, logits_to_keep=1)
+    cache, logits = out.past_key_values, out.logits[:, -1]
+    if k > 1:
+        cache.batch_repeat_interleave(k)
+    _reserve(cache, max_new_tokens)
+    return cache, logits
+
+
+def _prefill(model, prompts, *, k: int, max_new_tokens: int, pad_token_id: int, device):
+    """Run the prompts (sorted by length) once each: returns the cache the decoding steps extend,
+    each prompt's last logits, the attention mask over the prompts and, when the K samples read
+    their prompt's keys and values from one copy, the :class:`_SharedPrompt` (else None)."""
+    c = _prefix_length(prompts)
+    width = max(len(p) for p in prompts) - c
+    cache = _plain_layers(model)
+    prefix = None
+    if c > 0:
+        prefix = model(input_ids=torch.tensor([list(prompts[0][:c])], device=device), use_cache=True,
+                       logits_to_keep=1).past_key_values
+    ids, positions, mask = _prompt_batch(prompts, c, width, pad_token_id, device)
+    if cache is None:
+        cache, logits = _prefill_repeated(model, prefix, ids, positions, mask, k, max_new_tokens)
+        return cache, logits, mask, None
+    stores, logits = _prefill_groups(model, cache, prompts, prefix, ids, positions, mask, c, width)
+    if shares_prompt(model) and len(prompts) * k >= _SHARED_PROMPT_MIN_ROWS:
+        cache.layers = [_GeneratedLayer(c + width, max_new_tokens) for _ in stores]
+        return cache, logits, mask, _SharedPrompt(stores, mask, k)
+    cache.layers = [store.expanded(k, max_new_tokens) for store in stores]
+    return cache, logits, mask, None
+
+
+class _FirstLine:
+    """Which rows have ended their first non-empty line (``first_line_only``; :func:`_line_tables`)."""
+
+    def __init__(self, tokenizer, rows: int, device):
+        self.newline, self.before, self.content = (t.to(device) for t in _line_tables(tokenizer))
+        self.seen = torch.zeros(rows, dtype=torch.bool, device=device)   # a row has written non-space text
+
+    def ended(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Whether each row's new token ends its first non-empty line; records what it wrote."""
+        safe = tokens.clamp(max=self.newline.numel() - 1)
+        ended = self.newline[safe] & (self.seen | self.before[safe])
+        self.seen |= self.content[safe]
+        return ended
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Only ``rows`` go on generating."""
+        self.seen = self.seen[rows]
+
+
+def _decode_steps(model, cache, logits, mask, next_pos, rows, *, shared: _SharedPrompt | None, pick,
+                  stops: torch.Tensor, first_line: _FirstLine | None, tokens_out: torch.Tensor) -> None:
+    """The decoding steps: pick a token for every active row, write it to its output row of
+    ``tokens_out``, drop the rows that finished, and run the model on the rest."""
+    max_new_tokens = tokens_out.shape[1]
+    with _attention_implementation(model, SHARED_PROMPT_ATTENTION) if shared else contextlib.nullcontext():
+        for step in range(max_new_tokens):
+            tokens = pick(logits)
+            done = torch.isin(tokens, stops)
+            tokens_out[rows[~done].cpu(), step] = tokens[~done].cpu()
+            if first_line is not None:
+                done |= first_line.ended(tokens)
+            if step == max_new_tokens - 1 or bool(done.all()):
+                return
+            if bool(done.any()):  # finished rows leave the batch
+                keep = (~done).nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                rows, mask, next_pos, tokens = rows[keep], mask[keep], next_pos[keep], tokens[keep]
+                if shared:
+                    shared.slots = shared.slots[keep]
+                if first_line is not None:
+                    first_line.keep(keep)
+            if shared:  # the prompt's pads are in shared.bias; a row sees all its generated tokens
+                step_kwargs = dict(shared_prompt=shared)
+            else:
+                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+                step_kwargs = dict(attention_mask=mask)
+            out = model(input_ids=tokens.unsqueeze(-1), position_ids=next_pos.unsqueeze(-1), past_key_values=cache,
+                        use_cache=True, **step_kwargs)
+            cache, logits = out.past_key_values, out.logits[:, -1]
+            next_pos = next_pos + 1
+
+
 @torch.no_grad()
 def decode_batch(model, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: int, k: int = 1,
                  do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
@@ -458,89 +572,21 @@ def decode_batch(model, prompt_ids: Sequence[Sequence[int]], *, max_new_tokens: 
     n = len(prompt_ids)
     order = sorted(range(n), key=lambda i: len(prompt_ids[i]))       # rows run shortest prompt first
     prompts = [prompt_ids[i] for i in order]
-    lengths = torch.tensor([len(p) for p in prompts], device=device)
-    # the shared prefix, run once; every prompt keeps at least one token of its own, whose
-    # position predicts the first generated token
-    c = min(common_prefix_length(prompts), int(lengths.min()) - 1)
-    if c * (n - 1) < _GROUP_OVERHEAD_TOKENS:  # the pass would cost more than the prefix tokens it saves
-        c = 0
-    width = int(lengths.max()) - c
-    cache = _plain_layers(model)
-    if c > 0:
-        prefix = model(input_ids=torch.tensor([list(prompts[0][:c])], device=device), use_cache=True,
-                       logits_to_keep=1).past_key_values
-    ids, positions, mask = _prompt_batch(prompts, c, width, pad_token_id, device)
-    shared = None
-    if cache is not None:
-        # Every layer is plain: prompts of similar length run together (less padding), each pass
-        # writing its keys and values straight into the prompt store, one copy per prompt.
-        stores = [_PromptStore(n, c + width) for _ in cache.layers]
-        if c > 0:
-            for store, layer in zip(stores, prefix.layers):
-                store.write(0, n, 0, layer.keys, layer.values)
-        logits = []
-        for lo, hi in length_groups([len(p) - c for p in prompts], _GROUP_OVERHEAD_TOKENS):
-            w = len(prompts[hi - 1]) - c
-            cache.layers = [_PromptLayer(store, lo, hi, c + width - w) for store in stores]
-            out = model(input_ids=ids[lo:hi, width - w :], attention_mask=mask[lo:hi],
-                        position_ids=positions[lo:hi, width - w :], past_key_values=cache, use_cache=True,
-                        logits_to_keep=1)
-            logits.append(out.logits[:, -1])
-        logits = torch.cat(logits)
-        if shares_prompt(model) and n * k >= _SHARED_PROMPT_MIN_ROWS:
-            # the K samples read their prompt's keys and values from the one copy
-            shared = _SharedPrompt(stores, mask, k)
-            cache.layers = [_GeneratedLayer(c + width, max_new_tokens) for _ in stores]
-        else:
-            cache.layers = [store.expanded(k, max_new_tokens) for store in stores]
-        del stores
-    else:
-        # Sliding-window layers: one pass, then the cache repeated K times and its plain layers reserved.
-        if c > 0:
-            prefix.batch_repeat_interleave(n)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                    past_key_values=prefix if c > 0 else None, use_cache=True, logits_to_keep=1)
-        cache, logits = out.past_key_values, out.logits[:, -1]
-        if k > 1:
-            cache.batch_repeat_interleave(k)
-        _reserve(cache, max_new_tokens)
-    next_pos = lengths.clone()
+    cache, logits, mask, shared = _prefill(model, prompts, k=k, max_new_tokens=max_new_tokens,
+                                           pad_token_id=pad_token_id, device=device)
+    next_pos = torch.tensor([len(p) for p in prompts], device=device)
     if k > 1:  # the K samples of a prompt share its prompt
         logits, mask, next_pos = (t.repeat_interleave(k, dim=0) for t in (logits, mask, next_pos))
     # the output row of each active row
     rows = (torch.tensor(order, device=device).unsqueeze(-1) * k + torch.arange(k, device=device)).flatten()
     tokens_out = torch.full((n * k, max_new_tokens), -1, dtype=torch.long)
-    stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
-    if first_line_only:
-        newline, before, content = (t.to(device) for t in _line_tables(tokenizer))
-        seen = torch.zeros(n * k, dtype=torch.bool, device=device)
-    with _attention_implementation(model, SHARED_PROMPT_ATTENTION) if shared else contextlib.nullcontext():
-        for step in range(max_new_tokens):
-            tokens = pick_tokens(logits, do_sample=do_sample, temperature=temperature, top_p=top_p,
-                                 generator=generator)
-            done = torch.isin(tokens, stops)
-            tokens_out[rows[~done].cpu(), step] = tokens[~done].cpu()
-            if first_line_only:
-                safe = tokens.clamp(max=newline.numel() - 1)
-                done |= newline[safe] & (seen | before[safe])
-                seen |= content[safe]
-            if step == max_new_tokens - 1 or bool(done.all()):
-                break
-            if bool(done.any()):  # finished rows leave the batch
-                keep = (~done).nonzero().squeeze(-1)
-                cache.batch_select_indices(keep)
-                rows, mask, next_pos, tokens = rows[keep], mask[keep], next_pos[keep], tokens[keep]
-                if shared:
-                    shared.slots = shared.slots[keep]
-                if first_line_only:
-                    seen = seen[keep]
-            if shared:  # the prompt's pads are in shared.bias; a row sees all its generated tokens
-                step_kwargs = dict(shared_prompt=shared)
-            else:
-                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-                step_kwargs = dict(attention_mask=mask)
-            out = model(input_ids=tokens.unsqueeze(-1), position_ids=next_pos.unsqueeze(-1), past_key_values=cache,
-                        use_cache=True, **step_kwargs)
-            cache, logits = out.past_key_values, out.logits[:, -1]
-            next_pos = next_pos + 1
+
+    def pick(step_logits: torch.Tensor) -> torch.Tensor:
+        return pick_tokens(step_logits, do_sample=do_sample, temperature=temperature, top_p=top_p,
+                           generator=generator)
+
+    _decode_steps(model, cache, logits, mask, next_pos, rows, shared=shared, pick=pick,
+                  stops=torch.tensor(list(stop_ids), dtype=torch.long, device=device),
+                  first_line=_FirstLine(tokenizer, n * k, device) if first_line_only else None,
+                  tokens_out=tokens_out)
     return [[t for t in row if t >= 0] for row in tokens_out.tolist()]

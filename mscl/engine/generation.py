@@ -101,6 +101,33 @@ def _generate_hf(model, tokenizer, enc, *, max_new_tokens, num_return_sequences,
     return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
+def _generate_vllm(model, tokenizer, prompts, *, max_new_tokens, num_return_sequences, sampling, seed,
+                   plain) -> list[list[str]]:
+    """The prompts through vLLM (:mod:`mscl.engine.vllm_backend`), cleaned as the other backends' are."""
+    from mscl.engine import vllm_backend
+
+    texts = vllm_backend.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
+                                  num_return_sequences=num_return_sequences, **sampling, seed=seed,
+                                  stop_ids=stop_token_ids(model, tokenizer))
+    return [[_clean(t, plain) for t in row] for row in texts]
+
+
+def _generate_batch(model, tokenizer, ids: list[list[int]], *, own_loop: bool, max_new_tokens: int, k: int,
+                    sampling: dict, seed: int, stops: list[int], plain: bool) -> list[str]:
+    """The ``k`` continuations of each prompt of one batch (token ids), prompt-major: by
+    :func:`~mscl.engine.decoder.decode_batch` with ``own_loop``, else by ``model.generate``."""
+    device = next(model.parameters()).device
+    if own_loop:
+        generator = torch.Generator(device=device).manual_seed(seed)
+        out = decoder.decode_batch(model, ids, max_new_tokens=max_new_tokens, k=k, **sampling, generator=generator,
+                                   stop_ids=stops, pad_token_id=tokenizer.pad_token_id, first_line_only=plain,
+                                   tokenizer=tokenizer)
+        return tokenizer.batch_decode(out, skip_special_tokens=True)
+    enc = tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(device)
+    return _generate_hf(model, tokenizer, enc, max_new_tokens=max_new_tokens, num_return_sequences=k, **sampling,
+                        seed=seed)
+
+
 @torch.no_grad()
 def generate(
     model,
@@ -128,39 +155,27 @@ def generate(
     if not prompts:
         return []
     plain = not getattr(tokenizer, "chat_template", None)
+    sampling = dict(do_sample=do_sample, temperature=temperature, top_p=top_p)
+    k = num_return_sequences
     if backend == "vllm":
-        from mscl.engine import vllm_backend
-
-        texts = vllm_backend.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens,
-                                      num_return_sequences=num_return_sequences, do_sample=do_sample,
-                                      temperature=temperature, top_p=top_p, seed=seed,
-                                      stop_ids=stop_token_ids(model, tokenizer))
-        return [[_clean(t, plain) for t in row] for row in texts]
+        return _generate_vllm(model, tokenizer, prompts, max_new_tokens=max_new_tokens, num_return_sequences=k,
+                              sampling=sampling, seed=seed, plain=plain)
     window = sliding_window(model) if backend == "loop" else None
     was_training = model.training
     model.eval()
     tokenizer.padding_side = "left"
-    device = next(model.parameters()).device
     encoded = [encode_prompt_text(tokenizer, p) for p in prompts]  # the ids training scores under
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     results: list[list[str] | None] = [None] * len(prompts)
     stops = stop_token_ids(model, tokenizer)
-    k = num_return_sequences
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for b, idx in enumerate(tqdm(batches, desc=desc or "generate", leave=False, disable=desc is None)):
-        batch_seed = seed * 100_003 + b
         longest = max(len(encoded[i]) for i in idx)
-        if backend == "loop" and (window is None or longest + max_new_tokens <= window):
-            generator = torch.Generator(device=device).manual_seed(batch_seed)
-            out = decoder.decode_batch(model, [encoded[i] for i in idx], max_new_tokens=max_new_tokens, k=k,
-                               do_sample=do_sample, temperature=temperature, top_p=top_p, generator=generator,
-                               stop_ids=stops, pad_token_id=tokenizer.pad_token_id, first_line_only=plain,
-                               tokenizer=tokenizer)
-            texts = tokenizer.batch_decode(out, skip_special_tokens=True)
-        else:
-            enc = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt").to(device)
-            texts = _generate_hf(model, tokenizer, enc, max_new_tokens=max_new_tokens, num_return_sequences=k,
-                                 do_sample=do_sample, temperature=temperature, top_p=top_p, seed=batch_seed)
+        # the own loop, unless the batch would reach a sliding window (its pads would count against it)
+        own_loop = backend == "loop" and (window is None or longest + max_new_tokens <= window)
+        texts = _generate_batch(model, tokenizer, [encoded[i] for i in idx], own_loop=own_loop,
+                                max_new_tokens=max_new_tokens, k=k, sampling=sampling, seed=seed * 100_003 + b,
+                                stops=stops, plain=plain)
         for j, i in enumerate(idx):
             results[i] = [_clean(t, plain) for t in texts[j * k : (j + 1) * k]]
     if was_training:

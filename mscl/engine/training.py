@@ -74,33 +74,33 @@ def build_examples(tokenizer, records, max_length: int, preference_rows: Sequenc
     return examples
 
 
-def pack_examples(examples: list[dict], pad_token_id: int) -> dict:
-    """Pack each example into one left-padded row: its prompt once, then each of its sequences' responses.
+def _packed_row(example: dict, first_sequence: int) -> tuple[list, list, list, list, int]:
+    """One example as a row: its prompt once, then each sequence's response. Returns the token ids,
+    each token's segment (0: the prompt, k: the k-th sequence), its position id, one ``(column of the
+    logits that predict it, token, sequence index)`` per response token (sequences counted from
+    ``first_sequence``) and the prompt's length."""
+    sequences = example["sequences"]
+    p = sequences[0]["prompt_len"]
+    prompt = sequences[0]["input_ids"][:p]
+    ids, segment, position, targets = list(prompt), [0] * p, list(range(p)), []
+    for k, sequence in enumerate(sequences, 1):
+        if sequence["input_ids"][:p] != prompt:
+            raise ValueError(f"example {example.get('id')}: its sequences do not share one prompt")
+        response = sequence["input_ids"][p:]
+        start = len(ids)
+        # the first response token is predicted by the prompt's last position, shared by all responses
+        targets += [((p - 1) if j == 0 else start + j - 1, tok, first_sequence + k - 1)
+                    for j, tok in enumerate(response)]
+        ids += response
+        segment += [k] * len(response)
+        position += range(p, p + len(response))
+    return ids, segment, position, targets, p
 
-    Returns the model inputs (``input_ids``, a 4D additive ``attention_mask``, ``position_ids``,
-    ``prompt_mask``: the prompt's tokens, 2D) and, for scoring, one entry per response token
-    (``target_row``, ``target_col``: the position whose logits predict it, ``target_token``,
-    ``target_sequence``) plus per-sequence ``is_gold``, ``aligned``, ``ref_logps``, ``n_tokens``.
-    """
-    rows, flat = [], []
-    for ex in examples:
-        seqs = ex["sequences"]
-        p = seqs[0]["prompt_len"]
-        prompt = seqs[0]["input_ids"][:p]
-        ids, segment, position, targets = list(prompt), [0] * p, list(range(p)), []
-        for k, s in enumerate(seqs, 1):
-            if s["input_ids"][:p] != prompt:
-                raise ValueError(f"example {ex.get('id')}: its sequences do not share one prompt")
-            response = s["input_ids"][p:]
-            start = len(ids)
-            # the first response token is predicted by the prompt's last position, shared by all responses
-            targets += [((p - 1) if j == 0 else start + j - 1, tok, len(flat)) for j, tok in enumerate(response)]
-            ids += response
-            segment += [k] * len(response)
-            position += range(p, p + len(response))
-            flat.append(s)
-        rows.append((ids, segment, position, targets, p))
-    width = max(len(r[0]) for r in rows)
+
+def _left_padded(rows: list[tuple], pad_token_id: int) -> dict:
+    """The rows left-padded to the widest: ``input_ids``, ``segments`` (-1 on pads), ``position_ids``,
+    ``prompt_mask`` and the targets' coordinates shifted by each row's padding."""
+    width = max(len(row[0]) for row in rows)
     n = len(rows)
     input_ids = torch.full((n, width), pad_token_id, dtype=torch.long)
     segments = torch.full((n, width), -1, dtype=torch.long)
@@ -118,28 +118,57 @@ def pack_examples(examples: list[dict], pad_token_id: int) -> dict:
             target_col.append(col + shift)
             target_token.append(tok)
             target_sequence.append(seq)
+    return {"input_ids": input_ids, "segments": segments, "position_ids": positions, "prompt_mask": prompt_mask,
+            "target_row": torch.tensor(target_row), "target_col": torch.tensor(target_col),
+            "target_token": torch.tensor(target_token), "target_sequence": torch.tensor(target_sequence)}
+
+
+def _block_causal_mask(segments: torch.Tensor) -> torch.Tensor:
+    """The 4D additive mask of packed rows: a token sees the earlier prompt tokens and the earlier
+    tokens of its own segment, never another response's or a pad."""
+    width = segments.shape[1]
     query, key = segments.unsqueeze(2), segments.unsqueeze(1)
     causal = torch.ones(width, width, dtype=torch.bool).tril()
     allowed = causal & (key >= 0) & ((key == 0) | (key == query))
     allowed |= torch.eye(width, dtype=torch.bool)  # a padding query sees itself: no fully masked row, no NaN
-    mask = torch.zeros((n, 1, width, width))
+    mask = torch.zeros((segments.shape[0], 1, width, width))
     mask.masked_fill_(~allowed.unsqueeze(1), torch.finfo(mask.dtype).min)
-    target_sequence_t = torch.tensor(target_sequence)
+    return mask
+
+
+def _sequence_fields(sequences: list[dict], target_sequence: torch.Tensor) -> dict:
+    """Per packed sequence: its response's token count, whether it is the gold answer, whether it
+    is aligned, how many samples it stands for and its reference log-probability."""
     return {
-        "input_ids": input_ids,
-        "attention_mask": mask,
-        "position_ids": positions,
-        "prompt_mask": prompt_mask,
-        "target_row": torch.tensor(target_row),
-        "target_col": torch.tensor(target_col),
-        "target_token": torch.tensor(target_token),
-        "target_sequence": target_sequence_t,
-        "n_tokens": torch.bincount(target_sequence_t, minlength=len(flat)),
-        "is_gold": torch.tensor([s.get("kind", "gold") == "gold" for s in flat]),
-        "aligned": torch.tensor([bool(s.get("aligned", True)) for s in flat]),
+        "n_tokens": torch.bincount(target_sequence, minlength=len(sequences)),
+        "is_gold": torch.tensor([s.get("kind", "gold") == "gold" for s in sequences]),
+        "aligned": torch.tensor([bool(s.get("aligned", True)) for s in sequences]),
         # how many identical samples a response stands for (merged by mscl.core.preference.split_responses)
-        "counts": torch.tensor([float(s.get("count", 1)) for s in flat]),
-        "ref_logps": torch.tensor([float(s["ref_logp"]) if s.get("ref_logp") is not None else 0.0 for s in flat]),
+        "counts": torch.tensor([float(s.get("count", 1)) for s in sequences]),
+        "ref_logps": torch.tensor([float(s["ref_logp"]) if s.get("ref_logp") is not None else 0.0
+                                   for s in sequences]),
+    }
+
+
+def pack_examples(examples: list[dict], pad_token_id: int) -> dict:
+    """Pack each example into one left-padded row: its prompt once, then each of its sequences' responses.
+
+    Returns the model inputs (``input_ids``, a 4D additive ``attention_mask``, ``position_ids``,
+    ``prompt_mask``: the prompt's tokens, 2D) and, for scoring, one entry per response token
+    (``target_row``, ``target_col``: the position whose logits predict it, ``target_token``,
+    ``target_sequence``) plus per-sequence ``is_gold``, ``aligned``, ``ref_logps``, ``n_tokens``.
+    """
+    rows, sequences = [], []
+    for example in examples:
+        rows.append(_packed_row(example, len(sequences)))
+        sequences += example["sequences"]
+    padded = _left_padded(rows, pad_token_id)
+    segments = padded.pop("segments")
+    return {
+        "input_ids": padded.pop("input_ids"),
+        "attention_mask": _block_causal_mask(segments),
+        **padded,
+        **_sequence_fields(sequences, padded["target_sequence"]),
     }
 
 
@@ -274,9 +303,13 @@ class StageTrainer(Trainer):
             # every process joins this reduction, with or without responses in its batch
             all_responses = dist.global_count(n_responses).clamp(min=1)
         if self.bias is not None and resp.any():
-            pref = self.bias.preference(logps[resp], inputs["ref_logps"][resp].to(logps.dtype),
-                                        inputs["aligned"][resp], weights=inputs["counts"][resp])
+            aligned_term, conflict_term = self.bias.terms(logps[resp], inputs["ref_logps"][resp].to(logps.dtype),
+                                                          inputs["aligned"][resp], weights=inputs["counts"][resp])
+            pref = aligned_term + conflict_term
             self._metrics["preference"].append(pref.item())  # this process's batch
+            self._log_grad_norms(model, {"nll": self.bias.nll_weight * nll,
+                                         "aligned": self.bias.preference_weight * aligned_term,
+                                         "conflict": self.bias.preference_weight * conflict_term})
             if dist.world_size() > 1:  # the global batch's sum or mean, as for the NLL above
                 if self.bias.reduction == "mean":
                     pref = pref * n_responses / all_responses
@@ -298,6 +331,22 @@ class StageTrainer(Trainer):
                 "saved (lower the learning rate, or use pbl.variant 'sigmoid' or pbl.clamp > 0)"
             )
         return loss
+
+    def _log_grad_norms(self, model, terms: dict[str, torch.Tensor]) -> None:
+        """Every ``grad_norms_every`` optimizer steps, the L2 norm of each term's gradient over the
+        trainable weights (``grad_norm_nll``, ``grad_norm_aligned`` (L_PP), ``grad_norm_conflict``
+        (L_NP)): what pulls the model, and how hard. Logging only: the gradients are taken aside
+        (``torch.autograd.grad``), the step's own backward is untouched."""
+        every = self.bias.grad_norms_every
+        if not every or not model.training or self.state.global_step % every:
+            return
+        weights = [w for w in model.parameters() if w.requires_grad]
+        for name, term in terms.items():
+            if not term.requires_grad:
+                continue
+            grads = torch.autograd.grad(term, weights, retain_graph=True, allow_unused=True)
+            squares = sum(float(g.float().pow(2).sum()) for g in grads if g is not None)
+            self._metrics[f"grad_norm_{name}"].append(squares ** 0.5)
 
     def log(self, logs: dict, *args, **kwargs) -> None:
         for key, values in self._metrics.items():

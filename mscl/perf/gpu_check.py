@@ -37,11 +37,13 @@ LLAMA3_8B = dict(hidden_size=4096, intermediate_size=14336, num_attention_heads=
 
 
 def no_gpu_message() -> str:
+    """Why the check cannot run here, printed before it exits with status 2."""
     return (f"no GPU: torch {torch.__version__} (built for CUDA {torch.version.cuda}) sees none "
             "(torch.cuda.is_available() is False); make gpu-check runs on a machine with a CUDA GPU")
 
 
 def device_info() -> dict:
+    """The first CUDA device: name, memory, torch and CUDA versions and the precision ``auto`` resolves to."""
     from mscl.engine.models import resolve_dtype
 
     props = torch.cuda.get_device_properties(0)
@@ -181,6 +183,7 @@ def estimate_table(profile: str = "cpu", sizes_of: tuple[float, ...] = (135e6, 8
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m mscl.perf.gpu_check``: the checks on this GPU (or, with ``--estimate``, the paper-scale cost)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--facts", type=int, default=20, help="facts of the base set the stage loop check trains on")
     parser.add_argument("--layers", type=int, default=8, help="layers of the 8B-shaped random model (8B has 32)")
@@ -223,6 +226,55 @@ MIN_DECODE_STEP_S = 0.02    # a decode step's floor: kernel launches and Python,
 MIN_TRAIN_STEP_S = 0.1      # an optimizer step's floor, likewise
 
 
+def _stage_cost(training, parameters: float, tokens: dict[str, float], method: str, facts: int,
+                eval_questions: int) -> dict:
+    """Tokens trained and decoded by one stage of ``method`` on ``facts`` training questions and
+    ``eval_questions`` evaluation questions, and its seconds under the assumptions above. ``tokens``:
+    the mean ``prompt``, gold ``answer``, sampled ``response`` and ``eval_answer`` lengths."""
+    pbl, aug = training.pbl, training.augment
+    response, answer_eval = tokens["response"], tokens["eval_answer"]
+    pref = method.startswith(("pbl", "ours"))
+    augments = method == "ours" or "+" in method and method != "cit+matched"
+    examples = facts * (2 if augments else 1) * (2 if method == "cit+matched" else 1)
+    per_example = tokens["prompt"] + tokens["answer"] + (pbl.k * response if pref else 0)
+    train_tokens = training.train.epochs * examples * per_example
+    if method == "flearning":
+        train_tokens *= 1 + training.flearning.forgetting_epochs / training.train.epochs
+    decode_tokens = 2 * eval_questions * answer_eval                              # old and new model
+    decode_tokens += facts * pbl.k * response if pref else 0                      # K samples
+    if augments:
+        decode_tokens += facts * 3 * aug.count * aug.rounds * (aug.max_new_tokens / 2 + answer_eval)
+    score_tokens = facts * pbl.k * response if pref else 0
+    flops = (TRAIN_FLOPS_PER_TOKEN * train_tokens + SCORE_FLOPS_PER_TOKEN * score_tokens) * parameters
+    steps = training.train.epochs * examples / training.train.batch_size
+    step_s = 2 * parameters / H200["bandwidth_bytes_per_s"]          # one decode step reads the bf16 weights
+    seconds = (max(flops / (TRAIN_MFU * H200["bf16_flops"]), steps * MIN_TRAIN_STEP_S)
+               + decode_tokens / training.eval.batch_size * max(step_s, MIN_DECODE_STEP_S))
+    return {"train_tokens": train_tokens, "decode_tokens": decode_tokens, "seconds": seconds}
+
+
+def _paper_scale_jobs(profile: str, training) -> list[tuple[str, str, int]]:
+    """(stream, method, stage) of every stage ``make reproduce`` trains: every main-table method, the
+    cross-domain pair, PBL to stage 3 and the ablations at their stage on their seeds."""
+    from mscl import benchmark
+    from mscl.common.params import load_params
+
+    main = load_params(profile, "04_domain_independent").methods
+    cross = load_params(profile, "05_cross_domain").methods
+    ablations = load_params(profile, "06_ablations")
+    stages = benchmark.STREAM_STAGES
+    jobs = []
+    for _ in training.seeds:
+        jobs += [("domain_independent", m, s) for m in main for s in stages["domain_independent"][1:]]
+        jobs += [("cross_domain", m, s) for m in cross for s in stages["cross_domain"][1:]]
+        jobs += [("domain_independent", "cit", 1), ("cross_domain", "cit", 1), ("domain_independent", "pbl", 2),
+                 ("domain_independent", "pbl", 3)]
+    for _ in ablations.seeds:
+        jobs += [("domain_independent", m, ablations.stage)
+                 for m in dict.fromkeys(x for table in ablations.tables.values() for x in table)]
+    return jobs
+
+
 def paper_scale_estimate(parameters: float, prompt_tokens: float, answer_tokens: float, profile: str = "gpu",
                          response_tokens: float | None = None, eval_tokens: float | None = None) -> dict:
     """GPU-hours of ``make reproduce PROFILE=<profile>`` on one H200 for a backbone of ``parameters`` weights,
@@ -231,59 +283,27 @@ def paper_scale_estimate(parameters: float, prompt_tokens: float, answer_tokens:
     response (default ``pbl.max_new_tokens`` / 2) and an evaluation answer (default: half the
     evaluation's token budget, 128 of the authors' 256). Every main-table method, the cross-domain
     pair, PBL to stage 3 and the ablations at stage 2 on their seeds; the budget sweep is left out."""
-    from mscl import benchmark
     from mscl.common.params import load_params
 
     training = load_params(profile, "training")
     sizes = load_params(profile, "01_data_build").sizes
-    main = load_params(profile, "04_domain_independent").methods
-    cross = load_params(profile, "05_cross_domain").methods
-    abl = load_params(profile, "06_ablations")
-    pbl, aug = training.pbl, training.augment
-    response = response_tokens if response_tokens is not None else pbl.max_new_tokens / 2
+    response = response_tokens if response_tokens is not None else training.pbl.max_new_tokens / 2
     answer_eval = eval_tokens if eval_tokens is not None else (128 if training.eval.mode == "authors"
                                                                else training.eval.max_new_tokens / 2)
-    step_s = 2 * parameters / H200["bandwidth_bytes_per_s"]          # one decode step reads the bf16 weights
-    rows_per_step = training.eval.batch_size
-
-    def stage_cost(method: str, facts: int, eval_questions: int) -> dict:
-        pref = method.startswith(("pbl", "ours"))
-        augments = method == "ours" or "+" in method and method != "cit+matched"
-        examples = facts * (2 if augments else 1) * (2 if method == "cit+matched" else 1)
-        per_example = prompt_tokens + answer_tokens + (pbl.k * response if pref else 0)
-        train_tokens = training.train.epochs * examples * per_example
-        if method == "flearning":
-            train_tokens *= 1 + training.flearning.forgetting_epochs / training.train.epochs
-        decode_tokens = 2 * eval_questions * answer_eval                              # old and new model
-        decode_tokens += facts * pbl.k * response if pref else 0                      # K samples
-        if augments:
-            decode_tokens += facts * 3 * aug.count * aug.rounds * (aug.max_new_tokens / 2 + answer_eval)
-        score_tokens = facts * pbl.k * response if pref else 0
-        flops = (TRAIN_FLOPS_PER_TOKEN * train_tokens + SCORE_FLOPS_PER_TOKEN * score_tokens) * parameters
-        steps = training.train.epochs * examples / training.train.batch_size
-        seconds = (max(flops / (TRAIN_MFU * H200["bf16_flops"]), steps * MIN_TRAIN_STEP_S)
-                   + decode_tokens / rows_per_step * max(step_s, MIN_DECODE_STEP_S))
-        return {"train_tokens": train_tokens, "decode_tokens": decode_tokens, "seconds": seconds}
-
-    di_eval = sizes.stage1_facts * 2 + sizes.general          # held-out wordings and the general set
-    cd_facts = sizes.cross_independent_per_stage + sizes.cross_conflict_per_stage
-    jobs = []
-    for seed in training.seeds:
-        jobs += [("domain_independent", m, s) for m in main for s in benchmark.STREAM_STAGES["domain_independent"][1:]]
-        jobs += [("cross_domain", m, s) for m in cross for s in benchmark.STREAM_STAGES["cross_domain"][1:]]
-        jobs += [("domain_independent", "cit", 1), ("cross_domain", "cit", 1), ("domain_independent", "pbl", 2),
-                 ("domain_independent", "pbl", 3)]
-    for seed in abl.seeds:
-        jobs += [("domain_independent", m, abl.stage) for m in dict.fromkeys(x for t in abl.tables.values() for x in t)]
+    tokens = {"prompt": prompt_tokens, "answer": answer_tokens, "response": response, "eval_answer": answer_eval}
+    cross_facts = sizes.cross_independent_per_stage + sizes.cross_conflict_per_stage
+    # training questions and evaluation questions (held-out wordings and the general set) of a stage
+    questions = {"domain_independent": (sizes.stage1_facts, sizes.stage1_facts * 2 + sizes.general),
+                 "cross_domain": (cross_facts, 2 * cross_facts + sizes.general)}
+    jobs = _paper_scale_jobs(profile, training)
     total = {"train_tokens": 0.0, "decode_tokens": 0.0, "seconds": 0.0}
     for stream, method, _ in jobs:
-        c = stage_cost(method, sizes.stage1_facts if stream == "domain_independent" else cd_facts,
-                       di_eval if stream == "domain_independent" else 2 * cd_facts + sizes.general)
-        for k in total:
-            total[k] += c[k]
+        cost = _stage_cost(training, parameters, tokens, method, *questions[stream])
+        for key in total:
+            total[key] += cost[key]
     return {"parameters": parameters, "stages": len(jobs), "train_tokens": total["train_tokens"],
             "decode_tokens": total["decode_tokens"], "gpu_hours": total["seconds"] / 3600,
-            "assumptions": {"h200": H200, "train_mfu": TRAIN_MFU, "rows_per_decode_step": rows_per_step,
+            "assumptions": {"h200": H200, "train_mfu": TRAIN_MFU, "rows_per_decode_step": training.eval.batch_size,
                             "min_decode_step_s": MIN_DECODE_STEP_S, "min_train_step_s": MIN_TRAIN_STEP_S,
                             "prompt_tokens": prompt_tokens, "answer_tokens": answer_tokens,
                             "response_tokens": response, "eval_answer_tokens": answer_eval}}

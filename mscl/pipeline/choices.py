@@ -4,7 +4,7 @@ A knob that shapes the results is not set by hand. ``params/<profile>/06_ablatio
 each study under ``choices``, a method, the stage to read, a ``default`` setting and the settings to
 try (dotted ``training.yaml`` keys and their values). The rule, stated there before the runs:
 
-    the setting with the highest mean ACC at ``stage`` over the profile's training seeds wins,
+    the setting with the highest mean validation ACC at ``stage`` over the profile's training seeds wins,
     unless the paired 95% interval of its difference to ``default`` (seeds, then facts within
     seeds, resampled: :func:`mscl.evaluation.claims.paired_difference`) includes 0; a tie goes to ``default``.
 

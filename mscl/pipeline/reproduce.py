@@ -78,6 +78,7 @@ class StageJob:
     sweep_setting: str | None = None   # a setting of the pilot's budget sweep (mscl/pipeline/pilot.py) instead
     sweep_cost: float = 0.0            # its relative cost (epochs x stages x its share of the base set)
     choice: str | None = None          # "<study>/<setting>" of mscl/pipeline/choices.py instead (every seed)
+    budget: str | None = None          # a budget of the budget axis (mscl/pipeline/budgets.py) instead (every seed)
     mode: str | None = None            # instead: ask the finished stage's questions under this evaluation mode
 
     @property
@@ -86,13 +87,15 @@ class StageJob:
             return f"{self.backbone.replace('/', '__')}-sweep-{self.sweep_setting}"
         if self.choice:
             return f"{self.backbone.replace('/', '__')}-choice-{self.choice.replace('/', '-')}"
+        if self.budget:
+            return f"{self.backbone.replace('/', '__')}-budget-{self.budget}-{self.method}"
         if self.mode:
             return (f"{self.backbone.replace('/', '__')}-seed{self.seed}-{self.stream}-{self.method}-stage{self.stage}"
                     f"-eval-{self.mode}")
         return f"{self.backbone.replace('/', '__')}-seed{self.seed}-{self.stream}-{self.method}-stage{self.stage}"
 
     def cost(self, first_own_stage: int) -> float:
-        if self.sweep_setting or self.choice:
+        if self.sweep_setting or self.choice or self.budget:
             return self.sweep_cost
         per_stage = METHOD_COST.get(self.method, 3.0 if "+ca" in self.method else 2.2)
         return per_stage * max(1, self.stage - first_own_stage + 1) * (0.7 if self.stream == "cross_domain" else 1.0)
@@ -105,6 +108,9 @@ class StageJob:
             return [sys.executable, "-m", "mscl", "evaluate", "--profile", profile, "--stream", self.stream,
                     "--method", self.method, "--stage", str(self.stage), "--mode", self.mode,
                     "--seed", str(self.seed), "--backbone", self.backbone]
+        if self.budget:
+            return [sys.executable, "-m", "mscl", "budget", "--profile", profile, "--budget", self.budget,
+                    "--method", self.method, "--backbone", self.backbone]
         if self.choice:
             study, setting = self.choice.split("/", 1)
             return [sys.executable, "-m", "mscl", "choose", "--profile", profile, "--study", study,
@@ -112,6 +118,107 @@ class StageJob:
         return [sys.executable, "-m", "mscl", "run", "--profile", profile, "--stream", self.stream,
                 "--method", self.method, "--stage", str(self.stage), "--backbone", self.backbone,
                 "--seed", str(self.seed)]
+
+
+def _wanted_chains(profile: str, backbone: str | None, training,
+                   stages: dict[str, list[int]]) -> dict[tuple[str, str, str, int], int]:
+    """(backbone, stream, method, seed) -> the last stage any notebook of ``profile`` reads of that chain."""
+    from mscl.common.params import load_params
+
+    default = backbone or training.backbone
+    wanted: dict[tuple[str, str, str, int], int] = {}
+
+    def want(backbone_name: str, stream: str, method: str, stage: int | None = None,
+             seeds: list[int] | None = None) -> None:
+        for seed in training.seeds if seeds is None else seeds:
+            key = (backbone_name, stream, method, seed)
+            wanted[key] = max(wanted.get(key, 0), stage or stages[stream][-1])
+
+    pilot = load_params(profile, "02_pilot")
+    want(default, pilot.stream, pilot.method)
+    for method in STAGE_METHODS:  # notebook 03 shows one training seed, the first
+        want(default, STAGE_STREAM, method, seeds=training.seeds[:1])
+    main = load_params(profile, "04_domain_independent")
+    for backbone_name in ([backbone] if backbone else main.backbones):
+        for method in main.methods:
+            want(backbone_name, main.stream, method)
+    for name in ("05_cross_domain", "07_retention"):
+        notebook_params = load_params(profile, name)
+        for method in notebook_params.methods:
+            want(default, notebook_params.stream, method)
+    ablations = load_params(profile, "06_ablations")
+    for methods in ablations.tables.values():
+        for method in methods:
+            want(default, ablations.stream, method, ablations.stage, ablations.seeds)
+    for choice in ablations.choices.values():  # the profile's own setting is the main run's chain
+        want(default, ablations.stream, choice.method, choice.stage)
+    return wanted
+
+
+def _chain_jobs(wanted: dict[tuple[str, str, str, int], int], training,
+                stages: dict[str, list[int]]) -> tuple[list[StageJob], list[StageJob]]:
+    """Each wanted chain as its shared CIT stages' job and, past them, the method's own job."""
+    from mscl.common.paths import SHARED_METHOD
+
+    shared, own = [], []
+    for (backbone_name, stream, method, seed), stage in sorted(wanted.items(), key=lambda kv: kv[0][3]):
+        n_shared = min(training.shared_stages, len(stages[stream]))
+        if n_shared:
+            shared.append(StageJob(backbone_name, stream, SHARED_METHOD, stages[stream][n_shared - 1], seed))
+        if stage > (stages[stream][n_shared - 1] if n_shared else 0):
+            own.append(StageJob(backbone_name, stream, method, stage, seed))
+    return shared, own
+
+
+def _sweep_jobs(profile: str, backbone: str, training, stages: dict[str, list[int]]) -> list[StageJob]:
+    """The pilot's budget sweep: one job per setting, CIT on a reduced stream (its cost relative to a
+    CIT stage of the full base set trained with training.yaml's epochs)."""
+    from mscl.common.params import load_params
+    from mscl.pipeline import pilot as budget_sweep
+
+    pilot = load_params(profile, "02_pilot")
+    share = pilot.sweep.facts / load_params(profile, "01_data_build").sizes.stage1_facts
+    return [StageJob(backbone, pilot.stream, pilot.method, stages[pilot.stream][-1], training.seeds[0],
+                     sweep_setting=setting.name,
+                     sweep_cost=len(stages[pilot.stream]) * share * setting.epochs / training.train.epochs)
+            for setting in budget_sweep.settings(pilot)]
+
+
+def _choice_jobs(profile: str, backbone: str, training) -> list[StageJob]:
+    """The measured choices' other settings: one job per setting, every seed (mscl/pipeline/choices.py)."""
+    from mscl.common.params import load_params
+    from mscl.pipeline import choices
+
+    ablations = load_params(profile, "06_ablations")
+    jobs = []
+    for study, choice in ablations.choices.items():
+        for setting in choice.settings:
+            if not choices.is_profile_setting(profile, study, setting):
+                jobs.append(StageJob(backbone, ablations.stream, choice.method, choice.stage, training.seeds[0],
+                                     choice=f"{study}/{setting}",
+                                     sweep_cost=len(training.seeds) * (choice.stage - training.shared_stages)
+                                     * METHOD_COST.get(choice.method, 2.2)))
+    return jobs
+
+
+def _budget_jobs(profile: str, backbone: str, training) -> list[StageJob]:
+    """The budget axis: one job per (budget, method), every seed (mscl/pipeline/budgets.py); its cost
+    relative to a CIT stage of the full base set at training.yaml's epochs."""
+    from mscl.common.params import load_params, params_path
+    from mscl.pipeline import budgets
+
+    if not params_path(profile, "04b_budget_axis").is_file():
+        return []
+    axis, sizes = budgets.axis(profile), load_params(profile, "01_data_build").sizes
+    share = (axis.facts + sizes.validation_facts) / (sizes.stage1_facts + sizes.validation_facts)
+    jobs = []
+    for budget in axis.budgets:
+        epochs = budgets.budget_params(profile, budget, training.seeds[0]).train.epochs
+        for method in axis.methods:
+            cost = len(training.seeds) * axis.stages * share * epochs / training.train.epochs
+            jobs.append(StageJob(backbone, axis.stream, method, axis.stages, training.seeds[0], budget=budget,
+                                 sweep_cost=cost * METHOD_COST.get(method, 2.2)))
+    return jobs
 
 
 def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list[StageJob]]:
@@ -122,66 +229,16 @@ def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list
     """
     from mscl import benchmark
     from mscl.common.params import load_params
-    from mscl.common.paths import SHARED_METHOD
 
     training = load_params(profile, "training")
     default = backbone or training.backbone
     stages = {s: benchmark.STREAM_STAGES[s] for s in ("domain_independent", "cross_domain")}
-    wanted: dict[tuple[str, str, str, int], int] = {}
-
-    def want(b: str, stream: str, method: str, stage: int | None = None, seeds: list[int] | None = None) -> None:
-        for seed in training.seeds if seeds is None else seeds:
-            key = (b, stream, method, seed)
-            wanted[key] = max(wanted.get(key, 0), stage or stages[stream][-1])
-
-    pilot = load_params(profile, "02_pilot")
-    want(default, pilot.stream, pilot.method)
-    for method in STAGE_METHODS:  # notebook 03 shows one training seed, the first
-        want(default, STAGE_STREAM, method, seeds=training.seeds[:1])
-    main = load_params(profile, "04_domain_independent")
-    for b in ([backbone] if backbone else main.backbones):
-        for method in main.methods:
-            want(b, main.stream, method)
-    for name in ("05_cross_domain", "07_retention"):
-        nb = load_params(profile, name)
-        for method in nb.methods:
-            want(default, nb.stream, method)
-    ablations = load_params(profile, "06_ablations")
-    for methods in ablations.tables.values():
-        for method in methods:
-            want(default, ablations.stream, method, ablations.stage, ablations.seeds)
-    from mscl.pipeline import choices
-
-    for choice in ablations.choices.values():  # the profile's own setting is the main run's chain
-        want(default, ablations.stream, choice.method, choice.stage)
-
-    shared, own = [], []
-    for (b, stream, method, seed), stage in sorted(wanted.items(), key=lambda kv: kv[0][3]):
-        n_shared = min(training.shared_stages, len(stages[stream]))
-        if n_shared:
-            shared.append(StageJob(b, stream, SHARED_METHOD, stages[stream][n_shared - 1], seed))
-        if stage > (stages[stream][n_shared - 1] if n_shared else 0):
-            own.append(StageJob(b, stream, method, stage, seed))
-    # the pilot's budget sweep: one job per setting, CIT on a reduced stream (its cost relative to a
-    # CIT stage of the full base set trained with training.yaml's epochs)
-    from mscl.pipeline import pilot as budget_sweep
-
-    share = pilot.sweep.facts / load_params(profile, "01_data_build").sizes.stage1_facts
-    for setting in budget_sweep.settings(pilot):
-        own.append(StageJob(default, pilot.stream, pilot.method, stages[pilot.stream][-1], training.seeds[0],
-                            sweep_setting=setting.name,
-                            sweep_cost=len(stages[pilot.stream]) * share * setting.epochs / training.train.epochs))
-    # the measured choices' other settings: one job per setting, every seed (mscl/pipeline/choices.py)
-    for study, choice in ablations.choices.items():
-        for setting in choice.settings:
-            if not choices.is_profile_setting(profile, study, setting):
-                own.append(StageJob(default, ablations.stream, choice.method, choice.stage, training.seeds[0],
-                                    choice=f"{study}/{setting}",
-                                    sweep_cost=len(training.seeds) * (choice.stage - training.shared_stages)
-                                    * METHOD_COST.get(choice.method, 2.2)))
+    shared, own = _chain_jobs(_wanted_chains(profile, backbone, training, stages), training, stages)
+    own += (_sweep_jobs(profile, default, training, stages) + _choice_jobs(profile, default, training)
+            + _budget_jobs(profile, default, training))
     first_own = {stream: (s[training.shared_stages] if training.shared_stages < len(s) else s[-1])
                  for stream, s in stages.items()}
-    own.sort(key=lambda j: -j.cost(first_own[j.stream]))
+    own.sort(key=lambda j: -j.cost(first_own[j.stream]))  # the longest first
     return list(dict.fromkeys(shared)), own
 
 
@@ -279,7 +336,8 @@ def stage_costs(profile: str, backbone: str | None = None) -> "pd.DataFrame":
     slug = (backbone or load_params(profile, "training").backbone).replace("/", "__")
     rows = []
     for root, label in ((artifacts_dir() / "runs" / profile / slug, None),
-                        (artifacts_dir() / "sweep" / profile, "budget sweep (02)")):
+                        (artifacts_dir() / "sweep" / profile, "budget sweep (02)"),
+                        (artifacts_dir() / "budgets" / profile, "budget axis (04b)")):
         for path in sorted(root.glob("**/stage*/manifest.json")):
             m = read_json(path)
             rows.append({"stream": m["stream"], "method": label or m["method"], "seed": m["run_seed"],
@@ -296,6 +354,21 @@ def stage_costs(profile: str, backbone: str | None = None) -> "pd.DataFrame":
     for c in phases:
         table[c.replace("_s", "_min")] = table.pop(c) / 60
     return table.sort_values("total_min", ascending=False, ignore_index=True)
+
+
+def say_other_code(profile: str) -> None:
+    """Print the finished stages that code other than this checkout's trained: they are reused as
+    they are (their config hash matches), and the report lists which code trained what."""
+    from mscl.pipeline.verify import other_code
+
+    found = other_code(profile)
+    if found:
+        print(f"{len(found)} finished stage(s) of profile {profile} were trained by other code and are reused:",
+              flush=True)
+        for stage, note in list(found.items())[:10]:
+            print(f"  {stage}: {note}", flush=True)
+        if len(found) > 10:
+            print(f"  ... and {len(found) - 10} more (python -m mscl.pipeline.verify --profile {profile})", flush=True)
 
 
 def write_timings(profile: str, rows: list[dict], total_s: float) -> Path:
@@ -332,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = [r for r in runs if any(r[0].startswith(prefix) for prefix in args.only)]
     start = time.perf_counter()
     timings: list[dict] = []
+    say_other_code(args.profile)
     if not args.only:
         import torch
 

@@ -62,8 +62,13 @@ def _close(a, b) -> bool:
     return a == b
 
 
-def _manifests(profile: str) -> list[Path]:
-    return sorted((artifacts_dir() / "runs" / profile).glob("**/stage*/manifest.json"))
+RUN_ROOTS = ("runs", "sweep", "choices", "budgets")  # every folder of <artifacts> that holds stages
+
+
+def manifests(profile: str) -> list[Path]:
+    """Every finished stage's manifest of ``profile``: the main runs, the sweep, the choices, the budget axis."""
+    return sorted({path.resolve(): path for root in RUN_ROOTS
+                   for path in (artifacts_dir() / root / profile).glob("**/stage*/manifest.json")}.values())
 
 
 def _name(path: Path) -> str:
@@ -73,14 +78,14 @@ def _name(path: Path) -> str:
 def stage_files_match(profile: str) -> dict[str, str]:
     """Every finished stage of ``profile`` whose manifest is unreadable or whose files are missing or
     changed, with what is wrong."""
-    return {f"{_name(path)} (files)": " ".join(found) for path in _manifests(profile)
+    return {f"{_name(path)} (files)": " ".join(found) for path in manifests(profile)
             if (found := integrity.problems(path.parent))}
 
 
 def other_code(profile: str) -> dict[str, str]:
     """Every finished stage of ``profile`` trained by code other than this checkout's, and by which."""
     out = {}
-    for path in _manifests(profile):
+    for path in manifests(profile):
         try:
             note = integrity.code_note(read_json(path))
         except ValueError:
@@ -93,7 +98,7 @@ def other_code(profile: str) -> dict[str, str]:
 def stage_metrics_match(profile: str) -> dict[str, bool]:
     """Every finished stage of ``profile``: its metrics recomputed from its predictions equal its manifest's."""
     out = {}
-    for path in _manifests(profile):
+    for path in manifests(profile):
         try:
             manifest = read_json(path)
         except ValueError:
@@ -127,7 +132,7 @@ def config_hashes_match(profile: str) -> dict[str, bool]:
     """Every finished stage of ``profile``: the config hash this code computes from what its manifest
     recorded equals the one it was saved under (so ``run_stage`` would reuse it)."""
     out, today = {}, to_dict(load_params(profile, "training"))
-    for path in _manifests(profile):
+    for path in manifests(profile):
         try:
             m = read_json(path)
         except ValueError:
