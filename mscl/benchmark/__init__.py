@@ -2,7 +2,7 @@
 
 The paper's data set is not public, so we build one with the same shape from facts that ship inside
 pinned packages; nothing is invented, and every record's ``source`` recomputes its answer. The
-package is five modules, read in this order:
+package reads in this order:
 
 - :mod:`~mscl.benchmark.sources`: the package tables, loaded once per process, and ``rederive``;
 - :mod:`~mscl.benchmark.relations`: the catalogue of relations, their question templates (the first
@@ -11,7 +11,9 @@ package is five modules, read in this order:
   ``domain_independent``: the paper's revised dataset, ``cross_domain``), written atomically;
 - :mod:`~mscl.benchmark.records`: the one :class:`Record` schema, its checked reader and the stage
   sets the stage loop trains and evaluates on;
-- :mod:`~mscl.benchmark.card`: the data card.
+- :mod:`~mscl.benchmark.card`: the data card;
+- :mod:`~mscl.benchmark.hub`: the benchmark as a ``datasets.DatasetDict`` and its parquet export
+  (``load(profile)``); :mod:`~mscl.benchmark.probe` builds a profile's benchmark on first use.
 
 The names below are the public interface; import them from ``mscl.benchmark``.
 """
@@ -23,6 +25,7 @@ from mscl.benchmark.build import (
     revision_chain,
 )
 from mscl.benchmark.card import default_data_card_path, most_edited_fact, write_data_card
+from mscl.benchmark.hub import load
 from mscl.benchmark.records import (
     CROSS_DOMAIN_STAGES,
     DOMAIN_INDEPENDENT_STAGES,
@@ -62,7 +65,7 @@ __all__ = [
     "MANIFEST", "MIN_ANSWER_CHARS", "RELATIONS", "RELATION_BY_NAME", "SPLITS", "STREAMS", "STREAM_STAGES",
     "DataError", "Fact", "Record", "Relation", "answer_pool", "benchmark_counts", "build_benchmark",
     "candidate_facts", "default_data_card_path", "default_data_dir", "earlier_answers", "edit_chain",
-    "edited_answer", "load_benchmark", "most_edited_fact", "package_versions", "probe_candidates",
+    "edited_answer", "load", "load_benchmark", "most_edited_fact", "package_versions", "probe_candidates",
     "read_records", "read_stream", "rederive", "relation_of", "revision_chain", "stage_sets", "stream_stages",
     "write_data_card",
 ]
