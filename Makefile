@@ -13,7 +13,7 @@ export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup reproduce test test-fast lint smoke bench gpu-check lab clean clean-runs
+.PHONY: setup reproduce test test-fast lint smoke bench gpu-check lab tensorboard clean clean-runs
 
 setup: $(STAMP)
 
@@ -61,6 +61,10 @@ gpu-check: $(STAMP)
 # Jupyter refuses to start as root (containers, CI machines) unless told --allow-root
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# every stage's training logs (each loss term, learning rate, gradient norms, tokens/s) of the profile
+tensorboard: $(STAMP)
+	$(BIN)/tensorboard --logdir "$${MSCL_ARTIFACTS:-artifacts}/runs/$(PROFILE)" --port $(PORT)
 
 # artifacts/ holds models, data and stage runs; reports/ holds what the reader looks at and is kept.
 clean:

@@ -211,3 +211,29 @@ def test_each_terms_gradient_norm_is_logged_without_changing_the_step(tiny):
     assert not any("grad_norm_nll" in h for h in runs[0][0])
     for name, weight in runs[0][1].items():
         torch.testing.assert_close(runs[1][1][name], weight, rtol=0, atol=0, msg=name)
+
+
+def test_a_stage_writes_tensorboard_logs_that_tensorboards_reader_loads(scratch):
+    """Each stage's logged values (each loss term, learning rate, gradient norms, tokens/s) are in
+    TensorBoard event files beside its manifest, and the notebooks read them back from there."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mscl.common.paths import run_dir
+    from mscl.evaluation.report import tensorboard_history
+    from mscl.pipeline.stages import run_stage
+
+    manifest = run_stage("smoke", "domain_independent", "pbl", 2, verbose=False)
+    folder = run_dir("smoke", "tiny-random", "domain_independent", "pbl", 2, seed=0)
+    (events,) = (folder / "tensorboard").glob("events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    tags = set(accumulator.Tags()["scalars"])
+    assert {"train/loss", "train/nll", "train/preference", "train/learning_rate", "train/grad_norm",
+            "train/grad_norm_nll", "train/grad_norm_conflict", "train/tokens_per_s"} <= tags, tags
+    from mscl.common.io import read_json
+
+    history = [(h["step"], h["loss"]) for h in tensorboard_history(folder) if "loss" in h]
+    logged = [(h["step"], h["loss"]) for h in read_json(folder / "train_log.json") if "loss" in h]
+    assert history and [s for s, _ in history] == [s for s, _ in logged]  # the same steps as the Trainer's log
+    assert [v for _, v in history] == pytest.approx([v for _, v in logged], rel=1e-6)  # stored as float32
+    assert any(name.startswith("tensorboard/") for name in manifest["files"])  # recorded with the stage

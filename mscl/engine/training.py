@@ -24,6 +24,7 @@ only where the loss reads it.
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
@@ -280,6 +281,7 @@ class StageTrainer(Trainer):
         # None trains on the gold NLL alone
         self.bias = objective
         self._metrics: dict[str, list[float]] = defaultdict(list)
+        self._tokens, self._since = 0, time.perf_counter()  # tokens through the model since the last log
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -288,6 +290,7 @@ class StageTrainer(Trainer):
         return LengthGroupedSampler([packed_length(ex) for ex in dataset], batch, self.args.seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        self._tokens += inputs["input_ids"].numel()
         logps = response_logps(model, inputs)
         gold = inputs["is_gold"]
         # the mean over the gold tokens of the global batch: with N processes each one's share is
@@ -353,6 +356,10 @@ class StageTrainer(Trainer):
             if values:
                 logs[key] = sum(values) / len(values)
         self._metrics.clear()
+        now = time.perf_counter()
+        if self._tokens:  # this process's tokens (padding included) per second since the last log
+            logs["tokens_per_s"] = self._tokens / max(now - self._since, 1e-9)
+        self._tokens, self._since = 0, now
         super().log(logs, *args, **kwargs)
 
 
@@ -382,11 +389,21 @@ def training_arguments(train, output_dir, seed: int, n_examples: int) -> Trainin
     )
 
 
-def train_lora(model, tokenizer, examples: list[dict], train, output_dir, seed: int, objective=None):
+def tensorboard_callback(log_dir):
+    """transformers' own TensorBoard callback, writing event files to ``log_dir``."""
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return TensorBoardCallback(SummaryWriter(log_dir=str(log_dir)))
+
+
+def train_lora(model, tokenizer, examples: list[dict], train, output_dir, seed: int, objective=None,
+               tensorboard_dir=None):
     """Train the (already LoRA-wrapped) ``model`` on ``examples``; returns the Trainer's log history.
     ``objective`` is the method's loss over sampled responses (:class:`mscl.core.losses.PreferenceObjective`),
-    None for the gold NLL alone. A vLLM engine left from the stage's sampling is shut down first, so
-    training has the GPU."""
+    None for the gold NLL alone. ``tensorboard_dir``: where the logged values (each loss term, the
+    learning rate, gradient norms, tokens/s) also go as TensorBoard event files. A vLLM engine left
+    from the stage's sampling is shut down first, so training has the GPU."""
     from mscl.engine import vllm_backend
 
     vllm_backend.shutdown()
@@ -396,6 +413,7 @@ def train_lora(model, tokenizer, examples: list[dict], train, output_dir, seed: 
         train_dataset=examples,
         data_collator=PackedCollator(tokenizer.pad_token_id),
         objective=objective,
+        callbacks=[tensorboard_callback(tensorboard_dir)] if tensorboard_dir is not None and dist.is_main() else None,
     )
     trainer.train()
     model.eval()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -34,6 +35,22 @@ def profile_status(profile: str) -> str:
     return (f"profile {profile}: no finished stages under {where} yet, so this notebook trains the ones it needs "
             "now (hours on 2 cores). Run `make reproduce` first, which trains every stage two at a time, "
             "or set profile = \"smoke\" in the parameters cell for a quick look.")
+
+
+def tensorboard_history(stage_dir: Path) -> list[dict]:
+    """A stage's training log read back from its TensorBoard event files (``<stage>/tensorboard``,
+    written by :func:`mscl.engine.training.train_lora`), as the Trainer's ``log_history``: one dict
+    per logged step, ``{"step": ..., "loss": ..., "nll": ..., ...}``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    steps: dict[int, dict] = {}
+    for events in sorted((Path(stage_dir) / "tensorboard").glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            for event in accumulator.Scalars(tag):
+                steps.setdefault(event.step, {"step": event.step})[tag.removeprefix("train/")] = event.value
+    return [steps[step] for step in sorted(steps)]
 
 
 def loss_curves(log_history: list[dict], ax=None, title: str = ""):

@@ -16,6 +16,8 @@ from transformers import set_seed
 from mscl.engine.models import attach_lora, load_adapter, merge_lora, save_adapter
 from mscl.engine.training import build_examples, train_lora
 
+TENSORBOARD = "tensorboard"  # a stage's TensorBoard event files, beside its manifest (make tensorboard)
+
 
 @dataclass
 class StageContext:
@@ -99,6 +101,7 @@ class SequentialLoRA(Method):
         set_seed(ctx.seed)
         peft_model = attach_lora(model, self.params.train.lora)
         ctx.info["log_history"] = train_lora(peft_model, ctx.tokenizer, examples, self.params.train,
-                                             ctx.stage_dir / "trainer", ctx.seed, self.objective())
+                                             ctx.stage_dir / "trainer", ctx.seed, self.objective(),
+                                             tensorboard_dir=ctx.stage_dir / TENSORBOARD)
         save_adapter(peft_model, ctx.stage_dir / "adapter")
         return merge_lora(peft_model)

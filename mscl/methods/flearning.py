@@ -36,7 +36,7 @@ from transformers import set_seed
 from mscl.common.io import read_json, write_json
 from mscl.engine.models import attach_lora, load_adapter, merge_lora, save_adapter
 from mscl.engine.training import build_examples, train_lora
-from mscl.methods.base import SequentialLoRA, StageContext
+from mscl.methods.base import TENSORBOARD, SequentialLoRA, StageContext
 
 STATE_FILE = "flearning.json"
 FORGETTING_ADAPTER = "forgetting_adapter"
@@ -94,7 +94,8 @@ class FLearning(SequentialLoRA):
         examples = build_examples(ctx.tokenizer, records, train.max_length)
         set_seed(ctx.seed)
         peft_model = attach_lora(model, train.lora)
-        history = train_lora(peft_model, ctx.tokenizer, examples, train, ctx.stage_dir / "forgetting_trainer", ctx.seed)
+        history = train_lora(peft_model, ctx.tokenizer, examples, train, ctx.stage_dir / "forgetting_trainer", ctx.seed,
+                             tensorboard_dir=ctx.stage_dir / TENSORBOARD / "forgetting")
         write_json(ctx.stage_dir / "forgetting_log.json", history)
         return peft_model
 

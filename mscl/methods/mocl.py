@@ -58,7 +58,7 @@ from transformers import set_seed
 
 from mscl.common.io import read_json, write_json
 from mscl.engine.training import build_examples, train_lora
-from mscl.methods.base import Method, StageContext
+from mscl.methods.base import TENSORBOARD, Method, StageContext
 
 MODULE_DIR = "mocl"
 
@@ -360,7 +360,8 @@ class MoCL(Method):
         set_seed(ctx.seed)
         index = model.add_stage_module(prototype_key(reps))
         ctx.info["log_history"] = train_lora(model, ctx.tokenizer, examples, self.params.train,
-                                             ctx.stage_dir / "trainer", ctx.seed)
+                                             ctx.stage_dir / "trainer", ctx.seed,
+                                             tensorboard_dir=ctx.stage_dir / TENSORBOARD)
         model.save_stage_module(index, ctx.stage_dir / MODULE_DIR)
         # how the stage's own training prompts are routed after training: a diagnostic for the report
         with torch.no_grad():
