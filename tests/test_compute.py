@@ -35,3 +35,13 @@ def test_a_stage_records_its_methods_compute(scratch):
     assert cit["forward_tokens"] == 0 and cit["trained_tokens"] > 0   # CIT only trains
     assert pbl["forward_tokens"] > 0 and pbl["trained_tokens"] > cit["trained_tokens"]  # samples, responses
     assert pbl["flops"] == 2 * pbl["parameters"] * pbl["forward_equivalent_tokens"]
+
+
+def test_an_ours_stage_records_the_time_of_each_phase(scratch):
+    """The phase table's source: every part of an Ours stage timed by name in its manifest."""
+    manifest = run_stage("smoke", "domain_independent", "ours", 2, verbose=False)
+    phases = manifest["method_info"]["phases_s"]
+    # (the indication is asked only of usable rewrites; the tiny random model writes none)
+    expected = {"sample", "reference", "gradient_steps", "mi", "rewrite_bki", "rewrite_lce", "rewrite_pa"}
+    assert expected <= set(phases) and all(seconds >= 0 for seconds in phases.values()), phases
+    assert sum(phases.values()) <= manifest["timings_s"]["train"] + 1e-6  # parts of the method's time

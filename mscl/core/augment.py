@@ -66,6 +66,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from mscl.common.timing import timed
 from mscl.core.selection import (
     SELECTION_MODES,
     SELECTION_REASONS,
@@ -376,18 +377,20 @@ def rewrite_seed(stage_seed: int, round_: int, strategy_index: int) -> int:
 def rewrite_round(model, tokenizer, sources: Mapping[str, Sequence[tuple[Any, Any]]], strategies: Sequence[str], *,
                   round_: int, params, seed: int, scale: float, backbone_weights: dict | None = None,
                   seen: dict[str, set[str]] | None = None,
-                  earlier_answers: Mapping[str, Sequence[str]] | None = None) -> list[Candidate]:
+                  earlier_answers: Mapping[str, Sequence[str]] | None = None,
+                  phases: dict[str, float] | None = None) -> list[Candidate]:
     """One round of rewrites: each strategy's outputs for its ``(source, origin)`` pairs, generated
     with ``scale`` of the model's fine-tuning delta since ``backbone_weights``
     (:func:`mscl.engine.models.interpolated_weights`) and seeded per strategy (:func:`rewrite_seed`),
     then marked degenerate or not (:func:`filter_degenerate`; ``seen`` drops repeats across the
-    strategies, and across rounds when the same dict is passed again). Not yet scored or selected."""
+    strategies, and across rounds when the same dict is passed again). Not yet scored or selected.
+    ``phases`` collects each strategy's generation time (``rewrite_<strategy>``)."""
     aug = params.augment
     batch: list[Candidate] = []
     for k, strategy in enumerate(strategies):
         if not sources[strategy]:
             continue
-        with interpolated_weights(model, backbone_weights, scale):
+        with timed(phases, f"rewrite_{strategy}"), interpolated_weights(model, backbone_weights, scale):
             produced = generate_rewrites(model, tokenizer, sources[strategy], strategy, round_=round_,
                                          count=aug.count, temperature=aug.temperature, top_p=aug.top_p,
                                          max_new_tokens=aug.max_new_tokens, batch_size=params.eval.batch_size,
@@ -397,18 +400,22 @@ def rewrite_round(model, tokenizer, sources: Mapping[str, Sequence[tuple[Any, An
     return batch
 
 
-def _score_usable(model, tokenizer, batch: Sequence[Candidate], params, selection: str) -> None:
+def _score_usable(model, tokenizer, batch: Sequence[Candidate], params, selection: str,
+                  phases: dict[str, float] | None = None) -> None:
     """Score the round's usable candidates in place: MI against the original question and, for
-    dynamic selection with ``augment.indication``, the LLM indication (asked of the model itself)."""
+    dynamic selection with ``augment.indication``, the LLM indication (asked of the model itself);
+    ``phases`` collects the time of each (``mi``, ``indication``)."""
     aug = params.augment
     usable = [c for c in batch if c.reason is None]
-    for c in usable:
-        c.mi = mutual_information(c.question, c.origin.question)
+    with timed(phases, "mi"):
+        for c in usable:
+            c.mi = mutual_information(c.question, c.origin.question)
     if selection != "dynamic" or not aug.indication or not usable:
         return
-    verdicts = llm_indication(model, tokenizer, [c.question for c in usable], [c.origin.question for c in usable],
-                              [c.origin.answer for c in usable], min_f1=aug.indication_f1,
-                              max_new_tokens=params.eval.max_new_tokens, batch_size=params.eval.batch_size)
+    with timed(phases, "indication"):
+        verdicts = llm_indication(model, tokenizer, [c.question for c in usable], [c.origin.question for c in usable],
+                                  [c.origin.answer for c in usable], min_f1=aug.indication_f1,
+                                  max_new_tokens=params.eval.max_new_tokens, batch_size=params.eval.batch_size)
     for c, v in zip(usable, verdicts):
         c.indication, c.rewrite_answer, c.original_answer = v["indication"], v["rewrite_answer"], v["original_answer"]
 
@@ -447,11 +454,12 @@ def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequen
     sources = {s: [(r, r) for r in records] for s in strategies}
     seen: dict[str, set[str]] = {}
     everything: list[Candidate] = []
+    phases: dict[str, float] = {}
     for round_ in range(1, aug.rounds + 1):
         batch = rewrite_round(model, tokenizer, sources, strategies, round_=round_, params=params, seed=seed,
                               scale=aug.rewriter_scale, backbone_weights=backbone_weights, seen=seen,
-                              earlier_answers=earlier_answers)
-        _score_usable(model, tokenizer, batch, params, selection)
+                              earlier_answers=earlier_answers, phases=phases)
+        _score_usable(model, tokenizer, batch, params, selection, phases)
         select_candidates(batch, selection, keep_fraction=keep_fraction, quantile=aug.mi_quantile,
                           minimum=aug.mi_min, use_indication=aug.indication, seed=seed)
         for strategy in strategies:  # what a strategy selected is what it rewrites next round
@@ -461,6 +469,7 @@ def self_distillation(model, tokenizer, records: Sequence, *, strategies: Sequen
     summary = summarize(everything, strategies=strategies, selection=selection, keep_fraction=keep_fraction,
                         rounds=aug.rounds, n_records=len(records))
     summary["seconds"] = round(time.perf_counter() - tic, 1)
+    summary["phases_s"] = {name: round(seconds, 2) for name, seconds in phases.items()}
     return Augmentation(records=kept, candidates=everything, summary=summary)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from transformers import set_seed
 
+from mscl.common.timing import timed
 from mscl.engine.models import attach_lora, load_adapter, merge_lora, save_adapter
 from mscl.engine.training import build_examples, train_lora
 
@@ -38,6 +39,12 @@ class StageContext:
     # the training records of the stream's stages before this one, in stage order (a replay buffer's source)
     earlier_train: list = field(default_factory=list)
     info: dict = field(default_factory=dict)   # what the method wants saved in the stage's manifest
+
+
+def phases(ctx: StageContext) -> dict[str, float]:
+    """Seconds by phase of the method's part of the stage (K samples, reference scoring, each rewrite
+    strategy, MI, indication, gradient steps), saved in the manifest as ``method_info.phases_s``."""
+    return ctx.info.setdefault("phases_s", {})
 
 
 class Method(ABC):
@@ -100,8 +107,9 @@ class SequentialLoRA(Method):
         examples = self.examples(model, ctx)
         set_seed(ctx.seed)
         peft_model = attach_lora(model, self.params.train.lora)
-        ctx.info["log_history"] = train_lora(peft_model, ctx.tokenizer, examples, self.params.train,
-                                             ctx.stage_dir / "trainer", ctx.seed, self.objective(),
-                                             tensorboard_dir=ctx.stage_dir / TENSORBOARD)
+        with timed(phases(ctx), "gradient_steps"):
+            ctx.info["log_history"] = train_lora(peft_model, ctx.tokenizer, examples, self.params.train,
+                                                 ctx.stage_dir / "trainer", ctx.seed, self.objective(),
+                                                 tensorboard_dir=ctx.stage_dir / TENSORBOARD)
         save_adapter(peft_model, ctx.stage_dir / "adapter")
         return merge_lora(peft_model)

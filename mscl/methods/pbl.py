@@ -35,11 +35,12 @@ responses and the preference bias like every training question. They are kept in
 from __future__ import annotations
 
 from mscl.common.io import read_json, read_jsonl, write_json, write_jsonl
+from mscl.common.timing import timed
 from mscl.core.augment import STRATEGIES, augmented_record_from_row, record_row, self_distillation
 from mscl.core.losses import PreferenceObjective
 from mscl.core.preference import build_preference_data, split_summary
 from mscl.engine.training import build_examples, reference_logps
-from mscl.methods.base import SequentialLoRA, StageContext
+from mscl.methods.base import SequentialLoRA, StageContext, phases
 from mscl.methods.cit import CIT
 
 
@@ -78,6 +79,7 @@ class SelfDistillation:
                 "augment.rewriter_scale toward 0 (notebooks/03b_augmentation.ipynb measures usable rewrites per "
                 "scale), loosen augment.mi_quantile, mi_min or indication_f1, or set require_kept_rewrites: false "
                 "in training.yaml to allow it")
+        phases(ctx).update(result.summary.get("phases_s", {}))
         write_json(summary_path, result.summary)
         write_jsonl(path, [record_row(r) for r in result.records])
         ctx.info["augmentation"] = result.summary
@@ -101,12 +103,14 @@ class PBL(SelfDistillation, SequentialLoRA):
         if path.is_file():
             return read_jsonl(path)
         pbl = self.params.pbl
-        rows = build_preference_data(model, ctx.tokenizer, records, k=pbl.k,
-                                     temperature=pbl.temperature, top_p=pbl.top_p,
-                                     max_new_tokens=pbl.max_new_tokens,
-                                     batch_size=self.params.eval.batch_size, seed=ctx.seed)
+        with timed(phases(ctx), "sample"):
+            rows = build_preference_data(model, ctx.tokenizer, records, k=pbl.k,
+                                         temperature=pbl.temperature, top_p=pbl.top_p,
+                                         max_new_tokens=pbl.max_new_tokens,
+                                         batch_size=self.params.eval.batch_size, seed=ctx.seed)
         examples = build_examples(ctx.tokenizer, records, self.params.train.max_length, rows)
-        reference_logps(model, ctx.tokenizer, examples, self.params.eval.batch_size)
+        with timed(phases(ctx), "reference"):
+            reference_logps(model, ctx.tokenizer, examples, self.params.eval.batch_size)
         for row, ex in zip(rows, examples):
             for resp, seq in zip(row["responses"], ex["sequences"][1:]):
                 resp["ref_logp"] = seq["ref_logp"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import time
 from pathlib import Path
 
 import torch
@@ -35,6 +34,7 @@ from mscl.common.locks import stage_lock
 from mscl.common.params import TrainingParams, load_params, to_dict
 from mscl.common.paths import SHARED_METHOD, finished_stage_dir, is_finished
 from mscl.common.provenance import code_version, library_versions
+from mscl.common.timing import timed
 from mscl.core.metrics import stage_metrics
 from mscl.engine.compute import backbone_parameters, counting
 from mscl.engine.generation import evaluation_answer_sets, resolve
@@ -131,14 +131,6 @@ def train_stage(plan: StagePlan, previous: list[dict]) -> dict:
     plan.say(f"trained in {timings['total']:.0f} s: ACC {result['eval'].get('acc', 0):.3f} "
              f"KGR {result['eval'].get('kgr', 0):.3f} general {result['general'].get('acc', 0):.3f}: {plan.folder}")
     return manifest
-
-
-@contextlib.contextmanager
-def timed(timings: dict[str, float], name: str):
-    """Add the block's wall time to ``timings[name]``."""
-    tic = time.perf_counter()
-    yield
-    timings[name] = timings.get(name, 0.0) + time.perf_counter() - tic
 
 
 def first_stage_retention(plan: StagePlan, previous: list[dict]) -> dict[str, bool] | None:
