@@ -156,3 +156,34 @@ def test_accuracy_matrix_heatmap_labels_annotations_and_blank_nan():
     assert accuracy_matrix_heatmap(R, labels, ax=given) is given
     with pytest.raises(ValueError, match="one label per stage"):
         accuracy_matrix_heatmap(R, labels[:2])
+
+
+def test_continual_difference_matches_the_accuracy_matrix_and_is_paired():
+    import pandas as pd
+
+    from mscl.core.metrics import accuracy_matrix, continual_summary
+    from mscl.evaluation import claims
+
+    rng = np.random.default_rng(0)
+    stages, rows = [1, 2, 3], []
+    for seed in (0, 1):
+        for fact in range(30):
+            origin = stages[fact % 3]
+            for wording in range(2):
+                row = {"seed": seed, "id": f"f{fact}#{wording}", "fact_id": f"f{fact}", "origin": origin}
+                row.update({k: (float(rng.random() < 0.8 - 0.2 * (k - origin)) if k >= origin else np.nan)
+                            for k in stages})
+                rows.append(row)
+    a = pd.DataFrame(rows).set_index(["seed", "id"])
+    b = a.copy()
+    b[stages] = b[stages].where(b[stages].isna(), 1.0)  # a method that never forgets
+    pooled = {k: [(r.origin, bool(getattr(r, f"_{i + 3}"))) for r in a.itertuples() if r.origin <= k]
+              for i, k in enumerate(stages)}
+    summary = continual_summary(accuracy_matrix(pooled, stages))
+    for measure in ("A", "BWT", "F"):
+        point, lo, hi = claims.continual_difference(a, a.copy(), measure, n_resamples=200)
+        assert (point, lo, hi) == (0.0, 0.0, 0.0)  # paired: the same rows give exactly no difference
+        point, lo, hi = claims.continual_difference(a, b, measure, n_resamples=500)
+        perfect = {"A": 1.0, "BWT": 0.0, "F": 0.0}[measure]
+        assert point == pytest.approx(100 * (summary[measure] - perfect))
+        assert lo <= point <= hi

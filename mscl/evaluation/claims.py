@@ -285,6 +285,54 @@ def krr_difference(first: pd.DataFrame, a: pd.DataFrame, b: pd.DataFrame, n_resa
     return _result(point, diff(resample_weights(*_labels(first), n_resamples, np.random.default_rng(seed))), with_p)
 
 
+CONTINUAL_MEASURES = {"A": "average accuracy", "BWT": "backward transfer", "F": "forgetting"}
+
+
+def _continual(weights: np.ndarray, correct: np.ndarray, origin: np.ndarray, measure: str) -> np.ndarray:
+    """A, BWT or F (:func:`mscl.core.metrics.continual_summary`) of each resample's weighted R, where
+    R[k, j] = sum_i w_i c_ik / sum_i w_i over the rows of origin j (``correct``: rows x stages, NaN
+    before a row's origin; ``origin``: each row's origin as a column index)."""
+    stages = correct.shape[1]
+    known = np.nan_to_num(correct)
+    R = np.full((weights.shape[0], stages, stages), np.nan)
+    for j in range(stages):
+        rows = origin == j
+        total = weights[:, rows].sum(axis=1)
+        for k in range(j, stages):
+            R[:, k, j] = (weights[:, rows] * known[rows, k]).sum(axis=1) / np.where(total > 0, total, np.nan)
+    last = stages - 1
+    if measure == "A":
+        return np.nanmean(R[:, last, :], axis=1)
+    if measure == "BWT":
+        return np.nanmean(np.stack([R[:, last, j] - R[:, j, j] for j in range(last)], axis=1), axis=1)
+    if measure == "F":
+        return np.nanmean(np.stack([np.nanmax(R[:, j:last, j], axis=1) - R[:, last, j] for j in range(last)], axis=1),
+                          axis=1)
+    raise ValueError(f"unknown measure {measure!r}; known: {', '.join(CONTINUAL_MEASURES)}")
+
+
+def continual_difference(a: pd.DataFrame, b: pd.DataFrame, measure: str, n_resamples: int = 1000, seed: int = 0,
+                         *, with_p: bool = False) -> tuple[float, float, float] | Difference:
+    """``measure(a) - measure(b)`` in points for A, BWT or F of the cross-domain accuracy matrix,
+    over the same rows (:func:`mscl.evaluation.conflict.correctness_by_stage` of two methods), with a
+    paired 95% hierarchical bootstrap interval: one weight vector per resample (seeds, then facts
+    within seeds, :func:`resample_weights`) for both sides."""
+    if set(a.index) != set(b.index):
+        raise ValueError("continual_difference needs the same items on both sides")
+    b = b.loc[a.index]
+    stages = [c for c in a.columns if c not in ("fact_id", "origin")]
+    position = {stage: i for i, stage in enumerate(stages)}
+    origin = a["origin"].map(position).to_numpy()
+    sides = [frame[stages].to_numpy(dtype=float) for frame in (a, b)]
+
+    def diff(weights):
+        return _continual(weights, sides[0], origin, measure) - _continual(weights, sides[1], origin, measure)
+
+    labels = (a.index.get_level_values("seed").to_numpy(), a["fact_id"].to_numpy())
+    point = diff(np.ones((1, len(a))))[0]
+    return _result(point, diff(resample_weights(*labels, n_resamples, np.random.default_rng(seed))), with_p)
+
+
 # --------------------------------------------------------------------------- verdicts over a family
 def holm_adjust(p_values: Sequence[float]) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values, in the order given. With the m p-values sorted,

@@ -81,3 +81,28 @@ def continual_table(matrices: dict[str, list[np.ndarray]]) -> pd.DataFrame:
             row[f"{key}_sd"] = values.std(ddof=1) if len(values) > 1 else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def correctness_by_stage(profile: str, backbone: str, stream: str, method: str, stages: Sequence[int],
+                         seeds: Sequence[int], runs_root: Path | None = None) -> pd.DataFrame:
+    """One row per (training seed, item) of the facts that stay their domain's to the end (those of
+    :func:`accuracy_matrices`), indexed by (seed, id): its ``fact_id``, its ``origin`` stage and, per
+    stage k of ``stages``, whether it was answered right after stage k (NaN before its origin): the
+    rows behind R, ready for :func:`mscl.evaluation.claims.continual_difference`."""
+    from mscl import benchmark
+    from mscl.benchmark.probe import ensure_benchmark
+    from mscl.common.params import load_params
+
+    records = benchmark.read_stream(ensure_benchmark(profile, load_params(profile, "training").data_seed), stream)
+    last_asked: dict[str, int] = {}
+    for r in records:
+        last_asked[r.fact_id] = max(last_asked.get(r.fact_id, 0), r.stage)
+    rows: dict[tuple[int, str], dict] = {}
+    for seed in seeds:
+        for stage in stages:
+            for r in _predictions(profile, backbone, stream, method, stage, seed, runs_root):
+                if r["set"] in ("eval", "history") and last_asked[r["fact_id"]] == r["origin_stage"]:
+                    row = rows.setdefault((seed, r["id"]), {"seed": seed, "id": r["id"], "fact_id": r["fact_id"],
+                                                            "origin": r["origin_stage"]})
+                    row[stage] = float(bool(r["new_correct"]))
+    return pd.DataFrame(list(rows.values())).set_index(["seed", "id"])[["fact_id", "origin", *stages]]
