@@ -237,3 +237,26 @@ def test_a_stage_writes_tensorboard_logs_that_tensorboards_reader_loads(scratch)
     assert history and [s for s, _ in history] == [s for s, _ in logged]  # the same steps as the Trainer's log
     assert [v for _, v in history] == pytest.approx([v for _, v in logged], rel=1e-6)  # stored as float32
     assert any(name.startswith("tensorboard/") for name in manifest["files"])  # recorded with the stage
+
+
+def test_on_policy_samples_are_redrawn_before_every_later_epoch(scratch):
+    """``pbl.resample: every_epoch`` draws the K samples again from the model being trained before
+    epoch 2, scored by the stage-start reference; ``stage_start`` draws them once."""
+    import dataclasses
+
+    from mscl.common.params import load_params
+    from mscl.pipeline.stages import run_stage
+
+    params = load_params("smoke", "training")
+    params = dataclasses.replace(params, train=dataclasses.replace(params.train, epochs=2.0),
+                                 pbl=dataclasses.replace(params.pbl, resample="every_epoch"))
+    manifest = run_stage("smoke", "domain_independent", "pbl", 2, params=params, verbose=False)
+    by_epoch = manifest["method_info"]["preference_split_by_epoch"]
+    assert len(by_epoch) == 2 and by_epoch[0] == manifest["method_info"]["preference_split"]
+    assert all(split["questions"] == by_epoch[0]["questions"] for split in by_epoch)
+    assert manifest["method_info"]["phases_s"]["sample"] > 0
+    at_start = dataclasses.replace(params, pbl=dataclasses.replace(params.pbl, resample="stage_start"))
+    once = run_stage("smoke", "domain_independent", "pbl", 2, params=at_start, runs_root=scratch / "once",
+                     verbose=False)
+    assert "preference_split_by_epoch" not in once["method_info"]
+    assert once["config_hash"] != manifest["config_hash"]  # a setting of the stage's identity

@@ -166,6 +166,9 @@ class EvalParams:
         return []
 
 
+RESAMPLE = ("stage_start", "every_epoch")  # when PBL's K samples are drawn
+
+
 @dataclasses.dataclass(frozen=True)
 class PBLParams:
     """The preference-based learning bias (paper section 'learning bias')."""
@@ -183,6 +186,14 @@ class PBLParams:
     preference_weight: float = within(NON_NEGATIVE)  # weight of the preference-bias loss in the total objective
     # log each term's gradient norm (NLL, L_PP, L_NP) every this many optimizer steps; 0: never
     grad_norms_every: int = within(COUNT)
+    # when the K samples are drawn (the paper does not say): "stage_start", once from the model at the
+    # stage's start; "every_epoch", redrawn from the model being trained before each later epoch
+    resample: str
+
+    def problems(self) -> list[tuple[str, str]]:
+        if self.resample not in RESAMPLE:
+            return [("resample", f"one of {', '.join(RESAMPLE)}, got {self.resample!r}")]
+        return []
 
 
 @dataclasses.dataclass(frozen=True)

@@ -398,12 +398,13 @@ def tensorboard_callback(log_dir):
 
 
 def train_lora(model, tokenizer, examples: list[dict], train, output_dir, seed: int, objective=None,
-               tensorboard_dir=None):
+               tensorboard_dir=None, callbacks=()):
     """Train the (already LoRA-wrapped) ``model`` on ``examples``; returns the Trainer's log history.
     ``objective`` is the method's loss over sampled responses (:class:`mscl.core.losses.PreferenceObjective`),
     None for the gold NLL alone. ``tensorboard_dir``: where the logged values (each loss term, the
-    learning rate, gradient norms, tokens/s) also go as TensorBoard event files. A vLLM engine left
-    from the stage's sampling is shut down first, so training has the GPU."""
+    learning rate, gradient norms, tokens/s) also go as TensorBoard event files; ``callbacks``: the
+    method's own ``TrainerCallback``s. A vLLM engine left from the stage's sampling is shut down
+    first, so training has the GPU."""
     from mscl.engine import vllm_backend
 
     vllm_backend.shutdown()
@@ -413,7 +414,8 @@ def train_lora(model, tokenizer, examples: list[dict], train, output_dir, seed: 
         train_dataset=examples,
         data_collator=PackedCollator(tokenizer.pad_token_id),
         objective=objective,
-        callbacks=[tensorboard_callback(tensorboard_dir)] if tensorboard_dir is not None and dist.is_main() else None,
+        callbacks=[*callbacks, *([tensorboard_callback(tensorboard_dir)]
+                                 if tensorboard_dir is not None and dist.is_main() else [])],
     )
     trainer.train()
     model.eval()

@@ -98,6 +98,10 @@ class SequentialLoRA(Method):
         """Training examples of the stage (the gold pairs; subclasses add to them)."""
         return build_examples(ctx.tokenizer, ctx.sets["train"], self.params.train.max_length)
 
+    def training_callbacks(self, ctx: StageContext, examples: list[dict]) -> list:
+        """``transformers.TrainerCallback``s the method adds to its stage's training (none by default)."""
+        return []
+
     def objective(self):
         """The trainer's loss over sampled responses (:class:`mscl.core.losses.PreferenceObjective`);
         None trains on the gold answers alone."""
@@ -110,6 +114,7 @@ class SequentialLoRA(Method):
         with timed(phases(ctx), "gradient_steps"):
             ctx.info["log_history"] = train_lora(peft_model, ctx.tokenizer, examples, self.params.train,
                                                  ctx.stage_dir / "trainer", ctx.seed, self.objective(),
-                                                 tensorboard_dir=ctx.stage_dir / TENSORBOARD)
+                                                 tensorboard_dir=ctx.stage_dir / TENSORBOARD,
+                                                 callbacks=self.training_callbacks(ctx, examples))
         save_adapter(peft_model, ctx.stage_dir / "adapter")
         return merge_lora(peft_model)

@@ -34,6 +34,11 @@ responses and the preference bias like every training question. They are kept in
 """
 from __future__ import annotations
 
+import contextlib
+
+import torch
+from transformers import TrainerCallback
+
 from mscl.common.io import read_json, read_jsonl, write_json, write_jsonl
 from mscl.common.timing import timed
 from mscl.core.augment import STRATEGIES, augmented_record_from_row, record_row, self_distillation
@@ -96,25 +101,32 @@ class PBL(SelfDistillation, SequentialLoRA):
 
     def preference_rows(self, model, ctx: StageContext, records=None) -> list[dict]:
         """Sampled, split and reference-scored responses to ``records`` (default: the stage's training
-        records); cached in ``preference.jsonl`` so a restarted stage does not sample again (the file
-        is written atomically, whole or not at all)."""
+        records) from the model at the stage's start; cached in ``preference.jsonl`` so a restarted
+        stage does not sample again (the file is written atomically, whole or not at all)."""
         records = ctx.sets["train"] if records is None else records
         path = ctx.stage_dir / "preference.jsonl"
         if path.is_file():
             return read_jsonl(path)
+        rows = self.draw(model, ctx, records, ctx.seed, reference=contextlib.nullcontext)
+        write_jsonl(path, rows)
+        return rows
+
+    def draw(self, model, ctx: StageContext, records, seed: int, reference) -> list[dict]:
+        """K responses to each of ``records`` sampled from ``model``, split against the gold answer and
+        scored by the frozen reference: ``model`` itself inside the ``reference()`` context (the
+        stage-start model; for a LoRA model being trained, its adapter disabled)."""
         pbl = self.params.pbl
         with timed(phases(ctx), "sample"):
             rows = build_preference_data(model, ctx.tokenizer, records, k=pbl.k,
                                          temperature=pbl.temperature, top_p=pbl.top_p,
                                          max_new_tokens=pbl.max_new_tokens,
-                                         batch_size=self.params.eval.batch_size, seed=ctx.seed)
+                                         batch_size=self.params.eval.batch_size, seed=seed)
         examples = build_examples(ctx.tokenizer, records, self.params.train.max_length, rows)
-        with timed(phases(ctx), "reference"):
+        with timed(phases(ctx), "reference"), reference():
             reference_logps(model, ctx.tokenizer, examples, self.params.eval.batch_size)
         for row, ex in zip(rows, examples):
             for resp, seq in zip(row["responses"], ex["sequences"][1:]):
                 resp["ref_logp"] = seq["ref_logp"]
-        write_jsonl(path, rows)
         return rows
 
     def examples(self, model, ctx: StageContext) -> list[dict]:
@@ -123,7 +135,13 @@ class PBL(SelfDistillation, SequentialLoRA):
         sampled = records if self.params.augment.preference else ctx.sets["train"]
         rows = self.preference_rows(model, ctx, sampled)
         ctx.info["preference_split"] = split_summary(rows)
+        self._stage_records = (records, sampled)
         return build_examples(ctx.tokenizer, records, self.params.train.max_length, rows)
+
+    def training_callbacks(self, ctx: StageContext, examples: list[dict]) -> list:
+        if self.params.pbl.resample != "every_epoch":
+            return []
+        return [OnPolicySamples(self, ctx, *self._stage_records, examples)]
 
     def objective(self):
         return PreferenceObjective.from_params(self.params.pbl)
@@ -131,6 +149,30 @@ class PBL(SelfDistillation, SequentialLoRA):
     @property
     def param_sections(self) -> tuple[str, ...]:
         return ("pbl", "augment") if self.strategies else ("pbl",)
+
+
+class OnPolicySamples(TrainerCallback):
+    """``pbl.resample: every_epoch``: before every epoch after the first, redraw the K samples from the
+    model being trained, so that aligned samples can appear as a revised answer is learned; the
+    reference stays the stage-start model (the LoRA adapter disabled). The split of each epoch's
+    samples goes to the manifest (``preference_split_by_epoch``)."""
+
+    def __init__(self, method: PBL, ctx: StageContext, records: list, sampled: list, examples: list[dict]):
+        self.method, self.ctx, self.records, self.sampled, self.examples = method, ctx, records, sampled, examples
+        ctx.info["preference_split_by_epoch"] = [ctx.info["preference_split"]]
+
+    def on_epoch_begin(self, args, state, control, model=None, **kwargs):
+        epoch = round(state.epoch or 0)
+        if epoch == 0:
+            return
+        model.eval()
+        with torch.no_grad():
+            rows = self.method.draw(model, self.ctx, self.sampled, self.ctx.seed * 100 + epoch,
+                                    reference=model.disable_adapter)
+        model.train()
+        params = self.method.params
+        self.examples[:] = build_examples(self.ctx.tokenizer, self.records, params.train.max_length, rows)
+        self.ctx.info["preference_split_by_epoch"].append(split_summary(rows))
 
 
 class AugmentedCIT(SelfDistillation, CIT):
