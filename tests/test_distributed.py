@@ -145,6 +145,7 @@ def test_process_shares_of_the_loss_average_to_the_single_process_loss(tiny, mon
         dataclasses.replace(load_params("smoke", "training").pbl, reduction=reduction, variant="sigmoid"))
     trainer = object.__new__(StageTrainer)  # compute_loss needs only these attributes
     trainer.bias, trainer._metrics, trainer.state = bias, defaultdict(list), SimpleNamespace(global_step=0)
+    trainer._tokens, trainer._since = 0, 0.0
 
     with torch.no_grad():
         single = trainer.compute_loss(model, pack_examples(examples, tok.pad_token_id)).item()

@@ -28,7 +28,7 @@ LORA = LoraParams(r=8, alpha=16, dropout=0.0, target_modules=["q_proj", "k_proj"
 def _pbl(**overrides) -> PBLParams:
     values = dict(k=2, temperature=1.0, top_p=1.0, max_new_tokens=4, alpha=1.0, beta=1.0, variant="sigmoid",
                   scale=1.0, clamp=0.0, reduction="mean", nll_weight=1.0, preference_weight=1.0,
-                  grad_norms_every=0)
+                  grad_norms_every=0, resample="stage_start")
     values.update(overrides)
     return PBLParams(**values)
 
@@ -177,6 +177,7 @@ def test_pbl_at_preference_weight_0_has_cits_loss_and_gradients(tiny):
                 torch.nn.init.normal_(weight, std=0.02)
         trainer = object.__new__(StageTrainer)  # compute_loss needs only these attributes
         trainer.bias, trainer._metrics, trainer.state = objective, defaultdict(list), SimpleNamespace(global_step=0)
+        trainer._tokens, trainer._since = 0, 0.0
         examples = build_examples(tok, RECORDS, 128, rows if with_responses else None)
         loss = trainer.compute_loss(peft_model, pack_examples(examples, tok.pad_token_id))
         loss.backward()
