@@ -105,4 +105,5 @@ def correctness_by_stage(profile: str, backbone: str, stream: str, method: str, 
                     row = rows.setdefault((seed, r["id"]), {"seed": seed, "id": r["id"], "fact_id": r["fact_id"],
                                                             "origin": r["origin_stage"]})
                     row[stage] = float(bool(r["new_correct"]))
-    return pd.DataFrame(list(rows.values())).set_index(["seed", "id"])[["fact_id", "origin", *stages]]
+    # a stage with no such item (an eval.max_items cut) is a column of NaN
+    return pd.DataFrame(list(rows.values())).set_index(["seed", "id"]).reindex(columns=["fact_id", "origin", *stages])
