@@ -14,8 +14,6 @@ within("[1, inf)")``; a list field's range applies to each element.
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 import types
 import typing
 from pathlib import Path
@@ -23,57 +21,21 @@ from typing import Any, get_args, get_origin
 
 import yaml
 
+from mscl.common.ranges import (  # noqa: F401  (re-exported: the schemas' vocabulary)
+    COUNT,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    SEED,
+    UNIT,
+    ParamsError,
+    Range,
+    nonempty,
+    within,
+)
+
 PARAMS_ROOT = Path(__file__).resolve().parents[2] / "params"
 PROFILES = ("smoke", "cpu", "gpu")
-
-
-class ParamsError(ValueError):
-    """A params file that does not match its schema; the message names the file and the key."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Range:
-    """An allowed interval of a numeric field, written as in mathematics: ``[1, inf)``, ``(0, 1]``."""
-    spec: str
-    low: float
-    high: float
-    low_closed: bool
-    high_closed: bool
-    why: str = ""                      # what the bound means, when the interval alone does not say
-
-    @classmethod
-    def parse(cls, spec: str, why: str = "") -> "Range":
-        m = re.fullmatch(r"([\[(])\s*(-inf|[-+0-9.e]+)\s*,\s*(inf|[-+0-9.e]+)\s*([\])])", spec)
-        if not m:
-            raise ValueError(f"not an interval: {spec!r} (write e.g. '[1, inf)' or '(0, 1]')")
-        return cls(spec, float(m[2]), float(m[3]), m[1] == "[", m[4] == "]", why)
-
-    def __contains__(self, value: float) -> bool:
-        return (math.isfinite(value)
-                and (self.low < value or (self.low_closed and value == self.low))
-                and (value < self.high or (self.high_closed and value == self.high)))
-
-    def describe(self, value: Any) -> str:
-        kind = "an integer" if isinstance(value, int) else "a number"
-        return f"{kind} in {self.spec}" + (f" ({self.why})" if self.why else "")
-
-
-def within(spec: str, why: str = "", nonempty: bool = False) -> Any:
-    """A dataclass field whose value (each element, for a list) must lie in the interval ``spec``."""
-    return dataclasses.field(metadata={"range": Range.parse(spec, why), "nonempty": nonempty})
-
-
-def nonempty() -> Any:
-    """A dataclass field (a list or mapping) that must not be empty."""
-    return dataclasses.field(metadata={"nonempty": True})
-
-
-POSITIVE_INT = "[1, inf)"     # counts and sizes: at least one
-COUNT = "[0, inf)"            # counts where 0 means none (or, where a comment says so, all)
-POSITIVE = "(0, inf)"         # rates, temperatures, scales
-NON_NEGATIVE = "[0, inf)"     # weights, penalties
-UNIT = "[0, 1]"               # shares, quantiles, F1
-SEED = "[0, inf)"             # numpy and torch seeds are non-negative
 
 
 # --------------------------------------------------------------------------- schemas
@@ -214,6 +176,29 @@ class FLearningParams:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReplayParams:
+    """The replay baseline (mscl/methods/replay.py): the share of earlier stages' facts rehearsed."""
+    share: float = within(UNIT)   # of the distinct facts earlier stages trained (06_ablations chooses it)
+
+
+@dataclasses.dataclass(frozen=True)
+class DPOParams:
+    """DPO on revisions (mscl/methods/dpo.py): ``nll_weight * NLL + preference_weight * L_DPO(beta)``."""
+    beta: float = within(POSITIVE)                 # trl.DPOConfig's default is 0.1
+    nll_weight: float = within(NON_NEGATIVE)
+    preference_weight: float = within(NON_NEGATIVE)
+
+
+@dataclasses.dataclass(frozen=True)
+class OSFParams:
+    """PEFT's OSF, stage after stage (mscl/methods/osf.py); target modules are train.lora's."""
+    effective_rank: float = within("(0, 1]")       # the frozen share of the first stage after the shared ones
+    rank_step: float = within(UNIT)                # ... grows by this at every later stage
+    max_effective_rank: float = within("(0, 1]")   # ... up to this
+    learning_rate: float = within(POSITIVE)        # full fine-tuning of the singular factors, not LoRA's
+
+
+@dataclasses.dataclass(frozen=True)
 class AugmentParams:
     """Self-distillation augmentation and dynamic data selection (mscl/core/augment.py, mscl/core/selection.py).
     Which strategies and which selection mode a method uses is its name (``pbl+bki``, ``ours``...)."""
@@ -255,6 +240,9 @@ class TrainingParams:
     mocl: MoCLParams
     flearning: FLearningParams
     augment: AugmentParams
+    replay: ReplayParams
+    dpo: DPOParams
+    osf: OSFParams
     require_cuda: bool = False         # refuse to start without a CUDA GPU (the gpu profile), before any data or model
     # an augmenting stage that keeps no rewrite is an error (smoke's random model: false)
     require_kept_rewrites: bool = True

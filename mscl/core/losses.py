@@ -29,6 +29,8 @@ __all__ = [
     "preference_bias_loss",
     "total_loss",
     "PreferenceObjective",
+    "dpo_loss",
+    "DPOObjective",
     "VARIANTS",
     "REDUCTIONS",
 ]
@@ -187,6 +189,58 @@ class PreferenceObjective:
 
     def total(self, nll: torch.Tensor, preference: torch.Tensor | None) -> torch.Tensor:
         """:func:`total_loss`; a batch without sampled responses is its weighted NLL."""
+        if preference is None:
+            return self.nll_weight * nll
+        return total_loss(nll, preference, self.nll_weight, self.preference_weight)
+
+
+# --------------------------------------------------------------------------- DPO on revisions
+def dpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, ref_chosen_logps: torch.Tensor,
+             ref_rejected_logps: torch.Tensor, beta: float) -> torch.Tensor:
+    """TRL's ``DPOTrainer`` loss with ``loss_type="sigmoid"`` (reverse KL, no length weighting), the
+    mean over the pairs of ``-log sigmoid(beta * ((c - c_ref) - (r - r_ref)))``.
+
+    trl 1.16 computes it inline in ``DPOTrainer._compute_loss``, behind the trainer's own forward,
+    so it cannot be called on our packed rows; ``tests/test_new_baselines.py`` runs that method on a
+    hand-built batch and checks that the two agree on the same log-probs.
+    """
+    chosen = _log_ratios(chosen_logps, ref_chosen_logps)
+    rejected = _log_ratios(rejected_logps, ref_rejected_logps)
+    return -F.logsigmoid(beta * (chosen - rejected)).mean()
+
+
+@dataclasses.dataclass(frozen=True)
+class DPOObjective:
+    """DPO on revisions as the stage trainer calls it: ``L = nll_weight * NLL(gold) + preference_weight
+    * L_DPO``, where each revised fact's batch rows carry two responses in order, the new answer
+    (``aligned``) and the answer it replaced, both scored by the frozen stage-start model.
+
+    It has :class:`PreferenceObjective`'s interface: :meth:`terms` gives ``(L_DPO, 0)`` (the trainer
+    logs the first as the aligned term), :meth:`total` adds the gold NLL.
+    """
+    beta: float
+    nll_weight: float = 1.0
+    preference_weight: float = 1.0
+    reduction: str = "mean"      # a mean over the pairs, as TRL's
+    grad_norms_every: int = 0
+
+    def terms(self, policy_logps: torch.Tensor, ref_logps: torch.Tensor, aligned: torch.Tensor,
+              weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L_DPO, 0)`` over the batch's pairs: the aligned responses are the chosen ones, the
+        others the rejected ones, pair i being the i-th of each (:class:`mscl.methods.dpo.DPO` builds
+        every revised fact's rows as exactly one of each)."""
+        chosen, rejected = aligned, ~aligned
+        if int(chosen.sum()) != int(rejected.sum()):
+            raise ValueError(f"DPO needs one rejected response per chosen one; the batch has {int(chosen.sum())} "
+                             f"chosen and {int(rejected.sum())} rejected")
+        loss = dpo_loss(policy_logps[chosen], policy_logps[rejected], ref_logps[chosen], ref_logps[rejected],
+                        self.beta)
+        return loss, torch.zeros_like(loss)
+
+    def preference(self, policy_logps, ref_logps, aligned, weights=None) -> torch.Tensor:
+        return sum(self.terms(policy_logps, ref_logps, aligned, weights))
+
+    def total(self, nll: torch.Tensor, preference: torch.Tensor | None) -> torch.Tensor:
         if preference is None:
             return self.nll_weight * nll
         return total_loss(nll, preference, self.nll_weight, self.preference_weight)

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 from mscl.methods.base import Method, SequentialLoRA, StageContext
 from mscl.methods.cit import CIT, ComputeMatchedCIT
+from mscl.methods.dpo import DPO
 from mscl.methods.flearning import FLearning
 from mscl.methods.mocl import MoCL
+from mscl.methods.osf import OSF
 from mscl.methods.pbl import CIT_VARIANTS, PBL, PBL_VARIANTS
+from mscl.methods.replay import Replay
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (CIT, ComputeMatchedCIT, PBL, MoCL, FLearning,
-                                                                *PBL_VARIANTS, *CIT_VARIANTS)}
+                                                                Replay, DPO, OSF, *PBL_VARIANTS,
+                                                                *CIT_VARIANTS)}
 
 
 class UnknownMethodError(KeyError):

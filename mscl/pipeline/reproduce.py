@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mscl.common.paths import REPO_ROOT, artifacts_dir, reports_dir
+from mscl.pipeline.schedule import Task, run_tasks
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -64,6 +65,8 @@ def planned_runs(profile: str, backbone: str | None) -> list[tuple[str, str, dic
 # relative cost of one stage per method on the cpu profile (from the stage manifests' timings), to
 # start the longest chains first
 METHOD_COST = {"cit": 1.0, "mocl": 1.3, "flearning": 1.3, "pbl": 1.4, "ours": 3.5}
+EVALUATION_COST = 0.3   # asking a finished stage's questions again, against training one CIT stage
+TRAINED_STREAMS = ("domain_independent", "cross_domain")   # the streams stage jobs train
 
 
 @dataclass(frozen=True)
@@ -227,87 +230,119 @@ def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list
     Read from the notebooks' params files, so a method added to a table is trained here too; a
     method's job runs its whole chain up to the last stage any notebook needs.
     """
-    from mscl import benchmark
     from mscl.common.params import load_params
 
     training = load_params(profile, "training")
     default = backbone or training.backbone
-    stages = {s: benchmark.STREAM_STAGES[s] for s in ("domain_independent", "cross_domain")}
+    stages = benchmark_stages()
     shared, own = _chain_jobs(_wanted_chains(profile, backbone, training, stages), training, stages)
     own += (_sweep_jobs(profile, default, training, stages) + _choice_jobs(profile, default, training)
             + _budget_jobs(profile, default, training))
-    first_own = {stream: (s[training.shared_stages] if training.shared_stages < len(s) else s[-1])
-                 for stream, s in stages.items()}
-    own.sort(key=lambda j: -j.cost(first_own[j.stream]))  # the longest first
+    own.sort(key=lambda j: -j.cost(first_own_stages(training)[j.stream]))  # the longest first
     return list(dict.fromkeys(shared)), own
 
 
-def run_jobs(jobs: list[StageJob], profile: str, workers: int, log_dir: Path, label: str) -> list[dict]:
-    """Run the jobs as ``python -m mscl run`` subprocesses, ``workers`` at a time, each with
-    ``cores // workers`` threads; print one line per finished job and return one timing row per job.
-    A failed job stops the scheduling of new ones and raises with its log's path and last lines
-    (finished stages stay reusable)."""
-    timings: list[dict] = []
-    if not jobs:
-        return timings
+def first_own_stages(training) -> dict[str, int]:
+    """Each trained stream's first stage after the shared ones (its last when every stage is shared)."""
+    return {stream: (s[training.shared_stages] if training.shared_stages < len(s) else s[-1])
+            for stream, s in benchmark_stages().items()}
+
+
+class _Launched:
+    """A running ``python -m mscl run`` job whose log closes when it ends."""
+
+    def __init__(self, job: StageJob, profile: str, log_dir: Path, env: dict):
+        self.job, self.log_path = job, log_dir / f"{job.name}.log"
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(job.command(profile), stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                     cwd=REPO_ROOT)
+
+    def poll(self) -> int | None:
+        status = self.proc.poll()
+        if status is not None and not self.log.closed:
+            self.log.close()
+        return status
+
+
+def job_tasks(shared: list[StageJob], own: list[StageJob], evaluations: list[StageJob], training) -> list[Task]:
+    """The jobs as :class:`mscl.pipeline.schedule.Task`s with what each waits for: a method's chain for
+    its shared CIT stage, a method that reads another's stages (``cit+matched``) for that method's
+    job on the same stream, seed (and budget), an evaluation for the chain it asks, and the sweep,
+    choice and budget jobs for every shared stage."""
+    from mscl.methods import METHODS
+
+    first_own = first_own_stages(training)
+    shared_of = {(j.backbone, j.stream, j.seed): j for j in shared}
+    chain_of = {(j.backbone, j.stream, j.method, j.seed, j.budget): j for j in own if not (j.sweep_setting or j.choice)}
+    tasks = [Task(j, METHOD_COST.get(j.method, 1.0), label=f"seed {j.seed} {j.stream} shared stage {j.stage}")
+             for j in shared]
+    for job in own:
+        if job.sweep_setting or job.choice or job.budget:
+            after = tuple(shared)
+        else:
+            after = tuple(x for x in [shared_of.get((job.backbone, job.stream, job.seed))] if x)
+        reference = getattr(METHODS.get(job.method), "reference", None)
+        if reference and not (job.sweep_setting or job.choice):
+            after += tuple(x for x in [chain_of.get((job.backbone, job.stream, reference, job.seed, job.budget))] if x)
+        tasks.append(Task(job, job.cost(first_own[job.stream]), after, label=_describe(job)))
+    for job in evaluations:
+        chain = chain_of.get((job.backbone, job.stream, job.method, job.seed, None))
+        tasks.append(Task(job, EVALUATION_COST, (chain,) if chain else (), label=_describe(job)))
+    return tasks
+
+
+def _describe(job: StageJob) -> str:
+    if job.sweep_setting:
+        return f"sweep {job.sweep_setting}"
+    if job.choice:
+        return f"choice {job.choice}"
+    if job.budget:
+        return f"budget {job.budget} {job.method}"
+    if job.mode:
+        return f"seed {job.seed} {job.stream} {job.method} stage {job.stage}, {job.mode} evaluation"
+    return f"seed {job.seed} {job.stream} {job.method} to stage {job.stage}"
+
+
+def benchmark_stages() -> dict[str, list[int]]:
+    """The stages of every trained stream (what the jobs are planned on before any data exists)."""
+    from mscl import benchmark
+
+    return {s: benchmark.STREAM_STAGES[s] for s in TRAINED_STREAMS}
+
+
+def run_jobs(tasks: list[Task], profile: str, workers: int, log_dir: Path) -> list[dict]:
+    """Run the jobs as ``python -m mscl run`` subprocesses, ``workers`` at a time with ``cores //
+    workers`` threads each, critical path first (:func:`mscl.pipeline.schedule.run_tasks`), under one
+    progress bar with the time left; return one timing row per job. A failed job stops new starts and
+    raises with its log's path and last lines (finished stages stay reusable)."""
+    if not tasks:
+        return []
     log_dir.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    pending, running, done, failed = list(jobs), {}, 0, []
-    start = time.perf_counter()
-    while pending or running:
-        while pending and len(running) < workers and not failed:
-            job = pending.pop(0)
-            log = open(log_dir / f"{job.name}.log", "w")
-            running[job] = (subprocess.Popen(job.command(profile), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                             cwd=REPO_ROOT), log, time.perf_counter())
-        if failed and not running:
-            break
-        time.sleep(1.0)
-        for job, (proc, log, tic) in list(running.items()):
-            if proc.poll() is None:
-                continue
-            log.close()
-            del running[job]
-            done += 1
-            status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
-            what = (f"sweep {job.sweep_setting}" if job.sweep_setting else f"choice {job.choice}" if job.choice else
-                    f"seed {job.seed} {job.stream} {job.method} stage {job.stage}, {job.mode} evaluation" if job.mode
-                    else f"seed {job.seed} {job.stream} {job.method} to stage {job.stage}")
-            print(f"  [{label} {done}/{len(jobs)}] {what} "
-                  f"{status} in {time.perf_counter() - tic:.0f}s ({time.perf_counter() - start:.0f}s elapsed)",
-                  flush=True)
-            timings.append({"phase": label, "job": what, "seconds": time.perf_counter() - tic, "threads": threads})
-            if proc.returncode != 0:
-                failed.append(job)
+    rows = run_tasks(tasks, lambda task: _Launched(task.key, profile, log_dir, env), workers, desc="make reproduce")
+    failed = [row for row in rows if row["status"] != 0]
     if failed:
-        path = log_dir / f"{failed[0].name}.log"
+        path = log_dir / f"{failed[0]['task'].name}.log"
         tail = "".join(path.read_text().splitlines(keepends=True)[-20:])
-        raise RuntimeError(f"stage job {failed[0].name} failed; its log is {path}:\n{tail}")
-    return timings
+        raise RuntimeError(f"stage job {failed[0]['task'].name} failed; its log is {path}:\n{tail}")
+    return [{"phase": "stages", "job": row["label"], "seconds": row["seconds"], "threads": threads} for row in rows]
 
 
 def train_stages(profile: str, backbone: str | None, workers: int) -> list[dict]:
-    """Train every stage the notebooks need: the shared stages first, then the methods' chains and
-    the pilot's sweep, then the methods that read another method's stages; returns one timing row
-    per job."""
+    """Train every stage the notebooks need, and ask the main table's last stages again under the
+    other evaluation mode, as one scheduled run (:func:`job_tasks`); returns one timing row per job."""
     from mscl.benchmark.probe import ensure_benchmark
     from mscl.common.params import load_params
-    from mscl.methods import METHODS
 
     ensure_benchmark(profile, load_params(profile, "training").data_seed)  # once, before jobs that read it
     shared, own = stage_jobs(profile, backbone)
-    # methods that read another method's finished stages (cit+matched reads ours's) run after them
-    after = [j for j in own if getattr(METHODS.get(j.method), "reference", None)]
-    own = [j for j in own if j not in after]
-    log_dir = artifacts_dir() / "logs" / "reproduce"
-    print(f"training {len(shared)} shared-stage job(s), then {len(own)} method job(s), then {len(after)} "
-          f"dependent job(s), then {len(evaluation_jobs(profile, backbone))} evaluation job(s) on {workers} worker(s)",
-          flush=True)
     evaluations = evaluation_jobs(profile, backbone)
-    return (run_jobs(shared, profile, workers, log_dir, "shared") + run_jobs(own, profile, workers, log_dir, "methods")
-            + run_jobs(after, profile, workers, log_dir, "dependent")
-            + run_jobs(evaluations, profile, workers, log_dir, "evaluation"))
+    tasks = job_tasks(shared, own, evaluations, load_params(profile, "training"))
+    print(f"{len(shared)} shared-stage job(s), {len(own)} method job(s) and {len(evaluations)} evaluation job(s) "
+          f"on {workers} worker(s), critical path first; estimated cost {sum(t.cost for t in tasks):.0f} "
+          "(one CIT stage = 1)", flush=True)
+    return run_jobs(tasks, profile, workers, artifacts_dir() / "logs" / "reproduce")
 
 
 def evaluation_jobs(profile: str, backbone: str | None) -> list[StageJob]:
