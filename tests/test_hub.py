@@ -22,6 +22,8 @@ def test_the_parquet_export_gives_back_the_projects_rows(scratch):
         assert [row for name in names for row in plain[name]] == records  # file order, split by split
         assert [row for name in names for row in loaded[name]] == records
     assert {"domain_independent_stage2_train", "domain_independent_stage2_eval",
-            "domain_independent_stage2_validation", "domain_independent_stage1_heldout"} <= set(loaded)
+            "domain_independent_stage2_validation", "domain_independent_stage1_heldout",
+            "real_revisions_stage2_train", "real_revisions_stage5_eval", "real_revisions_stage2_validation",
+            "real_revisions_stage1_heldout"} <= set(loaded)
     readme = (folder / hub.HUB_FOLDER / "README.md").read_text(encoding="utf-8")
     assert readme.startswith("---\nconfigs:") and "# " in readme.split("---", 2)[2]  # the data card follows

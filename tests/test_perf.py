@@ -23,8 +23,14 @@ def test_bench_measures_and_writes_every_figure(tmp_path, monkeypatch):
     details = saved["details"]
     assert details["training throughput vs TRL"]["tokens"] > 0
     assert details["peak memory of a stage"]["stage"] == "pbl stage 2"
-    whole = details["PBL vs CIT whole stage"]
-    assert whole["pbl_timings_s"]["train"] > 0 and whole["cit_timings_s"]["train"] > 0
+    whole = details["whole stages"]
+    assert list(whole["phases_s"]) == ["ours", "cit+matched", "pbl", "cit"]
+    for method, phases in whole["phases_s"].items():  # the phases add up to the stage's total
+        parts = sum(v for k, v in phases.items() if k not in ("stage", "process", "wall"))
+        assert parts == pytest.approx(phases["stage"], rel=0.05) and phases["gradient_steps"] > 0, method
+    assert whole["phases_s"]["ours"]["sample"] > 0 and whole["phases_s"]["cit"]["sample"] == 0
+    assert saved["ours_vs_matched_stage_ratio"] == pytest.approx(whole["ours_seconds"] / whole["cit+matched_seconds"])
+    assert "## A stage, phase by phase" in (tmp_path / "reports" / "benchmarks.md").read_text()
     assert details["PBL vs CIT training"]["train_stage_ratio"] > 0
     assert saved["parallel_jobs_throughput"] > 0 and saved["pbl_vs_cit_train_stage_ratio"] > 0
     gen = details["batched generation"]

@@ -1,6 +1,6 @@
 """Building the streams: edits, revision chains, stages, and atomic byte-identical files.
 
-Three streams, one JSONL file each, one :class:`~mscl.benchmark.records.Record` schema:
+Four streams, one JSONL file each, one :class:`~mscl.benchmark.records.Record` schema:
 
 - ``general`` (stage 0): well-known facts (capitals of the most populous countries, element
   symbols, ...) kept disjoint from every fact the two streams use; it checks that general knowledge
@@ -20,17 +20,22 @@ Three streams, one JSONL file each, one :class:`~mscl.benchmark.records.Record` 
   earlier domain, so it holds only natural-sciences domain-independent examples, of which
   ``cross_conflict_per_stage`` come from the relations it shares with medicine and are re-asked,
   edited, in stage 2; it holds as many facts as every later stage (independent + conflict).
+- ``real_revisions`` (5 stages, one date each: ``REAL_STAGE_DATES``): the domain-independent
+  stream's shape with the world's edits instead of ours: facts whose answer really changed (the
+  currency legal tender in a territory, the standard-time UTC offset of a time zone), asked at every
+  stage with their real answer on the stage's date (:mod:`mscl.benchmark.revisions`), plus facts
+  that did not change in the window (the retention set).
 
-An edit replaces an answer by a real answer of *another* fact of the same relation (a city for a
-city, a currency code for a currency code), drawn from ``random.Random`` seeded with a string built
-from the seed and the record's place (never Python's salted ``hash()``); it differs from every
-earlier answer of the fact and is neither a substring nor a superstring of one of them, case
-ignored, because the metric counts an answer correct when the gold string is a substring of the
-generated text.
+In the domain-independent and cross-domain streams an edit replaces an answer by a real answer of
+*another* fact of the same relation (a city for a city, a currency code for a currency code), drawn
+from ``random.Random`` seeded with a string built from the seed and the record's place (never
+Python's salted ``hash()``); it differs from every earlier answer of the fact and is neither a
+substring nor a superstring of one of them, case ignored, because the metric counts an answer
+correct when the gold string is a substring of the generated text.
 
 :func:`build_benchmark` writes ``general.jsonl``, ``domain_independent.jsonl``,
-``cross_domain.jsonl`` and ``manifest.json`` atomically with a fixed key order, so the same seed
-gives byte-identical files.
+``cross_domain.jsonl``, ``real_revisions.jsonl`` and ``manifest.json`` (with the stage dates of the
+real revisions) atomically with a fixed key order, so the same seed gives byte-identical files.
 """
 
 import dataclasses
@@ -43,8 +48,19 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from mscl.benchmark.records import DOMAIN_INDEPENDENT_STAGES, DOMAINS, FILES, GENERAL_DOMAIN, MANIFEST, SPLITS, Record
+from mscl.benchmark.records import (
+    DOMAIN_INDEPENDENT_STAGES,
+    DOMAINS,
+    FILES,
+    GENERAL_DOMAIN,
+    MANIFEST,
+    REAL_REVISIONS_STAGES,
+    REAL_STAGE_DATES,
+    SPLITS,
+    Record,
+)
 from mscl.benchmark.relations import RELATIONS, Fact, _interleave, answer_pool, candidate_facts, relation_of
+from mscl.benchmark.revisions import REAL_RELATIONS, RealFact, real_facts
 from mscl.benchmark.sources import package_versions
 
 # The relations the general set draws from, in turn: the best-known facts a backbone should keep.
@@ -322,6 +338,80 @@ def _cross_domain(plan: _Plan, sizes, seed: int) -> list[Record]:
     return records
 
 
+def _real_revisions(plan: _Plan, sizes, seed: int) -> list[Record]:
+    """Real revisions: the same shape as the domain-independent stream, with the world's edits. Stage
+    k asks every fact's real answer on the k-th of ``REAL_STAGE_DATES``; an answer that changed
+    since the date before is ``edited``, with that answer as ``previous_answer``. Stage 1 trains every
+    fact, every later stage retrains every fact but the held-out ones, on its current answer (changed
+    or not). ``sizes.real_stable_share`` of the facts never change between the dates: the retention
+    set (KRR). The validation and held-out facts are a seeded draw, from the revised and the stable
+    facts in proportion."""
+    stream = "real_revisions"
+    revised, stable = _real_base_set(plan, sizes)
+    heldout, validation = _real_roles(revised, stable, sizes, seed)
+    base = revised + stable
+    _rng(seed, stream, "order").shuffle(base)
+    records: list[Record] = []
+    for stage in range(1, REAL_REVISIONS_STAGES + 1):
+        recs = []
+        for fact in base if stage == 1 else [f for f in base if f.fact_id not in heldout]:
+            rel = relation_of(fact.fact_id)
+            answer = fact.answers[stage - 1]
+            before = fact.answers[stage - 2] if stage > 1 else answer
+            recs += _records(fact.at(stage), stream=stream, stage=stage, domain=rel.domain, answer=answer,
+                             previous=before if before != answer else None, shared_with=None,
+                             templates=rel.templates, held_out=_held_out_split(fact.fact_id, validation, heldout))
+        records += _by_split(recs)
+    return records
+
+
+def _real_base_set(plan: _Plan, sizes) -> tuple[list[RealFact], list[RealFact]]:
+    """The revised and the stable facts of the real-revisions stream, best-known first, taken from the
+    relations in turn (the revised ones also from the stages their answers change at in turn, so that
+    every stage holds edits)."""
+    n = sizes.real_facts + sizes.real_validation_facts + sizes.real_heldout_facts
+    n_stable = round(sizes.real_stable_share * n)
+    pools = [real_facts(r.name) for r in REAL_RELATIONS]
+    revised = _changes_in_turn(_interleave([f for f in pool if f.revised] for pool in pools))[:n - n_stable]
+    plan.note("real_revisions revised facts", len(revised), n - n_stable)
+    stable = _spread([[f for f in pool if not f.revised] for pool in pools], n_stable)
+    plan.note("real_revisions stable facts", len(stable), n_stable)
+    return revised, stable
+
+
+def _changes_in_turn(facts: list[RealFact]) -> list[RealFact]:
+    """The revised facts reordered so that every prefix has answers changing at every stage: stages
+    2, 3, ... in turn, each taking the first fact (in the given order) whose answer changes at it."""
+    left, ordered, stage = list(facts), [], 2
+    while left:
+        changing = next((f for f in left if f.answers[stage - 1] != f.answers[stage - 2]), None)
+        if changing is not None:
+            ordered.append(changing)
+            left.remove(changing)
+        stage = stage + 1 if stage < REAL_REVISIONS_STAGES else 2
+    return ordered
+
+
+def _real_roles(revised: list[RealFact], stable: list[RealFact], sizes, seed: int) -> tuple[set[str], set[str]]:
+    """The held-out and the validation facts of the real-revisions stream, drawn with the seed: each
+    role takes the stable facts' share of its size from the stable facts (rounded down) and the rest
+    from the revised ones, but for the first revised fact of each stage in ``revised``'s order
+    (:func:`_changes_in_turn`), which stays an evaluation fact so that every stage evaluates edits."""
+    stream = "real_revisions"
+    total = max(len(revised) + len(stable), 1)
+    wanted = (sizes.real_heldout_facts, sizes.real_validation_facts)
+    roles: list[set[str]] = [set(), set()]
+    for name, group in (("stable", stable), ("revised", revised[REAL_REVISIONS_STAGES - 1:])):
+        shuffled = sorted(group, key=lambda f: f.fact_id)
+        _rng(seed, stream, "roles", name).shuffle(shuffled)
+        taken = 0
+        for role, size in zip(roles, wanted):
+            count = size * len(stable) // total if name == "stable" else size - len(role)
+            role.update(f.fact_id for f in shuffled[taken:taken + count])
+            taken += count
+    return roles[0], roles[1]
+
+
 def default_data_dir(profile: str) -> Path:
     """Where ``build_benchmark`` writes by default: ``artifacts_dir()/data/<profile>``."""
     from mscl.common.paths import artifacts_dir
@@ -338,7 +428,7 @@ def build_code() -> str:
 
 def build_benchmark(profile: str, seed: int, out_dir: str | Path | None = None,
                     known: Iterable[str] | None = None, known_by: str | None = None) -> Path:
-    """Build the three streams for ``profile`` (sizes from ``params/<profile>/01_data_build.yaml``)
+    """Build the four streams for ``profile`` (sizes from ``params/<profile>/01_data_build.yaml``)
     and write them, with ``manifest.json``, to ``out_dir`` (default :func:`default_data_dir`).
 
     ``known``: the fact ids, among :func:`probe_candidates`, that the backbone ``known_by`` already
@@ -360,6 +450,7 @@ def build_benchmark(profile: str, seed: int, out_dir: str | Path | None = None,
         "general": _general(plan, sizes.general),
         "domain_independent": _domain_independent(plan, sizes, seed, known),
         "cross_domain": _cross_domain(plan, sizes, seed),
+        "real_revisions": _real_revisions(plan, sizes, seed),
     }
     files = {}
     for stream, records in streams.items():
@@ -379,10 +470,20 @@ def build_benchmark(profile: str, seed: int, out_dir: str | Path | None = None,
                   "fact_ids": sorted(known) if known is not None else []},
         "relations": {r.name: {"domain": r.domain, "shared_with": r.shared_with, "description": r.description,
                                "available": len(candidate_facts(r.name))} for r in RELATIONS},
+        "real_revisions": _real_manifest(),
         "shortfalls": plan.shortfalls,
     }
     write_atomic(folder / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return folder
+
+
+def _real_manifest() -> dict:
+    """The real-revisions stream's stage dates and relations, with how many facts each source holds."""
+    return {"stage_dates": {str(stage): day for stage, day in enumerate(REAL_STAGE_DATES, start=1)},
+            "relations": {r.name: {"domain": r.domain, "description": r.description,
+                                   "revised": sum(f.revised for f in real_facts(r.name)),
+                                   "stable": sum(not f.revised for f in real_facts(r.name))}
+                          for r in REAL_RELATIONS}}
 
 
 def write_atomic(path: Path, text: str) -> None:

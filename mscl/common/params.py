@@ -79,6 +79,14 @@ class BenchmarkSizes:
     cross_independent_per_stage: int = within(POSITIVE_INT)
     # cross-domain stream: conflict examples per stage (paper: 1,000)
     cross_conflict_per_stage: int = within(POSITIVE_INT)
+    # real-revisions stream (mscl/benchmark/revisions.py; no counterpart in the paper): evaluation
+    # facts, a cap (the sources hold about 120 facts whose answer changes between the stage dates)
+    real_facts: int = within(POSITIVE_INT)
+    # real-revisions stream: validation facts (trained alike) and stage-1-only facts (held-out retention)
+    real_validation_facts: int = within(COUNT)
+    real_heldout_facts: int = within(COUNT)
+    # real-revisions stream: share of its facts whose answer never changes (the retention set)
+    real_stable_share: float = within(UNIT)
 
 
 @dataclasses.dataclass(frozen=True)

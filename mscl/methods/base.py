@@ -55,6 +55,10 @@ class Method(ABC):
     # finished stage is reused only while they (and the data) are unchanged
     param_sections: tuple[str, ...] = ()
 
+    # whether the model at a stage's start is exactly the previous stage's finished, evaluated model
+    # (so its answers are read from that stage's predictions instead of asked again)
+    start_is_previous_model: bool = True
+
     def __init__(self, params) -> None:
         self.params = params
 

@@ -341,6 +341,7 @@ class MoCL(Method):
 
     name = "mocl"
     param_sections = ("mocl",)
+    start_is_previous_model = False   # its keys and module routing are rebuilt, not carried over
 
     def build(self, base_model) -> MoCLModel:
         """The backbone wrapped for composition, with no module yet."""

@@ -11,6 +11,7 @@ import torch
 BARS = {  # key: (comparison, bar)
     "train_throughput_ratio_vs_trl": (">=", 1.0),
     "pbl_vs_cit_cost_ratio": ("<=", 2.0),
+    "ours_vs_matched_stage_ratio": ("<=", 2.0),
     "matmul_peak_share": (">=", 0.4),
     "batched_generation_speedup": (">=", 8.0),
     "peak_rss_gib": ("<=", 6.0),

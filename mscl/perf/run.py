@@ -11,15 +11,22 @@ training parameters, because these machines are noisy and only figures taken tog
     rate and number of steps. Only ``trainer.train()`` is timed (TRL tokenizes in its constructor);
     both are credited with the same token count (prompt + gold answer, our tokenization). Each
     trainer runs ``--repeats`` times, alternating; the medians are compared. Bar: at least 1.0.
+``ours_vs_matched_stage_ratio``
+    Wall time of a whole Ours stage over a whole ``cit+matched`` stage (CIT on as many examples as
+    Ours trains on), each run as the pipeline runs it (``python -m mscl run`` of stage
+    ``--stage-number`` of the profile, from the same shared stage 1 in a scratch artifacts folder:
+    loading, the old model's answers, the method's phases, the gradient steps, the new model's
+    answers on every evaluation set), at training.yaml's epochs. Both train the same number of
+    examples, so the ratio is what Ours does around training: K samples, reference scoring, the
+    three rewrite strategies, MI, the indication and its packed K-response rows. The same run gives
+    the phase table of Ours, ``cit+matched``, PBL and CIT (:func:`mscl.perf.stages.phase_row`). Bar:
+    at most 2.
 ``pbl_vs_cit_cost_ratio``
-    Wall time of a whole PBL stage over a whole CIT stage, each run as the pipeline runs it
-    (``python -m mscl run`` of stage ``--stage-number`` of the profile, from the same shared stage 1
-    in a scratch artifacts folder: loading, the old model's answers, training, the new model's
-    answers on every evaluation set). Beside it, in the details, the training part alone
-    (``train_stage_ratio``): ``method.train_stage`` of PBL over CIT on the ``--records`` records
-    from the same start model (PBL's K-sample generation, reference scoring and preference-biased
-    training against CIT's plain training), ``--repeats`` runs each in alternating order, medians
-    compared. Bar: at most 2.
+    Wall time of the whole PBL stage over the whole CIT stage of the same run. Beside it, in the
+    details, the training part alone (``train_stage_ratio``): ``method.train_stage`` of PBL over CIT
+    on the ``--records`` records from the same start model (PBL's K-sample generation, reference
+    scoring and preference-biased training against CIT's plain training), ``--repeats`` runs each in
+    alternating order, medians compared. Bar: at most 2.
 ``matmul_peak_share``
     Training FLOP/s achieved by our loss (forward + backward + AdamW step, the FLOPs counted by
     ``torch.utils.flop_counter.FlopCounterMode`` over one pass, then the pass timed without the
@@ -53,8 +60,9 @@ each; see :func:`job_parallelism`).
 ``peak_rss_gib``
     Peak resident memory of one ``python -m mscl run`` stage of the profile (``--stage-method``
     at ``--stage-number``, default ``ours`` at stage 2, the most memory-hungry: augmentation,
-    sampling and training), in a scratch artifacts folder that reuses the cached backbone, the
-    benchmark data and any finished shared stage 1. Bar: at most 6 GiB.
+    sampling and training; Ours's is the whole-stage comparison's run), in a scratch artifacts
+    folder that reuses the cached backbone, the benchmark data and any finished shared stage 1.
+    Bar: at most 6 GiB.
 
 The figures, with the bars, the machine and the library versions, go to ``benchmarks.md`` and
 ``benchmarks.json`` in the profile's reports folder (``reports/`` for ``cpu``).
@@ -77,7 +85,7 @@ from mscl.perf.compute import (
     training_flops,
 )
 from mscl.perf.machine import BARS, machine, meets, setup
-from mscl.perf.stages import job_parallelism, stage_peak_rss, timed_pass, whole_stages
+from mscl.perf.stages import job_parallelism, phase_table, stage_peak_rss, timed_pass, whole_stages
 
 
 def render(results: dict) -> str:
@@ -97,8 +105,13 @@ def render(results: dict) -> str:
         f"{m['torch']} with {m['torch_threads']} threads{', ' + m['gpu'] if 'gpu' in m else ''}); "
         f"{results['records']} training records. How each figure is measured: `mscl/perf/`.", "",
         *rows, "",
-        "`pbl_vs_cit_cost_ratio` is a whole stage as the pipeline runs it (evaluation included), one run "
-        "each, PBL first; `pbl_vs_cit_train_stage_ratio` is the training part alone (sampling, reference "
+        "## A stage, phase by phase", "", phase_table(results["details"]["whole stages"]["phases_s"]), "",
+        "`stage` is the manifest's total; `process` the rest of the subprocess (imports, loading the "
+        "backbone); `wall` the two together, the figure the ratios divide. "
+        "`ours_vs_matched_stage_ratio` and `pbl_vs_cit_cost_ratio` are whole stages as the pipeline runs them "
+        f"(stage {results['details']['whole stages']['stage']} at {results['details']['whole stages']['epochs']:g} "
+        "epochs, evaluation included), one run each, in the order of the table below; "
+        "`pbl_vs_cit_train_stage_ratio` is the training part alone (sampling, reference "
         "scoring, training), medians of the repeats. `parallel_jobs_throughput`: the training work two "
         "1-thread processes do side by side per second over one process using every core. "
         "`packed_linear_*_forward_speedup`: a forward pass of the backbone with its linears through "
@@ -117,15 +130,14 @@ def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: 
         tmp = Path(tmp)
         steps = [("training throughput vs TRL", lambda: train_throughput(s, epochs, repeats, tmp / "train")),
                  ("PBL vs CIT training", lambda: pbl_vs_cit(s, repeats, tmp / "methods")),
-                 ("PBL vs CIT whole stage", lambda: whole_stages(profile, stage_number, tmp / "stage",
-                                                                 s.params.backbone)),
+                 ("whole stages", lambda: whole_stages(profile, stage_number, tmp / "stage", s.params.backbone)),
                  ("matmul peak", matmul_peak),
                  ("linear backends", lambda: linear_backends(s)),
                  ("training FLOP/s", lambda: training_flops(s)),
                  ("batched generation", lambda: generation_speedup(
                      s, details["matmul peak"]["matmul_flops_per_s"], repeats)),
                  ("two 1-thread jobs against one", lambda: job_parallelism(profile, records, s.params.backbone))]
-        if stage_method:
+        if stage_method and stage_method != "ours":  # the whole-stage comparison measures ours's
             steps.append(("peak memory of a stage", lambda: stage_peak_rss(profile, stage_method, stage_number,
                                                                             tmp / "peak", s.params.backbone)))
         for i, (name, fn) in enumerate(steps, 1):
@@ -135,12 +147,15 @@ def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: 
             print(f"[bench {i}/{len(steps)}] {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     figures = {
         "train_throughput_ratio_vs_trl": details["training throughput vs TRL"]["train_throughput_ratio_vs_trl"],
-        "pbl_vs_cit_cost_ratio": details["PBL vs CIT whole stage"]["whole_stage_ratio"],
+        "pbl_vs_cit_cost_ratio": details["whole stages"]["whole_stage_ratio"],
+        "ours_vs_matched_stage_ratio": details["whole stages"]["ours_vs_matched_stage_ratio"],
         "matmul_peak_share": (details["training FLOP/s"]["train_flops_per_s"]
                               / details["matmul peak"]["matmul_flops_per_s"]),
         "batched_generation_speedup": details["batched generation"]["batched_generation_speedup"],
     }
-    if stage_method:
+    if stage_method == "ours":
+        figures["peak_rss_gib"] = details["whole stages"]["ours_peak_rss_gib"]
+    elif stage_method:
         figures["peak_rss_gib"] = details["peak memory of a stage"]["peak_rss_gib"]
     extra = {"pbl_vs_cit_train_stage_ratio": details["PBL vs CIT training"]["train_stage_ratio"],
              "parallel_jobs_throughput": details["two 1-thread jobs against one"]["parallel_jobs_throughput"]}

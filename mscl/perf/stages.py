@@ -97,13 +97,39 @@ def run_stage_process(profile: str, method: str, stage: int, scratch: Path, back
     seed = load_params(profile, "training").seed
     folder = finished_stage_dir(profile, backbone, "domain_independent", method, stage, scratch / "runs", seed=seed)
     manifest = read_json(folder / "manifest.json")  # CIT's for a shared stage
-    return {"seconds": seconds, "peak_rss_gib": usage.ru_maxrss / 2 ** 20, "timings_s": manifest["timings_s"]}
+    return {"seconds": seconds, "peak_rss_gib": usage.ru_maxrss / 2 ** 20, "timings_s": manifest["timings_s"],
+            "phases_s": manifest.get("method_info", {}).get("phases_s", {})}
+
+
+# the whole-stage comparison: ours first (cit+matched reads its finished stage), pbl before cit
+WHOLE_STAGE_METHODS = ("ours", "cit+matched", "pbl", "cit")
+# the phases of a stage, in the order they run (mscl.pipeline.stages.train_stage; the method's own from
+# its manifest's method_info.phases_s)
+STAGE_PHASES = ("load", "eval_old", "sample", "reference", "rewrite_bki", "rewrite_lce", "rewrite_pa", "mi",
+                "indication", "gradient_steps", "other", "eval_new")
+
+
+def phase_row(run: dict) -> dict[str, float]:
+    """Seconds by phase of one stage run: the pipeline's timings with ``train`` split into the
+    method's phases, ``other`` the rest of ``train`` (building examples, saving, merging), and
+    ``process`` the subprocess's wall time beyond the manifest's ``total`` (imports, the backbone)."""
+    timings, phases = run["timings_s"], run["phases_s"]
+    row = {"load": timings.get("load", 0.0), "eval_old": timings.get("eval_old", 0.0)}
+    row.update({name: phases.get(name, 0.0) for name in STAGE_PHASES[2:-2]})
+    row["other"] = max(timings.get("train", 0.0) - sum(phases.values()), 0.0)
+    row["eval_new"] = timings.get("eval_new", 0.0)
+    row["stage"] = timings["total"]
+    row["process"] = max(run["seconds"] - timings["total"], 0.0)
+    row["wall"] = run["seconds"]
+    return row
 
 
 def whole_stages(profile: str, stage: int, workdir: Path, backbone: str | None = None) -> dict:
-    """A CIT and a PBL stage ``stage`` as the pipeline runs them (``python -m mscl run``: loading,
-    the old model's answers, training, the new model's answers on every evaluation set), from the
-    same shared stage 1; PBL first, then CIT."""
+    """Ours, ``cit+matched``, PBL and CIT at stage ``stage`` as the pipeline runs them (``python -m
+    mscl run``: loading, the old model's answers, the method's phases, the gradient steps, the new
+    model's answers on every evaluation set), from the same shared stage 1, one after another; their
+    phase table, ``ours_vs_matched_stage_ratio`` and ``whole_stage_ratio`` (PBL over CIT), and the
+    peak memory of the Ours stage."""
     from mscl.common.params import load_params
 
     params = load_params(profile, "training")
@@ -113,10 +139,25 @@ def whole_stages(profile: str, stage: int, workdir: Path, backbone: str | None =
         raise ValueError(f"--stage-number {stage}: the whole-stage comparison runs the first stage after the "
                          f"{params.shared_stages} shared one(s), stage {params.shared_stages + 1}")
     scratch = scratch_artifacts(profile, params, workdir)
-    runs = {m: run_stage_process(profile, m, stage, scratch, params.backbone) for m in ("pbl", "cit")}
-    return {"stage": stage, "cit_seconds": runs["cit"]["seconds"], "pbl_seconds": runs["pbl"]["seconds"],
-            "cit_timings_s": runs["cit"]["timings_s"], "pbl_timings_s": runs["pbl"]["timings_s"],
+    runs = {m: run_stage_process(profile, m, stage, scratch, params.backbone) for m in WHOLE_STAGE_METHODS}
+    return {"stage": stage, "epochs": params.train.epochs,
+            "phases_s": {m: phase_row(run) for m, run in runs.items()},
+            **{f"{m}_seconds": run["seconds"] for m, run in runs.items()},
+            "ours_peak_rss_gib": runs["ours"]["peak_rss_gib"],
+            "ours_vs_matched_stage_ratio": runs["ours"]["seconds"] / runs["cit+matched"]["seconds"],
             "whole_stage_ratio": runs["pbl"]["seconds"] / runs["cit"]["seconds"]}
+
+
+def phase_table(phases_s: dict[str, dict[str, float]]) -> str:
+    """The phase table as Markdown: one row per phase, one column per method, seconds."""
+    methods = list(phases_s)
+    names = [*STAGE_PHASES, "stage", "process", "wall"]
+    lines = ["| phase (s) | " + " | ".join(f"`{m}`" for m in methods) + " |",
+             "|---|" + "---:|" * len(methods)]
+    for name in names:
+        label = f"**{name}**" if name in ("stage", "wall") else name
+        lines.append(f"| {label} | " + " | ".join(f"{phases_s[m].get(name, 0.0):.1f}" for m in methods) + " |")
+    return "\n".join(lines)
 
 
 def stage_peak_rss(profile: str, method: str, stage: int, workdir: Path, backbone: str | None = None) -> dict:

@@ -115,9 +115,7 @@ def train_stage(plan: StagePlan, previous: list[dict]) -> dict:
     with timed(timings, "load"):
         model, ctx = start_model(plan, sets, folder)
     with timed(timings, "eval_old"):
-        old_sets = ["eval", "edited", "validation"] + (["retention", "heldout", "general"]
-                                                       if plan.stage == plan.stages[0] else [])
-        old = evaluation_answer_sets(model, ctx.tokenizer, sets, old_sets, plan.params.eval, "old model", ctx.seed)
+        old = old_answers(plan, model, ctx, sets, previous)
     with timed(timings, "train"), counting(model) as tokens:  # the method's own compute, evaluation aside
         parameters = backbone_parameters(model)
         model = plan.method.train_stage(model, ctx)
@@ -131,6 +129,31 @@ def train_stage(plan: StagePlan, previous: list[dict]) -> dict:
     plan.say(f"trained in {timings['total']:.0f} s: ACC {result['eval'].get('acc', 0):.3f} "
              f"KGR {result['eval'].get('kgr', 0):.3f} general {result['general'].get('acc', 0):.3f}: {plan.folder}")
     return manifest
+
+
+def old_answers(plan: StagePlan, model, ctx: StageContext, sets: dict[str, list],
+                previous: list[dict]) -> dict[str, list[str]]:
+    """The stage-start model's answers to the stage's evaluation, edited and validation questions
+    (and, at the first stage, to the retention, held-out and general ones). Greedy answers the
+    previous stage's finished model already gave to the same question are read from its
+    predictions (that model is this stage's start model, :attr:`Method.start_is_previous_model`);
+    only the others are asked."""
+    names = ["eval", "edited", "validation"] + (["retention", "heldout", "general"]
+                                                if plan.stage == plan.stages[0] else [])
+    known = previous_answers(plan, previous)
+    missing = {name: [r for r in sets[name] if r.question not in known] for name in names}
+    asked = evaluation_answer_sets(model, ctx.tokenizer, missing, names, plan.params.eval, "old model", ctx.seed)
+    answers = {r.question: a for name in names for r, a in zip(missing[name], asked[name])}
+    return {name: [known.get(r.question, answers.get(r.question)) for r in sets[name]] for name in names}
+
+
+def previous_answers(plan: StagePlan, previous: list[dict]) -> dict[str, str]:
+    """Question -> the previous stage's finished model's greedy answer, when that model is this
+    stage's start model; empty otherwise (the first stage, sampled answers, other methods)."""
+    if not previous or plan.params.eval.mode != "greedy" or not plan.method.start_is_previous_model:
+        return {}
+    rows = read_jsonl(plan.stage_dir(previous[-1]["stage"]) / "predictions.jsonl")
+    return {r["question"]: r["new_prediction"] for r in rows}
 
 
 def first_stage_retention(plan: StagePlan, previous: list[dict]) -> dict[str, bool] | None:
