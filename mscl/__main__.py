@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 PROFILES = ["smoke", "cpu", "gpu"]
-STREAMS = ["domain_independent", "cross_domain"]
+STREAMS = ["domain_independent", "cross_domain", "real_revisions"]
 
 
 def _stage_arguments(command, *, methods: bool = False, seed: bool = True) -> None:

@@ -19,8 +19,9 @@ from tests.test_training import LORA, RECORDS, _pbl, _train
 
 
 def test_unknown_method_lists_the_known_ones():
-    with pytest.raises(UnknownMethodError, match=r"unknown method 'dpo'; known methods: .*cit.*flearning.*mocl.*ours"):
-        get_method("dpo", load_params("smoke", "training"))
+    known = r"known methods: .*cit.*dpo.*flearning.*mocl.*osf.*ours.*replay"
+    with pytest.raises(UnknownMethodError, match=rf"unknown method 'sgd'; {known}"):
+        get_method("sgd", load_params("smoke", "training"))
 
 
 def test_unknown_stream_and_stage(tmp_path, monkeypatch):

@@ -25,6 +25,7 @@ def test_bench_measures_and_writes_every_figure(tmp_path, monkeypatch):
     assert details["peak memory of a stage"]["stage"] == "pbl stage 2"
     whole = details["whole stages"]
     assert list(whole["phases_s"]) == ["ours", "cit+matched", "pbl", "cit"]
+    assert whole["cost_vs_cit"]["cit"] == 1 and whole["cost_vs_cit"]["ours"] > 0
     for method, phases in whole["phases_s"].items():  # the phases add up to the stage's total
         parts = sum(v for k, v in phases.items() if k not in ("stage", "process", "wall"))
         assert parts == pytest.approx(phases["stage"], rel=0.05) and phases["gradient_steps"] > 0, method

@@ -81,9 +81,10 @@ def test_reproduce_plan_trains_every_stage_the_notebooks_read(profile):
     assert [j.sweep_setting for j in sorted(sweep, key=lambda j: j.sweep_setting)] == sorted(
         s.name for s in pilot.settings(load_params(profile, "02_pilot")))  # one job per setting of the sweep
     assert {(j.stream, j.method, j.stage) for j in shared} == {("domain_independent", "cit", 1),
-                                                              ("cross_domain", "cit", 1)}
+                                                              ("cross_domain", "cit", 1),
+                                                              ("real_revisions", "cit", 1)}
     planned = {(j.stream, j.method): j.stage for j in own}
-    for name in ("04_domain_independent", "05_cross_domain", "07_retention"):
+    for name in ("04_domain_independent", "05_cross_domain", "05b_real_revisions", "07_retention"):
         nb = load_params(profile, name)
         for method in nb.methods:
             assert planned[(nb.stream, method)] >= 5, (name, method)
@@ -98,7 +99,7 @@ def test_reproduce_plan_trains_every_stage_the_notebooks_read(profile):
     # the main table, the cross-domain stream and retention run every training seed; the ablations
     # the seeds their params name
     by_seed = {(j.stream, j.method, j.seed) for j in own}
-    for name in ("04_domain_independent", "05_cross_domain", "07_retention"):
+    for name in ("04_domain_independent", "05_cross_domain", "05b_real_revisions", "07_retention"):
         nb = load_params(profile, name)
         assert {(nb.stream, m, s) for m in nb.methods for s in training.seeds} <= by_seed
     assert {(ablations.stream, m, s) for methods in ablations.tables.values() for m in methods

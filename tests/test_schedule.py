@@ -82,3 +82,15 @@ def test_reproduce_jobs_wait_for_what_they_read():
             assert [(d.method, d.seed) for d in task.after] == [(job.method, job.seed)]
         if job in own and not (job.choice or job.sweep_setting or job.budget):
             assert any(d in shared and d.seed == job.seed and d.stream == job.stream for d in task.after), job
+
+
+def test_the_plan_adds_up_every_job_once():
+    from mscl.pipeline.reproduce import CIT_STAGE_SECONDS, plan_table
+
+    shared, own = stage_jobs("cpu", None)
+    tasks = job_tasks(shared, own, evaluation_jobs("cpu", None), load_params("cpu", "training"))
+    table = plan_table("cpu", None).set_index("part")
+    assert table.loc["total", "jobs"] == len(tasks) == table.drop("total")["jobs"].sum()
+    assert table.loc["total", "cost"] == pytest.approx(sum(t.cost for t in tasks))
+    assert table.loc["total", "worker_min"] == pytest.approx(table.loc["total", "cost"] * CIT_STAGE_SECONDS / 60)
+    assert {"budget axis (04b)", "real_revisions stages", "shared stages"} <= set(table.index)

@@ -379,6 +379,7 @@ SCHEMAS: dict[str, type] = {
     "04_domain_independent": MainTableParams,
     "04b_budget_axis": BudgetAxisParams,
     "05_cross_domain": StreamMethodsParams,
+    "05b_real_revisions": StreamMethodsParams,
     "06_ablations": AblationParams,
     "07_retention": StreamMethodsParams,
     "training": TrainingParams,

@@ -16,7 +16,8 @@ from mscl.common.params import TrainingParams, load_params, params_path
 from mscl.common.paths import reports_dir
 from mscl.evaluation import budgets, claims, conflict
 
-NOTEBOOK_PARAMS = ("02_pilot", "04_domain_independent", "05_cross_domain", "06_ablations", "07_retention")
+NOTEBOOK_PARAMS = ("02_pilot", "04_domain_independent", "05_cross_domain", "05b_real_revisions", "06_ablations",
+                   "07_retention")
 # the pairs of notebook 06's ablation tables the paper compares (first named above the second)
 ABLATION_PAIRS = {
     "learning_bias": [("pbl", "cit")],
@@ -157,6 +158,23 @@ def _cross_domain_claims(inputs: ReportInputs, n_boot: int) -> list:
     return found
 
 
+def _real_revision_claims(inputs: ReportInputs, n_boot: int) -> list:
+    """The external check: on the real-revision stream, Ours against CIT at every stage after the
+    shared one, and against each other method at the last stage."""
+    real = inputs.notebook_params["05b_real_revisions"]
+    if "ours" not in real.methods or not inputs.has("05b_real_revisions"):
+        return []
+    stages = sorted(int(s) for s in inputs.table("05b_real_revisions")["stage"].unique())
+    pairs = [(rival, stage) for stage in stages[inputs.training.shared_stages:] for rival in ["cit"]
+             if rival in real.methods]
+    pairs += [(rival, stages[-1]) for rival in real.methods if rival not in ("ours", "cit")]
+    return [claims.Claim("real revisions", f"Ours ACC > {claims.PAPER_METHODS.get(rival, rival)} at stage {stage}",
+                         "not in the paper (an external check)", +1,
+                         *_difference(inputs.predictions("ours", stage, real.stream),
+                                      inputs.predictions(rival, stage, real.stream), "ACC", n_boot))
+            for rival, stage in pairs]
+
+
 def _retention_claims(inputs: ReportInputs, n_boot: int) -> list:
     """CIT forgets round after round (its KRR on the held-out stage-1 facts falls from stage 2 to the
     last); every other method of notebook 07 retains more than CIT at the last stage."""
@@ -204,7 +222,8 @@ def paper_claims(inputs: ReportInputs, n_boot: int = claims.CLAIMS_BOOTSTRAP) ->
     decline, Ours against every baseline of the main table, the ablations' pairs, the cross-domain
     stream, held-out retention, general knowledge and the budget axis, one Holm family."""
     found = [*_pilot_claims(inputs, n_boot), *_main_table_claims(inputs, n_boot), *_ablation_claims(inputs, n_boot),
-             *_cross_domain_claims(inputs, n_boot), *_retention_claims(inputs, n_boot),
+             *_cross_domain_claims(inputs, n_boot), *_real_revision_claims(inputs, n_boot),
+             *_retention_claims(inputs, n_boot),
              *_general_claims(inputs, n_boot), *_budget_claims(inputs, n_boot)]
     if len(found) > claims.HOLM_FAMILY_MAX:
         raise ValueError(f"{len(found)} claims: raise mscl.evaluation.claims.CLAIMS_BOOTSTRAP and HOLM_FAMILY_MAX")

@@ -22,7 +22,7 @@ from mscl.common.paths import REPO_ROOT, reports_dir
 BEGIN = "<!-- results at a glance: written by `python -m mscl.evaluation.glance` from reports/tables -->"
 END = "<!-- end of the results at a glance -->"
 NAMES = {"cit": "CIT", "pbl": "PBL", "mocl": "MoCL", "flearning": "F-Learning", "ours": "Ours",
-         "cit+matched": "CIT, compute-matched"}
+         "cit+matched": "CIT, compute-matched", "replay": "Replay", "dpo": "DPO on revisions", "osf": "OSF"}
 
 
 def _cell(value: str) -> str:

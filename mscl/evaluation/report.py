@@ -223,6 +223,8 @@ FIGURES: dict[str, str] = {
     "04_answer_sources": "where each method's answers come from per stage (current, stale, neither), "
                          "domain-independent stream, ±1 sd over seeds",
     "05_cross_domain": "ACC and KGR per stage of the cross-domain stream, one line per method, ±1 sd over seeds",
+    "05b_real_revisions": "ACC and KGR per stage of the real-revision stream (dated stages), one line per method, "
+                          "±1 sd over seeds",
     "05_accuracy_matrix": "the cross-domain accuracy matrix R[k][j] per method: ACC after stage k on domain j's facts",
     "06_choices": "each design choice's settings against its default: ACC difference with a 95% CI",
     "07_retention": "KRR of stage-1 knowledge (95% interval) and accuracy on the general set (±1 sd over seeds) "

@@ -85,7 +85,14 @@ from mscl.perf.compute import (
     training_flops,
 )
 from mscl.perf.machine import BARS, machine, meets, setup
-from mscl.perf.stages import job_parallelism, phase_table, stage_peak_rss, timed_pass, whole_stages
+from mscl.perf.stages import (
+    OTHER_STAGE_METHODS,
+    job_parallelism,
+    phase_table,
+    stage_peak_rss,
+    timed_pass,
+    whole_stages,
+)
 
 
 def render(results: dict) -> str:
@@ -114,7 +121,10 @@ def render(results: dict) -> str:
         "`pbl_vs_cit_train_stage_ratio` is the training part alone (sampling, reference "
         "scoring, training), medians of the repeats. `parallel_jobs_throughput`: the training work two "
         "1-thread processes do side by side per second over one process using every core. "
-        "`packed_linear_*_forward_speedup`: a forward pass of the backbone with its linears through "
+        "Every method's whole stage over CIT's, from the same run (the cost unit of `make reproduce`'s "
+        "schedule and of its `--plan`): "
+        + ", ".join(f"`{m}` {r:.2f}" for m, r in results["details"]["whole stages"]["cost_vs_cit"].items())
+        + ". `packed_linear_*_forward_speedup`: a forward pass of the backbone with its linears through "
         "packed oneDNN over the same pass through `F.linear` (the bench prompts; one token for each of "
         "`eval.batch_size` rows).", "",
         "## Details", "", "```json", detail, "```", "",
@@ -122,7 +132,7 @@ def render(results: dict) -> str:
 
 
 def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: str | None, stage_number: int,
-        backbone: str | None = None, out_dir: Path | None = None) -> dict:
+        backbone: str | None = None, out_dir: Path | None = None, other_methods: bool = False) -> dict:
     tic = time.perf_counter()
     s = setup(profile, records, backbone)
     details: dict = {}
@@ -130,7 +140,8 @@ def run(profile: str, *, records: int, epochs: int, repeats: int, stage_method: 
         tmp = Path(tmp)
         steps = [("training throughput vs TRL", lambda: train_throughput(s, epochs, repeats, tmp / "train")),
                  ("PBL vs CIT training", lambda: pbl_vs_cit(s, repeats, tmp / "methods")),
-                 ("whole stages", lambda: whole_stages(profile, stage_number, tmp / "stage", s.params.backbone)),
+                 ("whole stages", lambda: whole_stages(profile, stage_number, tmp / "stage", s.params.backbone,
+                                                       OTHER_STAGE_METHODS if other_methods else ())),
                  ("matmul peak", matmul_peak),
                  ("linear backends", lambda: linear_backends(s)),
                  ("training FLOP/s", lambda: training_flops(s)),
@@ -192,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage-method", default="ours", help="the stage whose peak memory is measured; '' skips it")
     parser.add_argument("--stage-number", type=int, default=2)
     parser.add_argument("--backbone", default=None, help="override the profile's backbone")
+    parser.add_argument("--no-other-methods", dest="other_methods", action="store_false",
+                        help="time only ours, cit+matched, pbl and cit as whole stages, not MoCL, F-Learning "
+                             "and the baselines beyond the paper")
     parser.add_argument("--timed-pass", action="store_true", help=argparse.SUPPRESS)  # job_parallelism's worker
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -200,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         print(timed_pass(args.profile, args.records, args.backbone))
         return 0
     run(args.profile, records=args.records, epochs=args.epochs, repeats=args.repeats,
-        stage_method=args.stage_method or None, stage_number=args.stage_number, backbone=args.backbone)
+        stage_method=args.stage_method or None, stage_number=args.stage_number, backbone=args.backbone,
+        other_methods=args.other_methods)
     return 0
 

@@ -103,6 +103,10 @@ def run_stage_process(profile: str, method: str, stage: int, scratch: Path, back
 
 # the whole-stage comparison: ours first (cit+matched reads its finished stage), pbl before cit
 WHOLE_STAGE_METHODS = ("ours", "cit+matched", "pbl", "cit")
+# the other methods make reproduce trains, timed the same way after them (--other-methods): their
+# stage cost against CIT's is what the run's schedule and its cost plan read
+# (mscl.pipeline.reproduce.METHOD_COST)
+OTHER_STAGE_METHODS = ("mocl", "flearning", "replay", "dpo", "osf")
 # the phases of a stage, in the order they run (mscl.pipeline.stages.train_stage; the method's own from
 # its manifest's method_info.phases_s)
 STAGE_PHASES = ("load", "eval_old", "sample", "reference", "rewrite_bki", "rewrite_lce", "rewrite_pa", "mi",
@@ -124,12 +128,14 @@ def phase_row(run: dict) -> dict[str, float]:
     return row
 
 
-def whole_stages(profile: str, stage: int, workdir: Path, backbone: str | None = None) -> dict:
+def whole_stages(profile: str, stage: int, workdir: Path, backbone: str | None = None,
+                 others: tuple[str, ...] = ()) -> dict:
     """Ours, ``cit+matched``, PBL and CIT at stage ``stage`` as the pipeline runs them (``python -m
     mscl run``: loading, the old model's answers, the method's phases, the gradient steps, the new
     model's answers on every evaluation set), from the same shared stage 1, one after another; their
     phase table, ``ours_vs_matched_stage_ratio`` and ``whole_stage_ratio`` (PBL over CIT), and the
-    peak memory of the Ours stage."""
+    peak memory of the Ours stage. ``others``: more methods timed the same way after them;
+    ``cost_vs_cit`` gives every method's stage over CIT's."""
     from mscl.common.params import load_params
 
     params = load_params(profile, "training")
@@ -139,8 +145,9 @@ def whole_stages(profile: str, stage: int, workdir: Path, backbone: str | None =
         raise ValueError(f"--stage-number {stage}: the whole-stage comparison runs the first stage after the "
                          f"{params.shared_stages} shared one(s), stage {params.shared_stages + 1}")
     scratch = scratch_artifacts(profile, params, workdir)
-    runs = {m: run_stage_process(profile, m, stage, scratch, params.backbone) for m in WHOLE_STAGE_METHODS}
+    runs = {m: run_stage_process(profile, m, stage, scratch, params.backbone) for m in WHOLE_STAGE_METHODS + others}
     return {"stage": stage, "epochs": params.train.epochs,
+            "cost_vs_cit": {m: run["seconds"] / runs["cit"]["seconds"] for m, run in runs.items()},
             "phases_s": {m: phase_row(run) for m, run in runs.items()},
             **{f"{m}_seconds": run["seconds"] for m, run in runs.items()},
             "ours_peak_rss_gib": runs["ours"]["peak_rss_gib"],

@@ -65,8 +65,11 @@ def planned_runs(profile: str, backbone: str | None) -> list[tuple[str, str, dic
 # relative cost of one stage per method on the cpu profile (from the stage manifests' timings), to
 # start the longest chains first
 METHOD_COST = {"cit": 1.0, "mocl": 1.3, "flearning": 1.3, "pbl": 1.4, "ours": 3.5}
+# seconds of one CIT stage of the full base set as make reproduce runs it (one thread, beside another
+# job): the unit of the costs above, to print the plan's estimate in worker-minutes (--plan)
+CIT_STAGE_SECONDS = 97.0
 EVALUATION_COST = 0.3   # asking a finished stage's questions again, against training one CIT stage
-TRAINED_STREAMS = ("domain_independent", "cross_domain")   # the streams stage jobs train
+TRAINED_STREAMS = ("domain_independent", "cross_domain", "real_revisions")   # the streams stage jobs train
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ def _wanted_chains(profile: str, backbone: str | None, training,
     for backbone_name in ([backbone] if backbone else main.backbones):
         for method in main.methods:
             want(backbone_name, main.stream, method)
-    for name in ("05_cross_domain", "07_retention"):
+    for name in ("05_cross_domain", "05b_real_revisions", "07_retention"):
         notebook_params = load_params(profile, name)
         for method in notebook_params.methods:
             want(default, notebook_params.stream, method)
@@ -329,6 +332,36 @@ def run_jobs(tasks: list[Task], profile: str, workers: int, log_dir: Path) -> li
     return [{"phase": "stages", "job": row["label"], "seconds": row["seconds"], "threads": threads} for row in rows]
 
 
+def plan_table(profile: str, backbone: str | None) -> "pd.DataFrame":
+    """What ``make reproduce`` would run, by part: jobs, estimated cost (one CIT stage = 1) and
+    estimated worker-minutes (:data:`CIT_STAGE_SECONDS` a unit). An estimate from the cost table
+    above; the manifests give what a run really took (:func:`stage_costs`)."""
+    import pandas as pd
+
+    from mscl.common.params import load_params
+
+    shared, own = stage_jobs(profile, backbone)
+    tasks = job_tasks(shared, own, evaluation_jobs(profile, backbone), load_params(profile, "training"))
+
+    def part(job: StageJob) -> str:
+        if job.sweep_setting:
+            return "budget sweep (02)"
+        if job.choice:
+            return f"choice {job.choice.split('/')[0]} (06)"
+        if job.budget:
+            return "budget axis (04b)"
+        if job.mode:
+            return "evaluation modes (08)"
+        return f"{job.stream} stages" if job.method != "cit" or job not in shared else "shared stages"
+
+    frame = pd.DataFrame([{"part": part(t.key), "cost": t.cost} for t in tasks])
+    table = frame.groupby("part", sort=False).agg(jobs=("cost", "size"), cost=("cost", "sum")).reset_index()
+    table["worker_min"] = table["cost"] * CIT_STAGE_SECONDS / 60
+    total = pd.DataFrame([{"part": "total", "jobs": table["jobs"].sum(), "cost": table["cost"].sum(),
+                           "worker_min": table["worker_min"].sum()}])
+    return pd.concat([table.sort_values("cost", ascending=False), total], ignore_index=True)
+
+
 def train_stages(profile: str, backbone: str | None, workers: int) -> list[dict]:
     """Train every stage the notebooks need, and ask the main table's last stages again under the
     other evaluation mode, as one scheduled run (:func:`job_tasks`); returns one timing row per job."""
@@ -426,7 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="run only these notebooks (e.g. 00 01)")
     parser.add_argument("--workers", type=int, default=None,
                         help="stage jobs at a time (default: 2 on a CPU with 2+ cores, 1 with a GPU)")
+    parser.add_argument("--plan", action="store_true",
+                        help="print the jobs the run would train and their estimated cost, then stop")
     args = parser.parse_args(argv)
+    if args.plan:
+        print(plan_table(args.profile, args.backbone).to_string(index=False, float_format="%.1f"))
+        return 0
 
     from mscl.pipeline.stages import check_devices
 
