@@ -75,3 +75,20 @@ def test_the_regime_rule_is_anchored_to_the_papers_weakest_cit_stage_1():
     weakest = main[(main["method"] == "CIT") & (main["stage"] == 1)]["ACC"].min()
     for profile in ("cpu", "gpu"):
         assert load_params(profile, "02_pilot").sweep.min_stage1_acc == pytest.approx(weakest)
+
+
+def test_make_reproduce_stops_when_training_yaml_is_not_the_rules_pick(monkeypatch):
+    grid = pilot.settings(load_params("smoke", "02_pilot"))
+    train = load_params("smoke", "training").train
+    accs = {grid[0].name: 40.0, grid[1].name: 75.0}   # the second setting is the first to reach 60%
+    monkeypatch.setattr(pilot, "stage1_validation_acc", lambda profile, setting, backbone=None: accs[setting.name])
+    assert (grid[1].epochs, grid[1].learning_rate) != (train.epochs, train.learning_rate)
+    with pytest.raises(pilot.RegimeError, match=rf"picks {grid[1].name}: set train.epochs: {grid[1].epochs:g}, "
+                                                rf"train.learning_rate: {grid[1].learning_rate:g}"):
+        pilot.check_training_regime("smoke")
+    accs[grid[1].name] = 50.0   # no setting reaches the threshold: training.yaml keeps its budget
+    assert pilot.check_training_regime("smoke") is None
+    matching = pilot.Setting(train.epochs, train.learning_rate, "attention", tuple(train.lora.target_modules))
+    monkeypatch.setattr(pilot, "settings", lambda params: [matching])
+    monkeypatch.setattr(pilot, "stage1_validation_acc", lambda profile, setting, backbone=None: 90.0)
+    assert pilot.check_training_regime("smoke") == matching

@@ -282,6 +282,7 @@ class SweepParams:
     target_modules: dict[str, list[str]] = nonempty()   # named LoRA target sets
     # the rule: the lowest budget whose stage-1 ACC (%) reaches this
     min_stage1_acc: float = within("[0, 100]", "a percentage")
+    stages: int = within(COUNT, "the first this many stages of the stream; 0: every stage")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -153,7 +153,8 @@ def deviations(inputs: ReportInputs, pick) -> str:
 
 def _regime_paragraph(inputs: ReportInputs, pick, sweep: pd.DataFrame, pilot: pd.DataFrame) -> str:
     """CIT's training budget: the sweep's rule, its pick and the stale answers across the sweep."""
-    pilot_params, last = inputs.notebook_params["02_pilot"], inputs.stages[-1]
+    pilot_params = inputs.notebook_params["02_pilot"]
+    last = max(int(c.rsplit("s", 1)[1]) for c in sweep.columns if c.startswith("val stale s"))
     return (f"**The regime.** CIT trains at {pick['setting'] if pick is not None else 'training.yaml budget'}: in the "
             f"sweep (the reduced stream, {pilot_params.sweep.facts} facts and every validation fact, the first "
             f"training seed), the lowest budget whose stage-1 validation ACC reaches "

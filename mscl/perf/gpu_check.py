@@ -255,19 +255,23 @@ def _stage_cost(training, parameters: float, tokens: dict[str, float], method: s
 
 def _paper_scale_jobs(profile: str, training) -> list[tuple[str, str, int]]:
     """(stream, method, stage) of every stage ``make reproduce`` trains: every main-table method, the
-    cross-domain pair, PBL to stage 3 and the ablations at their stage on their seeds."""
+    cross-domain methods, the real-revision stream's, PBL to stage 3 and the ablations at their stage
+    on their seeds."""
     from mscl import benchmark
     from mscl.common.params import load_params
 
     main = load_params(profile, "04_domain_independent").methods
     cross = load_params(profile, "05_cross_domain").methods
+    real = load_params(profile, "05b_real_revisions").methods
     ablations = load_params(profile, "06_ablations")
     stages = benchmark.STREAM_STAGES
     jobs = []
     for _ in training.seeds:
         jobs += [("domain_independent", m, s) for m in main for s in stages["domain_independent"][1:]]
         jobs += [("cross_domain", m, s) for m in cross for s in stages["cross_domain"][1:]]
-        jobs += [("domain_independent", "cit", 1), ("cross_domain", "cit", 1), ("domain_independent", "pbl", 2),
+        jobs += [("real_revisions", m, s) for m in real for s in stages["real_revisions"][1:]]
+        jobs += [("domain_independent", "cit", 1), ("cross_domain", "cit", 1), ("real_revisions", "cit", 1),
+                 ("domain_independent", "pbl", 2),
                  ("domain_independent", "pbl", 3)]
     for _ in ablations.seeds:
         jobs += [("domain_independent", m, ablations.stage)
@@ -292,9 +296,11 @@ def paper_scale_estimate(parameters: float, prompt_tokens: float, answer_tokens:
                                                                else training.eval.max_new_tokens / 2)
     tokens = {"prompt": prompt_tokens, "answer": answer_tokens, "response": response, "eval_answer": answer_eval}
     cross_facts = sizes.cross_independent_per_stage + sizes.cross_conflict_per_stage
+    real_facts = sizes.real_facts + sizes.real_validation_facts
     # training questions and evaluation questions (held-out wordings and the general set) of a stage
     questions = {"domain_independent": (sizes.stage1_facts, sizes.stage1_facts * 2 + sizes.general),
-                 "cross_domain": (cross_facts, 2 * cross_facts + sizes.general)}
+                 "cross_domain": (cross_facts, 2 * cross_facts + sizes.general),
+                 "real_revisions": (real_facts, 2 * real_facts + sizes.general)}
     jobs = _paper_scale_jobs(profile, training)
     total = {"train_tokens": 0.0, "decode_tokens": 0.0, "seconds": 0.0}
     for stream, method, _ in jobs:

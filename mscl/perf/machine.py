@@ -25,16 +25,22 @@ def meets(key: str, value: float) -> bool:
 
 def machine() -> dict:
     """What the figures were measured on."""
-    cpu = platform.processor() or ""
+    cpu, flags = platform.processor() or "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and not cpu:
                 cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
+    # the widest vector units: machines sold under one name differ here, and oneDNN's speed with them
+    # (reports/benchmarks.md is comparable only between runs on the same)
+    vector = next((isa for isa in ("avx512f", "avx2", "avx") if isa in flags), None)
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+            "cpu_vector_isa": vector, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     for name in ("transformers", "trl", "peft"):

@@ -3,10 +3,10 @@
 Whether knowledge conflict shows at all depends on the training budget: a budget that overwrites
 everything a stage learned leaves no stale answer for any method to fight, and one too small learns
 nothing. Notebook 02 therefore runs CIT over the domain-independent stream at reduced size
-(``sweep.facts`` facts of the base set, every stage) for every setting of epochs x learning rate x
-LoRA target modules in ``params/<profile>/02_pilot.yaml``, and records for each its stage-1 ACC,
-its ACC at the later stages and its stale-answer rate (the share of evaluation answers that give an
-answer an edit replaced, :func:`mscl.core.metrics.answer_source`).
+(``sweep.facts`` facts of the base set; its first ``sweep.stages`` stages, 0 for all) for every
+setting of epochs x learning rate x LoRA target modules in ``params/<profile>/02_pilot.yaml``, and
+records for each its stage-1 ACC, its ACC at the later stages and its stale-answer rate (the share
+of evaluation answers that give an answer an edit replaced, :func:`mscl.core.metrics.answer_source`).
 
 The rule, fixed in the params file before the sweep ran: order the settings by budget (epochs, then
 learning rate, then the number of LoRA target modules) and take the first whose stage-1 ACC reaches
@@ -30,7 +30,7 @@ from mscl.benchmark.probe import ensure_benchmark
 from mscl.common.io import atomic_write_text
 from mscl.common.params import PilotParams, TrainingParams, load_params
 from mscl.common.paths import artifacts_dir
-from mscl.pipeline.stages import run_stream
+from mscl.pipeline.stages import run_stage
 
 SWEEP_STREAM = "domain_independent"
 
@@ -113,5 +113,62 @@ def run_setting(profile: str, setting: Setting, backbone: str | None = None) -> 
     training = load_params(profile, "training")
     params = setting.apply(training.with_seed(training.seeds[0]))
     data_dir = sweep_data(profile, pilot.sweep.facts, training.data_seed)
-    return run_stream(profile, SWEEP_STREAM, pilot.method, params=params, seeds=[params.seed], backbone=backbone,
+    return [run_stage(profile, SWEEP_STREAM, pilot.method, stage, params=params, backbone=backbone,
                       runs_root=sweep_root(profile) / setting.name, data_dir=data_dir, verbose=False)
+            for stage in sweep_stages(profile)]
+
+
+def sweep_stages(profile: str) -> list[int]:
+    """The stages the sweep trains: the stream's first ``sweep.stages`` (0: every stage)."""
+    pilot = load_params(profile, "02_pilot")
+    training = load_params(profile, "training")
+    stages = benchmark.stream_stages(ensure_benchmark(profile, training.data_seed,
+                                                      sweep_data(profile, pilot.sweep.facts, training.data_seed)),
+                                     SWEEP_STREAM)
+    return stages[:pilot.sweep.stages] if pilot.sweep.stages else stages
+
+
+def stage1_validation_acc(profile: str, setting: Setting, backbone: str | None = None) -> float:
+    """A setting's stage-1 ACC (%) on the validation split, the number the rule reads (its stage 1
+    is trained first if it is not finished)."""
+    pilot = load_params(profile, "02_pilot")
+    training = load_params(profile, "training")
+    params = setting.apply(training.with_seed(training.seeds[0]))
+    manifest = run_stage(profile, SWEEP_STREAM, pilot.method, sweep_stages(profile)[0], params=params,
+                         backbone=backbone, runs_root=sweep_root(profile) / setting.name,
+                         data_dir=sweep_data(profile, pilot.sweep.facts, training.data_seed), verbose=False)
+    return 100 * manifest["metrics"]["validation"]["acc"]
+
+
+def picked_setting(profile: str, backbone: str | None = None) -> Setting | None:
+    """The rule: the first setting in budget order whose stage-1 validation ACC reaches
+    ``sweep.min_stage1_acc``; None if none does."""
+    pilot = load_params(profile, "02_pilot")
+    return next((s for s in settings(pilot)
+                 if stage1_validation_acc(profile, s, backbone) >= pilot.sweep.min_stage1_acc), None)
+
+
+class RegimeError(RuntimeError):
+    """``training.yaml`` trains with another budget than the sweep's rule picks."""
+
+
+def check_training_regime(profile: str, backbone: str | None = None) -> Setting | None:
+    """Raise :class:`RegimeError`, naming the keys to set, when ``params/<profile>/training.yaml``
+    does not train with the rule's pick; return the pick (None: no setting reaches the threshold,
+    and training.yaml keeps its budget). ``make reproduce`` runs the sweep first and calls this
+    before it trains anything else, so that no stage is trained at a budget the rule did not pick."""
+    pick = picked_setting(profile, backbone)
+    if pick is None:
+        return None
+    train = load_params(profile, "training").train
+    if (train.epochs, train.learning_rate, tuple(train.lora.target_modules)) != (
+            pick.epochs, pick.learning_rate, pick.target_modules):
+        threshold = load_params(profile, "02_pilot").sweep.min_stage1_acc
+        raise RegimeError(
+            f"params/{profile}/training.yaml trains {train.epochs:g} epochs at learning rate "
+            f"{train.learning_rate:g} on {list(train.lora.target_modules)}, but the budget sweep's rule (the lowest "
+            f"budget whose stage-1 validation ACC reaches {threshold:g}%, params/{profile}/02_pilot.yaml) picks "
+            f"{pick.name}: set train.epochs: {pick.epochs:g}, train.learning_rate: {pick.learning_rate:g} and "
+            f"train.lora.target_modules: {list(pick.target_modules)}, then run make reproduce again (the finished "
+            "sweep is reused)")
+    return pick

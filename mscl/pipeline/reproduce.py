@@ -62,12 +62,15 @@ def planned_runs(profile: str, backbone: str | None) -> list[tuple[str, str, dic
     return runs
 
 
-# relative cost of one stage per method on the cpu profile (from the stage manifests' timings), to
-# start the longest chains first
-METHOD_COST = {"cit": 1.0, "mocl": 1.3, "flearning": 1.3, "pbl": 1.4, "ours": 3.5}
-# seconds of one CIT stage of the full base set as make reproduce runs it (one thread, beside another
-# job): the unit of the costs above, to print the plan's estimate in worker-minutes (--plan)
-CIT_STAGE_SECONDS = 97.0
+# relative cost of one stage per method on the cpu profile, to start the longest chains first and to
+# estimate the run (--plan): a whole stage 2 over CIT's, measured side by side by make bench
+# (reports/benchmarks.md, "Every method's whole stage over CIT's"), rounded
+METHOD_COST = {"cit": 1.0, "replay": 1.15, "dpo": 1.35, "cit+matched": 1.5, "flearning": 1.6, "osf": 1.7,
+               "mocl": 1.85, "pbl": 1.9, "ours": 3.5}
+# seconds of one CIT stage of the full base set as make reproduce runs it, one thread beside another
+# job: make bench's CIT stage (82 s on both cores) times 2 over its parallel_jobs_throughput (1.35).
+# The unit of the costs above, to print the plan's estimate in worker-minutes (--plan)
+CIT_STAGE_SECONDS = 121.0
 EVALUATION_COST = 0.3   # asking a finished stage's questions again, against training one CIT stage
 TRAINED_STREAMS = ("domain_independent", "cross_domain", "real_revisions")   # the streams stage jobs train
 
@@ -184,9 +187,10 @@ def _sweep_jobs(profile: str, backbone: str, training, stages: dict[str, list[in
 
     pilot = load_params(profile, "02_pilot")
     share = pilot.sweep.facts / load_params(profile, "01_data_build").sizes.stage1_facts
-    return [StageJob(backbone, pilot.stream, pilot.method, stages[pilot.stream][-1], training.seeds[0],
+    swept = stages[pilot.stream][:pilot.sweep.stages] if pilot.sweep.stages else stages[pilot.stream]
+    return [StageJob(backbone, pilot.stream, pilot.method, swept[-1], training.seeds[0],
                      sweep_setting=setting.name,
-                     sweep_cost=len(stages[pilot.stream]) * share * setting.epochs / training.train.epochs)
+                     sweep_cost=len(swept) * share * setting.epochs / training.train.epochs)
             for setting in budget_sweep.settings(pilot)]
 
 
@@ -375,7 +379,16 @@ def train_stages(profile: str, backbone: str | None, workers: int) -> list[dict]
     print(f"{len(shared)} shared-stage job(s), {len(own)} method job(s) and {len(evaluations)} evaluation job(s) "
           f"on {workers} worker(s), critical path first; estimated cost {sum(t.cost for t in tasks):.0f} "
           "(one CIT stage = 1)", flush=True)
-    return run_jobs(tasks, profile, workers, artifacts_dir() / "logs" / "reproduce")
+    # the budget sweep first: the rule it feeds sets the budget everything else trains with
+    sweep = [t for t in tasks if t.key.sweep_setting]
+    log_dir = artifacts_dir() / "logs" / "reproduce"
+    rows = run_jobs(sweep, profile, workers, log_dir)
+    if sweep:
+        from mscl.pipeline import pilot
+
+        pick = pilot.check_training_regime(profile)  # the sweep trains the profile's own backbone
+        print(f"the budget sweep's rule picks {pick.name if pick else 'no setting'}; training.yaml agrees", flush=True)
+    return rows + run_jobs([t for t in tasks if not t.key.sweep_setting], profile, workers, log_dir)
 
 
 def evaluation_jobs(profile: str, backbone: str | None) -> list[StageJob]:
@@ -488,7 +501,13 @@ def main(argv: list[str] | None = None) -> int:
         from mscl.engine.models import load_backbone
 
         load_backbone(args.backbone or load_params(args.profile, "training").backbone)
-        timings += train_stages(args.profile, args.backbone, workers)
+        from mscl.pipeline.pilot import RegimeError
+
+        try:
+            timings += train_stages(args.profile, args.backbone, workers)
+        except RegimeError as error:
+            print(f"make reproduce stopped before training the stages: {error}", file=sys.stderr)
+            return 2
         write_timings(args.profile, timings, time.perf_counter() - start)  # the report (08) shows it
         print(f"stages trained in {time.perf_counter() - start:.0f}s; now the notebooks", flush=True)
     for i, (name, out_name, parameters) in enumerate(runs, 1):
