@@ -82,6 +82,9 @@ def test_reproduce_jobs_wait_for_what_they_read():
             assert [(d.method, d.seed) for d in task.after] == [(job.method, job.seed)]
         if job in own and not (job.choice or job.sweep_setting or job.budget):
             assert any(d in shared and d.seed == job.seed and d.stream == job.stream for d in task.after), job
+    sweep = {job: task for job, task in tasks.items() if job.sweep_setting}
+    assert sweep and not any(task.after for task in sweep.values())
+    critical_paths(sweep)  # make reproduce runs the sweep alone first (its rule sets everyone's budget)
 
 
 def test_the_plan_adds_up_every_job_once():

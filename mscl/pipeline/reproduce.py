@@ -274,8 +274,8 @@ class _Launched:
 def job_tasks(shared: list[StageJob], own: list[StageJob], evaluations: list[StageJob], training) -> list[Task]:
     """The jobs as :class:`mscl.pipeline.schedule.Task`s with what each waits for: a method's chain for
     its shared CIT stage, a method that reads another's stages (``cit+matched``) for that method's
-    job on the same stream, seed (and budget), an evaluation for the chain it asks, and the sweep,
-    choice and budget jobs for every shared stage."""
+    job on the same stream, seed (and budget), an evaluation for the chain it asks, and the choice
+    and budget jobs for every shared stage; the sweep's for nothing."""
     from mscl.methods import METHODS
 
     first_own = first_own_stages(training)
@@ -284,7 +284,9 @@ def job_tasks(shared: list[StageJob], own: list[StageJob], evaluations: list[Sta
     tasks = [Task(j, METHOD_COST.get(j.method, 1.0), label=f"seed {j.seed} {j.stream} shared stage {j.stage}")
              for j in shared]
     for job in own:
-        if job.sweep_setting or job.choice or job.budget:
+        if job.sweep_setting:  # its own reduced stream and runs: it waits for nothing (and runs first)
+            after = ()
+        elif job.choice or job.budget:
             after = tuple(shared)
         else:
             after = tuple(x for x in [shared_of.get((job.backbone, job.stream, job.seed))] if x)
