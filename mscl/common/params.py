@@ -284,6 +284,11 @@ class SweepParams:
     min_stage1_acc: float = within("[0, 100]", "a percentage")
     stages: int = within(COUNT, "the first this many stages of the stream; 0: every stage")
 
+    def problems(self) -> list[tuple[str, str]]:
+        if self.stages == 1:  # the sweep's table reads the stale answers of a stage after the first
+            return [("stages", "0 (every stage) or at least 2, got 1")]
+        return []
+
 
 @dataclasses.dataclass(frozen=True)
 class PilotParams:

@@ -248,7 +248,7 @@ def figure_caption(stem: str) -> str | None:
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 # methods keep one style in every figure, in this order; other series take the styles left
-METHOD_ORDER = ("cit", "ours", "mocl", "flearning", "pbl", "cit+matched")
+METHOD_ORDER = ("cit", "ours", "mocl", "flearning", "pbl", "cit+matched", "replay", "dpo", "osf")
 # seaborn "colorblind" reordered so that the first series are the most distinct: blue, vermillion,
 # green, purple, orange, sky blue, brown, grey, yellow, pink
 _PALETTE_ORDER = (0, 3, 2, 4, 1, 9, 5, 7, 8, 6)

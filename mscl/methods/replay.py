@@ -9,6 +9,13 @@ revision has replaced.
 
 Held-out retention facts (the stream's ``heldout`` split: trained at stage 1, never again) are
 never replayed: their KRR measures what survives without rehearsal, for every method alike.
+
+What that rehearses depends on the stream. The domain-independent and real-revision streams
+train every base fact again at every stage, with its current answer, so there the pool is the
+stage's own facts and Replay is a second pass over ``share`` of them: more gradient steps on the
+same knowledge (about 1.14x a CIT stage's cost, ``make bench``), not rehearsal of something a stage
+dropped. On the cross-domain stream, where a domain's facts leave the stream after their stage, it
+is rehearsal proper.
 ``replay.share`` is chosen on the validation split (``params/<profile>/06_ablations.yaml``,
 ``choices.replay_share``).
 """

@@ -31,7 +31,7 @@ import torch
 
 from mscl.common.paths import artifacts_dir, reports_dir
 
-MAIN_METHODS = ("cit", "pbl", "mocl", "flearning", "ours", "cit+matched")
+MAIN_METHODS = ("cit", "pbl", "mocl", "flearning", "ours", "cit+matched", "replay", "dpo", "osf")
 LLAMA3_8B = dict(hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_key_value_heads=8,
                  vocab_size=128256, max_position_embeddings=8192, rope_theta=500000.0)
 
@@ -286,7 +286,8 @@ def paper_scale_estimate(parameters: float, prompt_tokens: float, answer_tokens:
     mean prompt and gold answer of a question (measure them on the built benchmark), a sampled
     response (default ``pbl.max_new_tokens`` / 2) and an evaluation answer (default: half the
     evaluation's token budget, 128 of the authors' 256). Every main-table method, the cross-domain
-    pair, PBL to stage 3 and the ablations at stage 2 on their seeds; the budget sweep is left out."""
+    methods, the real-revision stream's, PBL to stage 3 and the ablations at stage 2 on their seeds; the
+    budget sweep and the budget axis are left out."""
     from mscl.common.params import load_params
 
     training = load_params(profile, "training")

@@ -25,7 +25,7 @@ def meets(key: str, value: float) -> bool:
 
 def machine() -> dict:
     """What the figures were measured on."""
-    cpu, flags = platform.processor() or "", set()
+    cpu, flags = "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name") and not cpu:
@@ -35,6 +35,7 @@ def machine() -> dict:
                 break
     except OSError:
         pass
+    cpu = cpu or platform.processor()
     # the widest vector units: machines sold under one name differ here, and oneDNN's speed with them
     # (reports/benchmarks.md is comparable only between runs on the same)
     vector = next((isa for isa in ("avx512f", "avx2", "avx") if isa in flags), None)

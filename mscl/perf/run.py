@@ -108,7 +108,8 @@ def render(results: dict) -> str:
     return "\n".join([
         f"# Benchmarks ({results['profile']} profile, backbone {results['backbone']})", "",
         f"Measured by `python -m mscl.perf --profile {results['profile']}` (`make bench`) in one run of "
-        f"{results['seconds']:.0f} s on {m['cpu'] or m['platform']} ({m['cpu_count']} cores, torch "
+        f"{results['seconds']:.0f} s on {m['cpu'] or m['platform']} ({m['cpu_count']} cores"
+        f"{', ' + m['cpu_vector_isa'] if m.get('cpu_vector_isa') else ''}, torch "
         f"{m['torch']} with {m['torch_threads']} threads{', ' + m['gpu'] if 'gpu' in m else ''}); "
         f"{results['records']} training records. How each figure is measured: `mscl/perf/`.", "",
         *rows, "",

@@ -12,7 +12,8 @@ The rule, fixed in the params file before the sweep ran: order the settings by b
 learning rate, then the number of LoRA target modules) and take the first whose stage-1 ACC reaches
 ``sweep.min_stage1_acc``: the lowest budget that learns the facts, as a practitioner would choose
 (close to the paper's LLaMA-Factory defaults of a few epochs at a small learning rate). The profile's
-``training.yaml`` cites the pick; :func:`check_regime` says whether it still matches.
+``training.yaml`` cites the pick; :func:`check_training_regime` stops ``make reproduce`` when it does
+not match.
 
 Each setting's stages live under ``artifacts/sweep/<profile>/<setting>/``, are resumable like every
 stage, and are reused by later runs of the notebook (``python -m mscl sweep`` runs one setting).
@@ -161,14 +162,15 @@ def check_training_regime(profile: str, backbone: str | None = None) -> Setting 
     if pick is None:
         return None
     train = load_params(profile, "training").train
-    if (train.epochs, train.learning_rate, tuple(train.lora.target_modules)) != (
-            pick.epochs, pick.learning_rate, pick.target_modules):
+    if (train.epochs, train.learning_rate, set(train.lora.target_modules)) != (
+            pick.epochs, pick.learning_rate, set(pick.target_modules)):
         threshold = load_params(profile, "02_pilot").sweep.min_stage1_acc
         raise RegimeError(
             f"params/{profile}/training.yaml trains {train.epochs:g} epochs at learning rate "
             f"{train.learning_rate:g} on {list(train.lora.target_modules)}, but the budget sweep's rule (the lowest "
             f"budget whose stage-1 validation ACC reaches {threshold:g}%, params/{profile}/02_pilot.yaml) picks "
             f"{pick.name}: set train.epochs: {pick.epochs:g}, train.learning_rate: {pick.learning_rate:g} and "
-            f"train.lora.target_modules: {list(pick.target_modules)}, then run make reproduce again (the finished "
-            "sweep is reused)")
+            f"train.lora.target_modules: {list(pick.target_modules)} (and the keys its comments tie to them, "
+            "flearning.forgetting_epochs and forgetting_learning_rate), then run make reproduce again (the "
+            "finished sweep is reused)")
     return pick

@@ -388,8 +388,10 @@ def train_stages(profile: str, backbone: str | None, workers: int) -> list[dict]
     if sweep:
         from mscl.pipeline import pilot
 
-        pick = pilot.check_training_regime(profile)  # the sweep trains the profile's own backbone
-        print(f"the budget sweep's rule picks {pick.name if pick else 'no setting'}; training.yaml agrees", flush=True)
+        pick = pilot.check_training_regime(profile, backbone)
+        print(f"the budget sweep's rule picks {pick.name}; training.yaml trains with it" if pick else
+              "no setting of the budget sweep reaches the rule's threshold; training.yaml keeps its budget",
+              flush=True)
     return rows + run_jobs([t for t in tasks if not t.key.sweep_setting], profile, workers, log_dir)
 
 
