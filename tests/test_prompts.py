@@ -81,3 +81,25 @@ def test_generation_samples_from_the_training_prompt_ids(tiny, monkeypatch):
                               batch_size=4, seed=0)
     prompts = [encode_pair(tok, q, "x", 256) for q in questions]
     assert sorted(seen) == sorted(p["input_ids"][:p["prompt_len"]] for p in prompts)
+
+
+@pytest.mark.parametrize("name", sorted(TOKENIZERS))
+def test_training_pairs_encode_as_before_the_prompt_and_suffix_were_cached(name):
+    """build_examples encodes each question's prompt once and response_suffix reads the vocabulary once
+    per tokenizer: the ids are those of encoding every pair on its own with the vocabulary read each
+    time (the stage's identity, and its predictions, stay what they were)."""
+    from types import SimpleNamespace
+
+    from mscl.engine.models import END_OF_TURN_TOKENS, response_suffix
+    from mscl.engine.training import build_examples
+
+    tok = TOKENIZERS[name]()
+    vocab = tok.get_vocab()
+    uncached = next((t for t in END_OF_TURN_TOKENS if t in vocab), None) if tok.chat_template else None
+    assert response_suffix(tok) == (uncached or tok.eos_token or "")
+    record = SimpleNamespace(id="r1", question="What is the capital of France?", answer="Paris")
+    rows = [{"id": "r1", "responses": [{"response": r, "aligned": r == "Paris"} for r in ("Paris", "Lyon")]}]
+    [example] = build_examples(tok, [record], 512, rows)
+    alone = [encode_pair(tok, record.question, answer, 512) for answer in ("Paris", "Paris", "Lyon")]
+    assert [s["input_ids"] for s in example["sequences"]] == [p["input_ids"] for p in alone]
+    assert [s["labels"] for s in example["sequences"]] == [p["labels"] for p in alone]

@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import json
@@ -270,13 +271,24 @@ def encode_prompt(tokenizer, question: str, system: str | None = DEFAULT_SYSTEM_
     return encode_prompt_text(tokenizer, format_prompt(tokenizer, question, system))
 
 
+END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>")   # ChatML's, Gemma's
+
+
 def response_suffix(tokenizer) -> str:
     """What closes an answer in training targets: the end-of-turn token under a chat template, else EOS."""
-    if getattr(tokenizer, "chat_template", None) and "<|im_end|>" in tokenizer.get_vocab():
-        return "<|im_end|>"
-    if getattr(tokenizer, "chat_template", None) and "<end_of_turn>" in tokenizer.get_vocab():
-        return "<end_of_turn>"
+    if getattr(tokenizer, "chat_template", None):
+        token = _end_of_turn_token(tokenizer, len(tokenizer))
+        if token:
+            return token
     return tokenizer.eos_token or ""
+
+
+@functools.lru_cache(maxsize=8)
+def _end_of_turn_token(tokenizer, vocab_size: int) -> str | None:
+    """The first of END_OF_TURN_TOKENS in the vocabulary, per tokenizer and vocabulary size: reading
+    the vocabulary (``get_vocab``) builds a dict of every token, too slow to do for every pair."""
+    vocab = tokenizer.get_vocab()
+    return next((token for token in END_OF_TURN_TOKENS if token in vocab), None)
 
 
 # --------------------------------------------------------------------------- LoRA

@@ -42,13 +42,15 @@ class ContextLengthError(ValueError):
     """A training sequence longer than ``max_length`` (names the record)."""
 
 
-def encode_pair(tokenizer, question: str, response: str, max_length: int, record_id: str = "?") -> dict:
+def encode_pair(tokenizer, question: str, response: str, max_length: int, record_id: str = "?",
+                prompt_ids: list[int] | None = None) -> dict:
     """Token ids of prompt + response, with the prompt masked out of the labels.
 
     The prompt and the response are tokenized separately and concatenated, so the response's tokens
-    are the same whatever the prompt was, and every response to one question shares its prompt ids.
+    are the same whatever the prompt was, and every response to one question shares its prompt ids
+    (``prompt_ids``: the question's, already encoded by :func:`encode_prompt`).
     """
-    prompt_ids = encode_prompt(tokenizer, question)
+    prompt_ids = encode_prompt(tokenizer, question) if prompt_ids is None else prompt_ids
     lead = "" if getattr(tokenizer, "chat_template", None) else " "
     response_ids = tokenizer(lead + response + response_suffix(tokenizer), add_special_tokens=False)["input_ids"]
     ids = prompt_ids + response_ids
@@ -66,9 +68,11 @@ def build_examples(tokenizer, records, max_length: int, preference_rows: Sequenc
     by_id = {row["id"]: row for row in preference_rows or []}
     examples = []
     for r in records:
-        seqs = [dict(encode_pair(tokenizer, r.question, r.answer, max_length, r.id), kind="gold", aligned=True)]
+        prompt = encode_prompt(tokenizer, r.question)   # once: every sequence of the record shares it
+        seqs = [dict(encode_pair(tokenizer, r.question, r.answer, max_length, r.id, prompt), kind="gold",
+                     aligned=True)]
         for resp in by_id.get(r.id, {}).get("responses", []):
-            seqs.append(dict(encode_pair(tokenizer, r.question, resp["response"], max_length, r.id),
+            seqs.append(dict(encode_pair(tokenizer, r.question, resp["response"], max_length, r.id, prompt),
                              kind="response", aligned=bool(resp["aligned"]), ref_logp=resp.get("ref_logp"),
                              count=int(resp.get("count", 1))))
         examples.append({"id": r.id, "sequences": seqs})

@@ -64,13 +64,20 @@ def planned_runs(profile: str, backbone: str | None) -> list[tuple[str, str, dic
 
 # relative cost of one stage per method on the cpu profile, to start the longest chains first and to
 # estimate the run (--plan): a whole stage 2 over CIT's, measured side by side by make bench
-# (reports/benchmarks.md, "Every method's whole stage over CIT's"), rounded
+# (reports/benchmarks.md, "Every method's whole stage over CIT's"), rounded; Ours's since its
+# gradient norms are logged every 20 steps and its pairs tokenized without re-reading the vocabulary:
+# 231 s against cit+matched's 120 s in one side-by-side run (mscl.perf.stages.whole_stages' stages)
 METHOD_COST = {"cit": 1.0, "replay": 1.15, "dpo": 1.35, "cit+matched": 1.5, "flearning": 1.6, "osf": 1.7,
-               "mocl": 1.85, "pbl": 1.9, "ours": 3.5}
+               "mocl": 1.85, "pbl": 1.9, "ours": 2.8}
 # seconds of one CIT stage of the full base set as make reproduce runs it, one thread beside another
 # job: make bench's CIT stage (82 s on both cores) times 2 over its parallel_jobs_throughput (1.35).
 # The unit of the costs above, to print the plan's estimate in worker-minutes (--plan)
 CIT_STAGE_SECONDS = 121.0
+# the share of a method's stage that its gradient steps take (the same bench's phase table,
+# gradient_steps over wall, rounded): the part of its cost that grows with the epochs; sampling,
+# rewriting, selection, loading and evaluation stay what they are at any budget
+GRADIENT_SHARE = {"cit": 0.65, "replay": 0.7, "dpo": 0.55, "cit+matched": 0.8, "flearning": 0.4, "osf": 0.7,
+                  "mocl": 0.0, "pbl": 0.55, "ours": 0.5}
 EVALUATION_COST = 0.3   # asking a finished stage's questions again, against training one CIT stage
 TRAINED_STREAMS = ("domain_independent", "cross_domain", "real_revisions")   # the streams stage jobs train
 
@@ -190,7 +197,7 @@ def _sweep_jobs(profile: str, backbone: str, training, stages: dict[str, list[in
     swept = stages[pilot.stream][:pilot.sweep.stages] if pilot.sweep.stages else stages[pilot.stream]
     return [StageJob(backbone, pilot.stream, pilot.method, swept[-1], training.seeds[0],
                      sweep_setting=setting.name,
-                     sweep_cost=len(swept) * share * setting.epochs / training.train.epochs)
+                     sweep_cost=len(swept) * share * budget_stage_cost("cit", setting.epochs / training.train.epochs))
             for setting in budget_sweep.settings(pilot)]
 
 
@@ -221,14 +228,24 @@ def _budget_jobs(profile: str, backbone: str, training) -> list[StageJob]:
         return []
     axis, sizes = budgets.axis(profile), load_params(profile, "01_data_build").sizes
     share = (axis.facts + sizes.validation_facts) / (sizes.stage1_facts + sizes.validation_facts)
+    shared = min(training.shared_stages, axis.stages)
     jobs = []
     for budget in axis.budgets:
-        epochs = budgets.budget_params(profile, budget, training.seeds[0]).train.epochs
+        scale = budgets.budget_params(profile, budget, training.seeds[0]).train.epochs / training.train.epochs
         for method in axis.methods:
-            cost = len(training.seeds) * axis.stages * share * epochs / training.train.epochs
+            # its own stages, and its part of the budget's shared CIT stage(s) (whichever job trains them)
+            stages = ((axis.stages - shared) * budget_stage_cost(method, scale)
+                      + shared * budget_stage_cost("cit", scale) / len(axis.methods))
             jobs.append(StageJob(backbone, axis.stream, method, axis.stages, training.seeds[0], budget=budget,
-                                 sweep_cost=cost * METHOD_COST.get(method, 2.2)))
+                                 sweep_cost=len(training.seeds) * share * stages))
     return jobs
+
+
+def budget_stage_cost(method: str, scale: float) -> float:
+    """A stage of ``method`` at ``scale`` times training.yaml's epochs, against a CIT stage at them: its
+    gradient steps (GRADIENT_SHARE) scale with the epochs, the rest of the stage does not."""
+    gradient = GRADIENT_SHARE.get(method, 0.5)
+    return METHOD_COST.get(method, 2.2) * (1 - gradient + gradient * scale)
 
 
 def stage_jobs(profile: str, backbone: str | None) -> tuple[list[StageJob], list[StageJob]]:
