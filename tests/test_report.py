@@ -230,3 +230,25 @@ def test_the_report_lists_every_saved_figure_with_its_caption(tmp_path, monkeypa
     listing = writeup._figures_section(SimpleNamespace(out=tmp_path))[2]
     assert listing.splitlines()[0] == "- [`a_plot.png`](figures/a_plot.png)"
     assert writeup._figures_section(SimpleNamespace(out=tmp_path / "no run")) == []
+
+
+def test_the_headline_says_at_which_budgets_each_gain_holds():
+    from mscl.evaluation import glance
+
+    def row(section, claim, interval, verdict):
+        return {"section": section, "claim": claim, "ours (points, 95% CI)": interval,
+                "ours (points, Holm CI)": interval, "verdict (Holm)": verdict}
+
+    rows = [row("budget e2", "ours ACC > cit at stage 3", "+5.0 [+1.0, +9.0]", "agrees"),
+            row("budget e2", "ours ACC > cit+matched at stage 3", "-9.0 [-15.0, -3.0]", "disagrees"),
+            row("budget e8", "ours ACC > cit at stage 3", "+1.0 [-3.0, +5.0]", "same direction, not significant"),
+            row("budget e8", "ours ACC > cit at stage 2", "+7.0 [+3.0, +9.0]", "agrees"),
+            row("general knowledge", "Ours ACC on the general set > CIT at stage 5", "-3.0 [-6.0, +0.5]",
+                "opposite, not significant")]
+    text = "\n\n".join(glance.finding(pd.DataFrame(rows)))
+    assert "| Ours above CIT | +5.0 [+1.0, +9.0], agrees | +1.0 [-3.0, +5.0], same direction" in text
+    assert "Ours above CIT: holds at 1 of 2 budgets (e2)." in text
+    assert "(`cit+matched`: the same gradient steps): holds at 0 of 2 budgets." in text
+    assert "general knowledge: Ours ACC on the general set > CIT at stage 5: -3.0 [-6.0, +0.5]" in text
+    assert "PBL alone" not in text   # no PBL rows: no PBL line
+    assert glance.finding(pd.DataFrame(rows[-1:])) == []

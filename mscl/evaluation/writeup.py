@@ -17,7 +17,7 @@ import pandas as pd
 from mscl.common.io import atomic_write_text, read_json
 from mscl.common.provenance import describe
 from mscl.engine.models import DEFAULT_SYSTEM_PROMPT
-from mscl.evaluation import claims, picks, report
+from mscl.evaluation import claims, glance, picks, report
 from mscl.evaluation.claim_family import ReportInputs
 from mscl.evaluation.tables import evaluation_modes
 from mscl.pipeline import choices, verify
@@ -234,6 +234,12 @@ def _title_section(inputs: ReportInputs) -> list[str]:
     ]
 
 
+def _finding_section(claims_df: pd.DataFrame) -> list[str]:
+    """The finding first: which of the paper's gains hold at every training budget and at equal compute."""
+    lines = glance.finding(claims_df)
+    return ["## The finding", *lines] if lines else []
+
+
 def _claims_section(claims_df: pd.DataFrame) -> list[str]:
     """Every claim checked, with the verdicts counted raw and after Holm's correction."""
     def counted(column: str) -> str:
@@ -430,6 +436,7 @@ def write_report(inputs: ReportInputs, claims_df: pd.DataFrame, ablations: dict,
     picked, routing, split_settings = side_tables(inputs)
     sections = [
         *_title_section(inputs),
+        *_finding_section(claims_df),
         *_claims_section(claims_df),
         *_pilot_section(inputs, sweep, pilot),
         *_main_table_section(inputs, ours_main, paper_main, routing),
