@@ -65,7 +65,8 @@ def test_say_records_its_comparisons(capsys):
     pytest.importorskip("IPython")
     c = narration.compare("CIT at stage 2", 20.4, "CIT at stage 1", 57.3, words="rises")
     text = narration.say("{c}.", c=c)
-    assert text == "CIT at stage 2 (20.4) falls CIT at stage 1 (57.3)."
+    assert text == "CIT at stage 2 (20.4) falls from CIT at stage 1 (57.3)."
+    assert str(narration.compare("Ours", 49.4, "cit+matched", 59.0)) == "Ours (49.4) is lower than cit+matched (59.0)"
 
 
 def test_every_narrated_comparison_in_the_executed_notebooks_agrees_with_its_numbers():

@@ -24,6 +24,11 @@ WORDS = {
     "rises": ("rises", "falls"), "more": ("more", "fewer"), "gains": ("gains", "loses"),
 }
 SAME = "level with"   # the word for two numbers within ``tolerance`` of each other
+# how a word reads between the two sides of a sentence
+PHRASES = {"higher": "is higher than", "lower": "is lower than", "above": "is above", "below": "is below",
+           "rises": "rises from", "falls": "falls from", "more": "is more than", "fewer": "is fewer than",
+           "gains": "gains over", "loses": "loses to", SAME: "is level with",
+           "not comparable with": "is not comparable with"}
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class Comparison:
         return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{self.decimals}f}{self.unit}"
 
     def __str__(self) -> str:
-        return (f"{self.subject} ({self.number(self.value)}) {self.word} {self.other} "
+        return (f"{self.subject} ({self.number(self.value)}) {PHRASES.get(self.word, self.word)} {self.other} "
                 f"({self.number(self.other_value)})")
 
 

@@ -216,8 +216,10 @@ FIGURES: dict[str, str] = {
                       "then ACC and stale answers per stage, one panel per epoch count",
     "02_pilot_{method}": "the pilot method over the domain-independent stream at the picked budget: ACC, "
                          "stale answers, general knowledge and KRR per stage, ±1 sd over seeds",
-    "03_{stream}_{method}_stage{stage}_loss": "one stage's training loss (and its NLL and preference parts) "
-                                              "against the optimizer step",
+    "03_{stream}_{method}_stage{stage}_loss": "one stage against the optimizer step: (a) the training loss and "
+                                              "its NLL and preference parts, (b) the mean log-ratio of the "
+                                              "aligned and the conflicting samples against the reference (PBL "
+                                              "methods), (c) the gradient norm, and each term's where logged",
     "04b_budget_axis": "the budget axis: ACC and the stale share at stage 2 and the last stage against each "
                        "method's compute (log scale), one point per budget, 95% seed-interval bands",
     "04_answer_sources": "where each method's answers come from per stage (current, stale, neither), "
