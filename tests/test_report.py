@@ -252,3 +252,25 @@ def test_the_headline_says_at_which_budgets_each_gain_holds():
     assert "general knowledge: Ours ACC on the general set > CIT at stage 5: -3.0 [-6.0, +0.5]" in text
     assert "PBL alone" not in text   # no PBL rows: no PBL line
     assert glance.finding(pd.DataFrame(rows[-1:])) == []
+
+
+def test_the_provenance_section_groups_stages_by_their_mscl_source(tmp_path, monkeypatch):
+    import json
+    from types import SimpleNamespace
+
+    from mscl.evaluation import writeup
+
+    codes = [{"source_hash": "a" * 64, "commit": "1" * 40, "dirty": False},
+             {"source_hash": "a" * 64, "commit": "2" * 40, "dirty": False},
+             {"source_hash": "a" * 64, "commit": "2" * 40, "dirty": False}]
+    paths = []
+    for i, code in enumerate(codes):
+        paths.append(tmp_path / f"{i}.json")
+        paths[-1].write_text(json.dumps({"code": code}))
+    monkeypatch.setattr(writeup.verify, "manifests", lambda profile: paths)
+    text = "\n".join(writeup._provenance_section(SimpleNamespace(profile="smoke")))
+    assert "Every one of the 3 stages was trained by the same `mscl/` code" in text
+    assert "- `mscl/` source aaaaaaaaaaaa: 3 stage(s), at commit 22222222 (2), commit 11111111 (1)" in text
+    codes[0]["source_hash"] = "b" * 64
+    paths[0].write_text(json.dumps({"code": codes[0]}))
+    assert "trained by 2 versions of `mscl/`" in "\n".join(writeup._provenance_section(SimpleNamespace(profile="x")))

@@ -416,15 +416,25 @@ def _figures_section(inputs: ReportInputs) -> list[str]:
 
 def _provenance_section(inputs: ReportInputs) -> list[str]:
     """Which code trained the stages behind the report: each version and how many stages it trained."""
-    from collections import Counter
+    from collections import Counter, defaultdict
 
-    versions = Counter(describe(read_json(path).get("code")) for path in verify.manifests(inputs.profile))
-    if not versions:
+    codes = [read_json(path).get("code") or {} for path in verify.manifests(inputs.profile)]
+    if not codes:
         return []
+    stages = Counter(code.get("source_hash") for code in codes)
+    commits: dict = defaultdict(Counter)   # source hash -> the commits (and dirty trees) its stages ran at
+    for code in codes:
+        commits[code.get("source_hash")][describe(code) if code.get("commit") else "no git checkout"] += 1
+    lines = [f"- `mscl/` source {str(source)[:12] if source else '(not recorded)'}: {count} stage(s), at "
+             + ", ".join(f"{commit} ({n})" for commit, n in commits[source].most_common())
+             for source, count in stages.most_common()]
+    same = (f"Every one of the {len(codes)} stages was trained by the same `mscl/` code (one source hash); the "
+            "commits differ only outside `mscl/`." if len(stages) == 1 and None not in stages else
+            f"The {len(codes)} stages were trained by {len(stages)} versions of `mscl/`.")
     return ["## Provenance",
-            "The code that trained the report's stages (a stage's manifest records the commit, whether the tree "
-            "was dirty, and a hash of `mscl/`; `python -m mscl.pipeline.verify` lists stages trained by other "
-            "code):\n\n" + "\n".join(f"- {version}: {count} stage(s)" for version, count in versions.most_common())]
+            "The code that trained the report's stages: a stage's manifest records the commit, whether `mscl/` "
+            "differed from it, and a hash of `mscl/`'s sources (`python -m mscl.pipeline.verify` lists stages "
+            f"trained by other code than this checkout's). {same}\n\n" + "\n".join(lines)]
 
 
 def write_report(inputs: ReportInputs, claims_df: pd.DataFrame, ablations: dict, ours_main: pd.DataFrame,
