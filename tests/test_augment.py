@@ -352,19 +352,34 @@ def test_rewriter_scale_counts_are_round_one_of_self_distillation_at_each_scale(
         assert row["generated"] == 2 * 2 == row["usable"] + sum(row[reason] for reason in DEGENERATE_REASONS)
 
 
-def test_the_rewriter_scale_study_rewrites_with_the_shared_stage(scratch):
+def test_the_rewriter_scale_study_rewrites_with_the_shared_stage(scratch, monkeypatch):
+    from mscl import benchmark
+    from mscl.benchmark.probe import ensure_benchmark
     from mscl.common.paths import run_dir
-    from mscl.pipeline.studies import rewriter_scale_study
+    from mscl.pipeline import studies
 
     params = load_params("smoke", "training")
-    table = rewriter_scale_study("smoke", "domain_independent", 2, scales=[1.0, 0.5], questions=3, params=params)
+    rewritten = []
+
+    def counting(model, tokenizer, records, **kwargs):
+        rewritten.extend(records)
+        return rewriter_scale_counts(model, tokenizer, records, **kwargs)
+
+    monkeypatch.setattr(studies, "rewriter_scale_counts", counting)
+    table = studies.rewriter_scale_study("smoke", "domain_independent", 2, scales=[1.0, 0.5], questions=3,
+                                         params=params)
+    sets = benchmark.stage_sets(ensure_benchmark("smoke", params.data_seed), "domain_independent", 2)
+    assert len(rewritten) == 3
+    assert {r.fact_id for r in rewritten} <= {r.fact_id for r in sets["validation"]}  # the validation split alone
+    assert not {r.fact_id for r in rewritten} & {r.fact_id for r in sets["eval"]}
     assert (run_dir("smoke", params.backbone, "domain_independent", "cit", 1, seed=params.seed)
             / "manifest.json").is_file()
     assert list(table[["rewriter_scale", "strategy"]].itertuples(index=False, name=None)) == [
         (s, k) for s in (1.0, 0.5) for k in STRATEGIES]
     assert (table["generated"] == 3 * params.augment.count).all()
     reasons = [c for c in table.columns if c in DEGENERATE_REASONS]
-    assert (table["usable"] + table[reasons].sum(axis=1) == table["generated"]).all()
+    usable = table["usable"] if "usable" in table else 0  # a column of zeros is left out
+    assert (usable + table[reasons].sum(axis=1) == table["generated"]).all()
     assert (table.drop(columns=["rewriter_scale", "strategy"]) != 0).any().all()  # no column of zeros
 
 

@@ -97,3 +97,33 @@ def test_the_plan_adds_up_every_job_once():
     assert table.loc["total", "cost"] == pytest.approx(sum(t.cost for t in tasks))
     assert table.loc["total", "worker_min"] == pytest.approx(table.loc["total", "cost"] * CIT_STAGE_SECONDS / 60)
     assert {"budget axis (04b)", "real_revisions stages", "shared stages"} <= set(table.index)
+
+
+def test_stage_costs_count_a_linked_stage_once_and_every_choice(tmp_path, monkeypatch):
+    import json
+
+    from mscl.pipeline import reproduce
+
+    monkeypatch.setenv("MSCL_ARTIFACTS", str(tmp_path))
+
+    def stage(root, method: str, number: int, seconds: float):
+        folder = root / "seed0" / "domain_independent" / method / f"stage{number}"
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps({
+            "stream": "domain_independent", "method": method, "run_seed": 0, "stage": number,
+            "timings_s": {"total": seconds, "train": seconds / 2}}))
+        return folder
+
+    runs = tmp_path / "runs" / "smoke" / "tiny-random"
+    shared = stage(runs, "cit", 1, 60.0)
+    stage(runs, "ours", 2, 120.0)
+    choice = tmp_path / "choices" / "smoke" / "loss_variant" / "paper-sum" / "smoke" / "tiny-random"
+    (choice / "seed0" / "domain_independent" / "cit").mkdir(parents=True)
+    (choice / "seed0" / "domain_independent" / "cit" / "stage1").symlink_to(shared)  # reused, not trained
+    stage(choice, "pbl", 2, 30.0)
+
+    table = reproduce.stage_costs("smoke").set_index("method")
+    assert table.loc["cit", "stages"] == 1 and table.loc["cit", "total_min"] == 1.0
+    assert table.loc["choice: loss_variant", "stages"] == 1 and table.loc["choice: loss_variant", "total_min"] == 0.5
+    assert table["total_min"].sum() == 3.5
+    assert table.loc["ours", "train_min"] == 1.0

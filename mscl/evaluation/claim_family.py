@@ -3,7 +3,8 @@
 :class:`ReportInputs` reads a profile's params, its saved tables and predictions and the paper's
 transcribed tables; :func:`paper_claims` lists the claims (each with our difference, its interval
 and p-value), one builder per section: the pilot's decline, the main table, the ablations, the
-cross-domain stream, held-out retention, general knowledge and the budget axis.
+cross-domain stream, the real-revision stream, held-out retention, general knowledge and the budget
+axis.
 """
 from __future__ import annotations
 
@@ -220,7 +221,8 @@ def _budget_claims(inputs: ReportInputs, n_boot: int) -> list:
 def paper_claims(inputs: ReportInputs, n_boot: int = claims.CLAIMS_BOOTSTRAP) -> list:
     """Every claim of the paper these runs can check (:class:`mscl.evaluation.claims.Claim`): the pilot's
     decline, Ours against every baseline of the main table, the ablations' pairs, the cross-domain
-    stream, held-out retention, general knowledge and the budget axis, one Holm family."""
+    stream, the real-revision stream, held-out retention, general knowledge and the budget axis, one
+    Holm family."""
     found = [*_pilot_claims(inputs, n_boot), *_main_table_claims(inputs, n_boot), *_ablation_claims(inputs, n_boot),
              *_cross_domain_claims(inputs, n_boot), *_real_revision_claims(inputs, n_boot),
              *_retention_claims(inputs, n_boot),

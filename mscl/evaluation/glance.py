@@ -45,10 +45,15 @@ HEADLINE_OTHERS = (("general knowledge", "Ours ACC on the general set"), ("cross
 
 
 def _claim_cell(row: pd.Series) -> str:
-    """A claim's Holm-adjusted interval (the raw one where the table has none) and its Holm verdict."""
+    """A claim's Holm-adjusted interval and its Holm verdict."""
+    return f"{holm_interval(row)}, {row['verdict (Holm)']}"
+
+
+def holm_interval(row: pd.Series) -> str:
+    """A claims-table row's interval compatible with its Holm verdict (the raw 95% one where the table
+    has none, i.e. a claim without a p-value)."""
     interval = row.get("ours (points, Holm CI)", "—")
-    interval = row["ours (points, 95% CI)"] if pd.isna(interval) or interval == "—" else interval
-    return f"{interval}, {row['verdict (Holm)']}"
+    return row["ours (points, 95% CI)"] if pd.isna(interval) or interval == "—" else interval
 
 
 def finding(claims_df: pd.DataFrame) -> list[str]:
@@ -119,9 +124,8 @@ def glance(profile: str = "cpu") -> str:
               + (f" {int(control.sum())} of the main-table claims set Ours against CIT trained on as many examples "
                  "(`cit+matched`), a control the paper does not run." if control.any() else "")]
     if (~agree).any():
-        lines += ["", "Not reproduced (ours, in points, with its 95% interval):", ""]
-        lines += [f"- {r.section}: {r.claim}: {r['ours (points, 95% CI)']}, {r['verdict (Holm)']}"
-                  for _, r in claims[~agree].iterrows()]
+        lines += ["", "Not reproduced (ours, in points, with its Holm-adjusted interval):", ""]
+        lines += [f"- {r.section}: {r.claim}: {_claim_cell(r)}" for _, r in claims[~agree].iterrows()]
     costs_path = tables / "08_stage_costs.csv"
     if costs_path.is_file():
         costs = pd.read_csv(costs_path).sort_values("total_min", ascending=False)

@@ -427,20 +427,29 @@ def evaluation_jobs(profile: str, backbone: str | None) -> list[StageJob]:
 
 def stage_costs(profile: str, backbone: str | None = None) -> "pd.DataFrame":
     """What costs what: the wall time of every finished stage of ``profile`` (each stage's manifest,
-    ``timings_s``), summed per stream and method, with the sweep as one row. Stages trained by
-    ``make reproduce`` ran one thread each beside another job, so ``total_min / workers`` is the
-    wall time their training takes on that many workers."""
+    ``timings_s``), summed per stream and method, with the sweep, the budget axis and each measured
+    choice as one row. A stage linked into several runs (the shared CIT stage 1 a choice or budget
+    reuses) counts once, where it was trained. Stages trained by ``make reproduce`` ran one thread each
+    beside another job, so ``total_min / workers`` is the wall time their training takes on that many
+    workers. Not counted: the evaluation-mode re-asks of notebook 08 (no manifest records their time;
+    ``tables/00_reproduce_timings`` has their jobs' wall time when they ran)."""
     import pandas as pd
 
     from mscl.common.io import read_json
     from mscl.common.params import load_params
 
     slug = (backbone or load_params(profile, "training").backbone).replace("/", "__")
-    rows = []
-    for root, label in ((artifacts_dir() / "runs" / profile / slug, None),
-                        (artifacts_dir() / "sweep" / profile, "budget sweep (02)"),
-                        (artifacts_dir() / "budgets" / profile, "budget axis (04b)")):
+    rows, seen = [], set()
+    roots = [(artifacts_dir() / "runs" / profile / slug, None),
+             (artifacts_dir() / "sweep" / profile, "budget sweep (02)"),
+             (artifacts_dir() / "budgets" / profile, "budget axis (04b)")]
+    roots += [(study, f"choice: {study.name}") for study in sorted((artifacts_dir() / "choices" / profile).glob("*"))
+              if study.is_dir()]
+    for root, label in roots:
         for path in sorted(root.glob("**/stage*/manifest.json")):
+            if path.resolve() in seen:  # a linked stage (the shared one): counted where it was trained
+                continue
+            seen.add(path.resolve())
             m = read_json(path)
             rows.append({"stream": m["stream"], "method": label or m["method"], "seed": m["run_seed"],
                          "stage": m["stage"], "seconds": m["timings_s"]["total"],

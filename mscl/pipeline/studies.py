@@ -2,7 +2,8 @@
 
 :func:`rewriter_scale_study` is the measurement behind ``augment.rewriter_scale``
 (``notebooks/03b_augmentation.ipynb``, table ``reports/tables/03b_rewriter_scale.md``): the model
-after the shared CIT stage rewrites the training questions of a later stage, with a share of its
+after the shared CIT stage rewrites the training questions of a later stage's validation facts
+(never an evaluation fact's), with a share of its
 fine-tuning delta since the backbone, and the rewrites are counted by what the degenerate-output
 filters make of them (:func:`mscl.core.augment.rewriter_scale_counts`). It samples only; nothing is
 trained but the shared stage, where it is not finished yet.
@@ -24,14 +25,20 @@ from mscl.pipeline.stages import finished_model, run_stage, stage_seed
 
 def rewriter_scale_study(profile: str, stream: str, stage: int, *, scales: Sequence[float], questions: int,
                          params: TrainingParams, backbone: str | None = None) -> pd.DataFrame:
-    """Round 1 of every rewrite strategy at each of ``scales``, on the first ``questions`` training
-    questions of ``stage``, written by the model after CIT's stage 1 (the stage every method shares;
-    trained first where it is not finished) with the seeds ``ours`` uses at ``stage``. One row per
+    """Round 1 of every rewrite strategy at each of ``scales``, on the training questions of the first
+    ``questions`` validation facts of ``stage`` (the split every choice reads), written by the model
+    after CIT's stage 1 (the stage every method shares; trained first where it is not finished) with
+    the seeds ``ours`` uses at ``stage``. One row per
     scale and strategy: ``generated``, ``usable`` (past the degenerate-output filters, before
     selection) and the count of each degenerate reason that applied at least once."""
     backbone = backbone or params.backbone
     run_stage(profile, stream, SHARED_METHOD, 1, params=params, backbone=backbone, verbose=False)
-    records = benchmark.stage_sets(ensure_benchmark(profile, params.data_seed), stream, stage)["train"][:questions]
+    sets = benchmark.stage_sets(ensure_benchmark(profile, params.data_seed), stream, stage)
+    validation_facts = {r.fact_id for r in sets["validation"]}
+    records = [r for r in sets["train"] if r.fact_id in validation_facts][:questions]
+    if not records:
+        raise ValueError(f"{stream} stage {stage} of profile {profile} has no validation fact to rewrite: the "
+                         "rewriter-scale study reads the validation split alone")
     untuned, _ = load_backbone(backbone, seed=params.data_seed)
     backbone_weights = lora_target_weights(untuned, params.train.lora.target_modules)  # W0 of W0 + s (W - W0)
     del untuned
