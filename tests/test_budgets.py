@@ -32,3 +32,14 @@ def test_every_method_trains_at_every_budget_and_compute_grows_with_it(scratch):
     assert len(found) == len(axis.budgets) * 4  # three comparisons at stage 2, and CIT's decline
     assert all(c.draws is not None for c in found)
     assert budgets.budget_root("smoke", "e2").is_dir()
+
+
+def test_a_percentage_interval_stays_between_0_and_100():
+    import pandas as pd
+
+    rows = [{"budget": "e8", "method": "cit", "stage": 1, "ACC": acc, "stale": stale, "ACC_validation": 90.0,
+             "compute": 1e5 + acc} for acc, stale in ((100.0, 0.0), (83.3, 4.0), (100.0, 0.0))]
+    summary = reading.budget_summary(pd.DataFrame(rows)).iloc[0]
+    assert summary["ACC_hi"] == 100.0 and summary["stale_lo"] == 0.0  # the raw t-interval passes both ends
+    assert summary["ACC_lo"] < summary["ACC"] < summary["ACC_hi"] and summary["compute_hi"] > 1e5 + 100
+    assert summary["ACC_validation_lo"] == summary["ACC_validation_hi"] == 90.0  # no spread, no width

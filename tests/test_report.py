@@ -150,6 +150,10 @@ def test_results_table_averages_training_seeds():
     # a 95% t-interval of the mean KRR over 3 seeds: 70 +/- 4.303 * 10 / sqrt(3)
     assert mean.loc["cit", "KRR_hi"] - mean.loc["cit", "KRR"] == pytest.approx(4.303 * 10 / 3 ** 0.5)
     assert mean.loc["cit", "wall_s"] == pytest.approx(10.0)
+    # near 100 the t-interval passes the end a rate can reach: it is cut there
+    high = results_table([_manifest("cit", 2, seed, 0.5, krr) for seed, krr in enumerate((1.0, 0.7, 1.0))])
+    assert high["KRR"].iloc[0] == pytest.approx(90.0) and high["KRR_hi"].iloc[0] == 100.0
+    assert high["KRR_lo"].iloc[0] == pytest.approx(90.0 - 4.303 * 300 ** 0.5 / 3 ** 0.5, abs=0.01)
     table = main_table(mean.reset_index(), baseline="cit", metrics=("ACC",)).set_index("method")
     assert table.loc["cit", "stage 2 ACC"] == "50.0±10.0"
     assert table.loc["ours", "stage 2 ACC"] == "70.0±0.0 (+20.0)"

@@ -38,14 +38,19 @@ def budget_table(profile: str, backbone: str | None = None) -> pd.DataFrame:
 
 
 def budget_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Seed mean of every measure per (budget, method, stage), with a 95% t-interval (``_lo``, ``_hi``)."""
+    """Seed mean of every measure per (budget, method, stage), with a 95% t-interval (``_lo``, ``_hi``).
+    The interval of a percentage is cut to the range it can take, 0 to 100: with three seeds the
+    t-interval of a mean near either end reaches past it."""
     rows = []
     for (budget, method, stage), group in table.groupby(["budget", "method", "stage"], sort=False):
         row = {"budget": budget, "method": method, "stage": stage, "seeds": len(group)}
         for measure in ("ACC", "stale", "ACC_validation", "compute"):
             mean, sd, n = group[measure].mean(), group[measure].std(ddof=1), len(group)
             half = t_quantile_975(n - 1) * sd / n ** 0.5 if n > 1 else float("nan")
-            row.update({measure: mean, f"{measure}_lo": mean - half, f"{measure}_hi": mean + half})
+            lo, hi = mean - half, mean + half
+            if measure != "compute":
+                lo, hi = max(lo, 0.0), min(hi, 100.0)
+            row.update({measure: mean, f"{measure}_lo": lo, f"{measure}_hi": hi})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -108,8 +113,8 @@ def budget_claims(profile: str, backbone: str | None = None, n_resamples: int = 
 
 def budget_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The budget-axis table as committed: per (budget, method, stage) the seed means (ACC, stale,
-    validation ACC in %, compute in millions of forward-equivalent tokens) and the seed count."""
+    validation ACC in %, compute in thousands of forward-equivalent tokens) and the seed count."""
     summary = budget_summary(table)
     out = summary[["budget", "method", "stage", "seeds", "ACC", "ACC_lo", "ACC_hi", "stale", "ACC_validation"]].copy()
-    out["compute (M tokens)"] = summary["compute"] / 1e6
+    out["compute (k tokens)"] = summary["compute"] / 1e3
     return out

@@ -110,8 +110,8 @@ def aggregate_seeds(per_seed):
     """Mean over training seeds of each (backbone, stream, method, stage), in first-seen order.
 
     ``<metric>_sd``: the across-seed standard deviation (ddof 1); ``KRR_lo``/``KRR_hi`` (and
-    ``KRR_heldout_lo``/``_hi``): a 95% t-interval of the mean across seeds (with one seed a row's
-    item-bootstrap interval is kept instead); ``wall_s``: the mean stage time; ``seeds``: how many
+    ``KRR_heldout_lo``/``_hi``): a 95% t-interval of the mean across seeds, cut to the 0-100 a rate
+    can take (with one seed a row's item-bootstrap interval is kept instead); ``wall_s``: the mean stage time; ``seeds``: how many
     seeds the row averages.
     """
     keys = ["method", "stream", "stage", "backbone", "trained_by"]
@@ -125,7 +125,7 @@ def aggregate_seeds(per_seed):
         for column in RETENTION:
             if n > 1:
                 half = metrics.t_quantile_975(n - 1) * row[f"{column}_sd"] / n ** 0.5
-                row[f"{column}_lo"], row[f"{column}_hi"] = row[column] - half, row[column] + half
+                row[f"{column}_lo"], row[f"{column}_hi"] = max(row[column] - half, 0.0), min(row[column] + half, 100.0)
             else:
                 row[f"{column}_lo"], row[f"{column}_hi"] = group[f"{column}_lo"].iloc[0], group[f"{column}_hi"].iloc[0]
         row["wall_s"] = group["wall_s"].mean()
