@@ -111,8 +111,8 @@ def aggregate_seeds(per_seed):
 
     ``<metric>_sd``: the across-seed standard deviation (ddof 1); ``KRR_lo``/``KRR_hi`` (and
     ``KRR_heldout_lo``/``_hi``): a 95% t-interval of the mean across seeds, cut to the 0-100 a rate
-    can take (with one seed a row's item-bootstrap interval is kept instead); ``wall_s``: the mean stage time; ``seeds``: how many
-    seeds the row averages.
+    can take (with one seed a row's item-bootstrap interval is kept instead); ``wall_s``: the mean
+    stage time; ``seeds``: how many seeds the row averages.
     """
     keys = ["method", "stream", "stage", "backbone", "trained_by"]
     rows = []
